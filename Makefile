@@ -1,0 +1,51 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Set-up is idempotent: Debian packages (ngspice, shared lib, Fashion-MNIST) when missing, a .venv,
+# torch pinned to the CPU build first, then thermotrain with its dev extras.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+OUT ?= runs/demo
+APT_PKGS := ngspice libngspice0 libngspice0-dev dataset-fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system venv demo test test-all lint bench clean
+
+setup: system venv
+
+system:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo ">> installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	@echo ">> installing torch (CPU build, pinned) and thermotrain[dev] into $(VENV)"
+	@$(PIP) install --upgrade pip setuptools wheel -c constraints.txt
+	@$(PIP) install -c constraints.txt torch==2.13.0
+	@$(PIP) install -c constraints.txt -e ".[dev]"
+	@touch $@
+
+demo: setup
+	$(BIN)/thermotrain demo --out $(OUT)
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: setup
+	$(PIP) install -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/python benchmarks/spice_scaling.py --out runs/bench
+
+clean:
+	rm -rf runs .pytest_cache

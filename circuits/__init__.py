@@ -1,0 +1,85 @@
+"""thermotrain.circuits: array specs, the element-level circuit, the symbolic model and its theory."""
+
+from thermotrain.circuits._arrays import (
+    ArraySpec as ArraySpec,
+)
+from thermotrain.circuits._arrays import (
+    RCArraySpec as RCArraySpec,
+)
+from thermotrain.circuits._arrays import (
+    RLCArraySpec as RLCArraySpec,
+)
+from thermotrain.circuits._arrays import (
+    from_matrix as from_matrix,
+)
+from thermotrain.circuits._arrays import (
+    opamp_elements as opamp_elements,
+)
+from thermotrain.circuits._elements import (
+    BOLTZMANN as BOLTZMANN,
+)
+from thermotrain.circuits._elements import (
+    GROUND as GROUND,
+)
+from thermotrain.circuits._elements import (
+    IDEAL_OPAMP_GAIN as IDEAL_OPAMP_GAIN,
+)
+from thermotrain.circuits._elements import (
+    VCVS as VCVS,
+)
+from thermotrain.circuits._elements import (
+    Capacitor as Capacitor,
+)
+from thermotrain.circuits._elements import (
+    Circuit as Circuit,
+)
+from thermotrain.circuits._elements import (
+    Element as Element,
+)
+from thermotrain.circuits._elements import (
+    Inductor as Inductor,
+)
+from thermotrain.circuits._elements import (
+    NoiseCurrent as NoiseCurrent,
+)
+from thermotrain.circuits._elements import (
+    Resistor as Resistor,
+)
+from thermotrain.circuits._elements import (
+    VoltageSource as VoltageSource,
+)
+from thermotrain.circuits._mna import (
+    DescriptorSystem as DescriptorSystem,
+)
+from thermotrain.circuits._mna import (
+    LinearSDE as LinearSDE,
+)
+from thermotrain.circuits._mna import (
+    SymbolicModel as SymbolicModel,
+)
+from thermotrain.circuits._mna import (
+    descriptor_system as descriptor_system,
+)
+from thermotrain.circuits._mna import (
+    linear_sde as linear_sde,
+)
+from thermotrain.circuits._mna import (
+    symbolic_model as symbolic_model,
+)
+from thermotrain.circuits._nonideal import (
+    HARDWARE_CORNERS as HARDWARE_CORNERS,
+)
+from thermotrain.circuits._nonideal import (
+    NonIdealities as NonIdealities,
+)
+from thermotrain.circuits._nonideal import (
+    OpAmp as OpAmp,
+)
+from thermotrain.circuits._presets import PRESETS as PRESETS
+from thermotrain.circuits._presets import preset as preset
+from thermotrain.circuits._targets import Scaling as Scaling
+from thermotrain.circuits._targets import check_spd as check_spd
+from thermotrain.circuits._targets import quantize_entries as quantize_entries
+from thermotrain.circuits._theory import ErrorBudget as ErrorBudget
+from thermotrain.circuits._theory import Theory as Theory
+from thermotrain.circuits._theory import bonferroni_z as bonferroni_z

@@ -1,0 +1,3 @@
+from thermotrain.cli import main
+
+raise SystemExit(main())

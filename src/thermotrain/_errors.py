@@ -1,0 +1,41 @@
+"""The exception tree. Every error names the offending value and the fix."""
+
+
+class ThermotrainError(Exception):
+    """Base class of every error thermotrain raises on purpose."""
+
+
+class CircuitError(ThermotrainError, ValueError):
+    """A circuit spec or target matrix cannot be realised (non-SPD, non-finite, component out of range)."""
+
+
+class SpiceError(ThermotrainError, RuntimeError):
+    """ngspice failed; the message carries ngspice's own words."""
+
+
+class SpiceNotFoundError(SpiceError):
+    """Neither the ngspice shared library nor the batch binary could be found."""
+
+
+class SpiceConvergenceError(SpiceError):
+    """ngspice did not converge (timestep too small, singular matrix, ...)."""
+
+
+class SpiceTimeoutError(SpiceError):
+    """An ngspice run exceeded its wall-clock limit."""
+
+
+class NetlistSecurityError(ThermotrainError, ValueError):
+    """Netlist text from outside holds control/shell/include directives and was not marked trusted."""
+
+
+class CalibrationError(ThermotrainError, RuntimeError):
+    """A surrogate could not be fitted to SPICE data."""
+
+
+class ProfileError(ThermotrainError, ValueError):
+    """A hardware profile is missing a field, has the wrong schema version, is corrupt or non-finite."""
+
+
+class TrainingError(ThermotrainError, RuntimeError):
+    """Training hit a non-finite loss/gradient or an invalid optimizer setting."""
