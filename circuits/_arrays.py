@@ -458,8 +458,10 @@ def from_matrix(
     V = voltage_scale * x, tau = time constant (s). Extra keyword arguments are spec fields
     (damping, kappa0, nonideal, capacitance, ...).
     """
-    A = check_spd(np.asarray(A, float) + kwargs.get("damping", 0.0) * np.eye(np.shape(A)[0]))
-    A = A - kwargs.get("damping", 0.0) * np.eye(A.shape[0])
+    A = np.asarray(A, float)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise CircuitError(f"A must be a non-empty square matrix; got shape {A.shape}.")
+    check_spd(A + kwargs.get("damping", 0.0) * np.eye(A.shape[0]))
     bt = tuple(check_vector(b, A.shape[0])) if b is not None else ()
     cls = {"rc": RCArraySpec, "rlc": RLCArraySpec}.get(family)
     if cls is None:
