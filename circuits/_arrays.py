@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+
+from thermotrain._errors import CircuitError
 from thermotrain.circuits._elements import (
     BOLTZMANN,
     GROUND,
@@ -47,8 +49,6 @@ from thermotrain.circuits._targets import (
     quantize_entries,
     tolerance_factors,
 )
-
-from thermotrain._errors import CircuitError
 
 ZERO_ENTRY = 1e-12  # |A_dev| below this is an absent coupling (no part placed)
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+
+from thermotrain._errors import CircuitError
 from thermotrain.circuits._elements import (
     GROUND,
     VCVS,
@@ -39,8 +41,6 @@ from thermotrain.circuits._elements import (
     Resistor,
     VoltageSource,
 )
-
-from thermotrain._errors import CircuitError
 
 
 @dataclass(frozen=True)

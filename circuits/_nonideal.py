@@ -61,7 +61,10 @@ class NonIdealities:
     capacitor_esr: ohm in series with every capacitor (with Johnson noise at ``temperature``).
     inductor_resistance: extra ohm in series with every inductor (RLC; noisy like any resistor).
     opamp: the amplifier model used for integrators and inverters (RC family).
-    temperature: K of the physical resistors (Johnson noise 2kT/R, two-sided, A^2/Hz); 0 = noiseless.
+    temperature: K of the physical resistors (Johnson noise 2kT/R, two-sided, A^2/Hz); 0 (default) = off.
+        Off by default because at the default noise level (kappa0 = 1e-2 V^2, C = 1 nF) kT/C is 4e-10 of
+        the injected noise, while every noisy resistor costs the netlist one more noise source (O(N^2)
+        for a dense crossbar). Set 300 for a component-accurate netlist of a low-noise design.
     dac_bits: resolution of the DACs that load b (RC family), over +-dac_full_scale. None = exact.
     """
 
@@ -72,7 +75,7 @@ class NonIdealities:
     capacitor_esr: float = 0.0
     inductor_resistance: float = 0.0
     opamp: OpAmp = field(default_factory=OpAmp)
-    temperature: float = 300.0
+    temperature: float = 0.0
     dac_bits: int | None = None
 
     def __post_init__(self) -> None:
@@ -104,7 +107,7 @@ class NonIdealities:
     @property
     def ideal(self) -> bool:
         """True when the array behaves as the ideal one (thermal noise aside)."""
-        return dataclasses.replace(self, temperature=300.0) == NonIdealities()
+        return dataclasses.replace(self, temperature=0.0) == NonIdealities()
 
     def describe(self) -> str:
         """The effective settings, one per line, with units."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from thermotrain.circuits._arrays import ArraySpec, RCArraySpec, RLCArraySpec, _as_tuple2
-from thermotrain.circuits._nonideal import HARDWARE_CORNERS, NonIdealities
 
 from thermotrain._errors import CircuitError
+from thermotrain.circuits._arrays import ArraySpec, RCArraySpec, RLCArraySpec, _as_tuple2
+from thermotrain.circuits._nonideal import HARDWARE_CORNERS, NonIdealities
 
 PRESETS = ("rc8", "rlc8")
 

@@ -26,9 +26,9 @@ from functools import cached_property
 import numpy as np
 import scipy.linalg as sla
 from scipy.stats import norm
-from thermotrain.circuits._mna import LinearSDE
 
 from thermotrain._errors import CircuitError
+from thermotrain.circuits._mna import LinearSDE
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+
+from thermotrain import CircuitError
 from thermotrain.circuits import (
     NonIdealities,
     OpAmp,
@@ -14,8 +16,6 @@ from thermotrain.circuits import (
     preset,
     quantize_entries,
 )
-
-from thermotrain import CircuitError
 
 
 def _theory(spec, seed=0):
@@ -34,7 +34,7 @@ def test_ideal_rc_array_solves_and_samples_the_target(n, seed):
     th, _ = _theory(spec)
     s = spec.scaling
     np.testing.assert_allclose(th.mean / s.voltage_scale, np.linalg.solve(A, b), rtol=1e-7, atol=1e-9)
-    # white-noise covariance: kappa0 * A_dev^{-1} (resistor Johnson noise at 300 K adds ~1e-9 relative)
+    # white-noise covariance: kappa0 * A_dev^{-1} (no resistor Johnson noise by default)
     np.testing.assert_allclose(th.covariance(None), s.kappa0 * np.linalg.inv(A / s.matrix_scale), rtol=1e-6)
     assert np.isclose(
         th.relaxation_time, s.time_constant * s.matrix_scale / np.linalg.eigvalsh(A)[0], rtol=1e-6

@@ -3,6 +3,7 @@
 import numpy as np
 import scipy.linalg as sla
 import sympy as sp
+
 from thermotrain.circuits import (
     BOLTZMANN,
     VCVS,

@@ -2,6 +2,7 @@
 
 import numpy as np
 import scipy.linalg as sla
+
 from thermotrain.circuits import Capacitor, Circuit, NoiseCurrent, Resistor, Theory, linear_sde, preset
 
 

@@ -1,0 +1,56 @@
+"""thermotrain.netlists: circuits as ngspice netlists, the ngspice runner, and the untrusted-input check.
+
+- ``write_netlist(circuit, noise="file"|"trnoise"|"off", seed, duration, start) -> Netlist``
+- ``run_transient(netlist, step=, stop=, ...) -> Transient``, ``run_operating_point(netlist) -> [P]``,
+  ``run_many(jobs, executor) -> list[Transient | RunFailure]``, ``ngspice_version()``
+- ``load_netlist(path, trusted=False)``, ``check_untrusted(text, trusted=False)``
+"""
+
+from thermotrain.netlists._ngspice import (
+    RunFailure as RunFailure,
+)
+from thermotrain.netlists._ngspice import (
+    SpiceJob as SpiceJob,
+)
+from thermotrain.netlists._ngspice import (
+    Transient as Transient,
+)
+from thermotrain.netlists._ngspice import (
+    ngspice_version as ngspice_version,
+)
+from thermotrain.netlists._ngspice import (
+    read_rawfile as read_rawfile,
+)
+from thermotrain.netlists._ngspice import (
+    run_job as run_job,
+)
+from thermotrain.netlists._ngspice import (
+    run_many as run_many,
+)
+from thermotrain.netlists._ngspice import (
+    run_operating_point as run_operating_point,
+)
+from thermotrain.netlists._ngspice import (
+    run_transient as run_transient,
+)
+from thermotrain.netlists._safety import (
+    check_untrusted as check_untrusted,
+)
+from thermotrain.netlists._safety import (
+    load_netlist as load_netlist,
+)
+from thermotrain.netlists._writer import (
+    Netlist as Netlist,
+)
+from thermotrain.netlists._writer import (
+    draw_noise as draw_noise,
+)
+from thermotrain.netlists._writer import (
+    format_number as format_number,
+)
+from thermotrain.netlists._writer import (
+    noise_record_rows as noise_record_rows,
+)
+from thermotrain.netlists._writer import (
+    write_netlist as write_netlist,
+)

@@ -1,0 +1,677 @@
+"""Running netlists in ngspice: shared library (PySpice 1.5's ``NgSpiceShared``) or ``ngspice -b``.
+
+Both engines run the same deck, written with the netlist's noise file into a fresh private temporary
+directory per run (so parallel runs never share a file): the netlist body, ``.save`` of the probes,
+``.options interp`` (a uniform output grid), the user's options and the analysis line. Batch mode adds a
+``.control`` block (``run``, ``write`` a binary rawfile); shared mode ``source``s the deck (ngspice then
+resolves the noise file against the deck's folder) and runs it with ``bg_run``.
+
+One ngspice per process: the shared library is one global simulator, not thread-safe, so every shared
+run holds a process-wide lock; run jobs in separate processes (``run_many``) for parallelism.
+Timeouts: batch mode kills the subprocess; shared mode runs in ngspice's background thread and stops it
+with ``bg_halt`` when the limit passes (the library stays usable; the limit covers the analysis, not the
+parsing of the deck, which is fast). If the shared library cannot be loaded
+(or ngspice shut it down after a fatal error), ``engine="shared"`` falls back to batch mode and says so
+in ``Transient.messages`` and the log.
+
+ngspice's informational output ("Note:", "Warning:", gmin-stepping progress, "Using SPARSE ...") is kept
+as information in ``messages``; only an aborted analysis, a load error, or missing output is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from thermotrain._errors import (
+    SpiceConvergenceError,
+    SpiceError,
+    SpiceNotFoundError,
+    SpiceTimeoutError,
+)
+from thermotrain.netlists._writer import Netlist, format_number
+
+logger = logging.getLogger(__name__)
+
+Engine = Literal["shared", "batch"]
+ENGINES: tuple[str, ...] = ("shared", "batch")
+OptionValue = float | int | str | bool | None
+
+INSTALL_HINT = "run `make setup` or `apt-get install ngspice libngspice0 libngspice0-dev`"
+_DECK_NAME = "run.cir"
+_RAW_NAME = "out.raw"
+_HALT_GRACE_S = 10.0  # how long bg_halt may take to stop the background thread
+
+# An analysis that ended early, and what ngspice says about non-convergence.
+_ABORTED = re.compile(
+    r"simulation\(s\) aborted|simulation interrupted|doAnalyses:|op failed|there aren't any circuits loaded"
+    r"|no such vector",
+    re.IGNORECASE,
+)
+_CONVERGENCE = re.compile(
+    r"timestep too small|singular matrix|no convergence|non-convergence|convergence problem|gmin stepping"
+    r" failed|source stepping failed|iteration limit|op failed",
+    re.IGNORECASE,
+)
+_ERROR_LINE = re.compile(r"\berror\b", re.IGNORECASE)
+_INFO_PREFIX = re.compile(r"^\s*(note|warning|info)\b", re.IGNORECASE)
+_VERSION = re.compile(r"ngspice-(\S+)")
+_OPTION_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_OPTION_WORD = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+@dataclass(frozen=True)
+class Transient:
+    """A transient run on a uniform grid.
+
+    time: [T] seconds, ``start + step * arange(T)`` (ngspice's interpolated grid agrees within 1e-6 step).
+    values: [T, P] node voltages (V) of ``probes``, in order. Both arrays are read-only.
+    ngspice_version: e.g. ``"39"``. wall_s: seconds spent in ngspice (load + run + read-back).
+    engine: the engine that actually ran (``"batch"`` after a fallback). messages: ngspice's output lines.
+    """
+
+    time: np.ndarray = field(compare=False, repr=False)
+    values: np.ndarray = field(compare=False, repr=False)
+    probes: tuple[str, ...]
+    ngspice_version: str
+    wall_s: float
+    engine: str
+    messages: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class SpiceJob:
+    """A picklable transient run for :func:`run_many`; fields as in :func:`run_transient` (seconds)."""
+
+    netlist: Netlist
+    step: float
+    stop: float
+    start: float = 0.0
+    probes: tuple[str, ...] | None = None
+    engine: str = "shared"
+    timeout: float = 600.0
+    options: Mapping[str, OptionValue] | None = None
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """One job of :func:`run_many` that failed: its index in ``jobs``, the exception's class name and
+    message."""
+
+    index: int
+    error_type: str
+    message: str
+
+
+# --------------------------------------------------------------------------------------------- public API
+
+
+def ngspice_version() -> str:
+    """Version of the ngspice that runs (e.g. ``"39"``): from the shared library when it loads, else from
+    ``ngspice -v``. Raises SpiceNotFoundError when neither exists."""
+    try:
+        with _LOCK:
+            return _shared().version
+    except _SharedUnavailable:
+        return _binary_version(_binary())
+
+
+def run_transient(
+    netlist: Netlist,
+    *,
+    step: float,
+    stop: float,
+    start: float = 0.0,
+    probes: Sequence[str] | None = None,
+    engine: Engine = "shared",
+    timeout: float = 600.0,
+    options: Mapping[str, OptionValue] | None = None,
+    initial_conditions: Mapping[str, float] | None = None,
+) -> Transient:
+    """Transient analysis with ``.options interp``: node voltages of ``probes`` (default
+    ``netlist.probes``) on the grid ``start + k*step`` up to ``stop`` (s), k = 0 .. floor((stop-start)/step).
+    ``start`` is 0 or >= ``step`` (ngspice is asked to save from ``start - step`` and that extra point is
+    dropped; ngspice 39's interpolated output can miss the point at exactly ``tstart``).
+
+    engine: ``"shared"`` (PySpice ``NgSpiceShared``; falls back to batch if the library cannot load) or
+        ``"batch"`` (``ngspice -b``). timeout: wall-clock limit (s). options: extra ``.options``
+        (e.g. ``{"reltol": 1e-4, "method": "gear"}``; ``True``/``None`` = bare flag).
+    initial_conditions: node -> V; the run starts from them (``.ic`` + ``uic``: capacitor voltages follow,
+        inductor currents and unlisted nodes start at 0) instead of the DC operating point.
+    Cost: ngspice time grows with the number of internal steps (file/TRNOISE noise: ~4.5 per noise
+    interval NT) times the cost of a factorization (dense coupling: O(N^3) on ngspice 39's Sparse 1.3).
+    Raises SpiceConvergenceError, SpiceTimeoutError, SpiceNotFoundError, SpiceError; ValueError for bad
+    arguments (a probe that is not a node, a run longer than the file-noise record).
+    """
+    step, stop, start = float(step), float(stop), float(start)
+    if not (math.isfinite(step) and step > 0):
+        raise ValueError(f"step={step!r} s must be finite and > 0.")
+    if not (math.isfinite(start) and start >= 0):
+        raise ValueError(f"start={start!r} s must be finite and >= 0.")
+    if not (math.isfinite(stop) and stop - start >= step):
+        raise ValueError(f"stop={stop!r} s must be >= start + step = {start + step!r} s.")
+    if 0 < start < step:
+        raise ValueError(
+            f"start={start!r} s must be 0 or >= step={step!r} s (see run_transient's docstring)."
+        )
+    _check_timeout(timeout)
+    probes = _check_probes(netlist, probes)
+    n_points = math.floor((stop - start) / step + 1e-9) + 1
+    # Run past stop: ngspice 39 emits its final time point raw, and drops an interpolated grid point that
+    # lies in the same (last) internal step. One step more (or, with file noise, up to the next noise
+    # breakpoint, which ends an internal step) makes stop an interior grid point.
+    sim_stop = stop + (step if netlist.noise_samples is None else min(step, netlist.noise_interval))
+    # ... and start saving one step early: its interp grid may skip the first point when no internal time
+    # point falls exactly on tstart (measured on ngspice 39); the grid stays anchored at start.
+    sim_start = start - step if start > 0 else 0.0
+    if sim_stop > netlist.noise_end + 1e-6 * netlist.noise_interval:
+        raise ValueError(
+            f"stop={stop!r} s is past the file-noise record of {netlist.title!r}, which ends at "
+            f"{netlist.noise_end!r} s; write the netlist with duration >= stop - start (or start + duration "
+            f">= stop)."
+        )
+    ics = _ic_lines(netlist, initial_conditions)
+    analysis = [
+        *ics,
+        *_options_lines(options),
+        f".tran {format_number(step)} {format_number(sim_stop)} {format_number(sim_start)}"
+        + (" uic" if ics else ""),
+    ]
+    vectors, messages, version, used, wall = _run(netlist, analysis, probes, engine, timeout, "time")
+    if ics and start == 0 and vectors["time"].size and vectors["time"][0] > 0.5 * step:
+        # under uic ngspice 39 does not output t = 0: that row is the initial condition itself
+        ic = {k.lower(): float(v) for k, v in (initial_conditions or {}).items()}
+        vectors = dict(vectors)
+        vectors["time"] = np.concatenate([[0.0], vectors["time"]])
+        for p in probes:
+            key = f"v({p})".lower()
+            vectors[key] = np.concatenate([[ic.get(p.lower(), 0.0)], vectors[key]])
+    first = int(np.searchsorted(vectors["time"], start - 1e-6 * step))
+    t = vectors["time"][first:]
+    if t.size < n_points:
+        raise SpiceError(
+            f"ngspice returned {t.size} time points, expected {n_points} (step {step!r} s from {start!r} to "
+            f"{stop!r} s); messages: {_tail(messages)}"
+        )
+    grid = start + step * np.arange(n_points, dtype=np.float64)
+    drift = float(np.max(np.abs(t[:n_points] - grid)))
+    if drift > 1e-6 * step:
+        raise SpiceError(
+            f"ngspice's output grid is off the uniform grid by {drift:.3g} s (step {step!r} s): "
+            "'.options interp' did not take effect. Check the ngspice build (ngspice >= 26 needed)."
+        )
+    values = np.column_stack([vectors[f"v({p})".lower()][first : first + n_points] for p in probes])
+    grid.setflags(write=False)
+    values.setflags(write=False)
+    return Transient(grid, values, probes, version, wall, used, messages)
+
+
+def _ic_lines(netlist: Netlist, initial_conditions: Mapping[str, float] | None) -> list[str]:
+    """``.ic v(node)=V`` lines (used with ``uic``: the run starts from these node voltages, capacitor
+    voltages follow from them, inductor currents start at 0)."""
+    if not initial_conditions:
+        return []
+    lines = []
+    for node, v in initial_conditions.items():
+        if node.lower() not in {n.lower() for n in netlist.nodes} and netlist.nodes:
+            raise ValueError(f"initial condition for {node!r}: not a node of {netlist.title!r}.")
+        if not math.isfinite(float(v)):
+            raise ValueError(f"initial condition v({node}) = {v!r} V is not finite.")
+        lines.append(f".ic v({node})={format_number(float(v))}")
+    return lines
+
+
+def run_operating_point(
+    netlist: Netlist,
+    probes: Sequence[str] | None = None,
+    *,
+    engine: Engine = "shared",
+    timeout: float = 600.0,
+    options: Mapping[str, OptionValue] | None = None,
+) -> np.ndarray:
+    """DC operating point (``.op``): node voltages (V) of ``probes`` (default ``netlist.probes``), [P].
+
+    The netlist must carry no file noise (the filesource's value at t = 0 would enter the DC solution):
+    write it with ``noise="off"`` (``"trnoise"`` is accepted: its DC value is 0). Cost: one Newton solve.
+    """
+    if netlist.mode == "file" and netlist.noise_samples is not None:
+        raise ValueError(
+            f"run_operating_point needs a noise-free netlist; {netlist.title!r} has file noise. "
+            "Write it with write_netlist(circuit, noise='off')."
+        )
+    _check_timeout(timeout)
+    probes = _check_probes(netlist, probes)
+    analysis = [*_options_lines(options), ".op"]
+    vectors, messages, _, _, _ = _run(netlist, analysis, probes, engine, timeout, None)
+    out = np.array([vectors[f"v({p})".lower()][0] for p in probes], dtype=np.float64)
+    if not np.all(np.isfinite(out)):
+        raise SpiceConvergenceError(
+            f"ngspice's operating point is not finite: {out}; messages: {_tail(messages)}"
+        )
+    return out
+
+
+def run_job(job: SpiceJob) -> Transient:
+    """Run one :class:`SpiceJob` (module-level, so process pools and Dask can pickle it)."""
+    return run_transient(
+        job.netlist,
+        step=job.step,
+        stop=job.stop,
+        start=job.start,
+        probes=job.probes,
+        engine=job.engine,  # type: ignore[arg-type]
+        timeout=job.timeout,
+        options=job.options,
+    )
+
+
+def run_many(
+    jobs: Sequence[SpiceJob],
+    executor: Executor | None = None,
+    *,
+    progress: bool = True,
+) -> list[Transient | RunFailure]:
+    """Run ``jobs`` on ``executor`` (any ``concurrent.futures.Executor``: a process pool, or
+    ``distributed.Client(...).get_executor()``); results in job order. A job that raises becomes a
+    :class:`RunFailure` (logged as a warning); the others are kept.
+
+    Default executor: ``ProcessPoolExecutor`` with the spawn start method and
+    ``min(len(jobs), os.cpu_count())`` workers (one ngspice per process), shut down afterwards; a given
+    executor is left running. Thread pools work but serialise on the per-process ngspice lock.
+    """
+    jobs = list(jobs)
+    if not jobs:
+        return []
+    own = executor is None
+    if executor is None:
+        executor = ProcessPoolExecutor(
+            max_workers=min(len(jobs), os.cpu_count() or 1), mp_context=multiprocessing.get_context("spawn")
+        )
+    results: list[Transient | RunFailure | None] = [None] * len(jobs)
+    try:
+        futures = {executor.submit(run_job, job): i for i, job in enumerate(jobs)}
+        done = as_completed(futures)
+        if progress:
+            from tqdm.auto import tqdm
+
+            done = tqdm(done, total=len(jobs), desc="ngspice runs", unit="run")
+        for future in done:
+            i = futures[future]
+            try:
+                results[i] = future.result()
+            except Exception as exc:  # one failed run must not lose the others
+                results[i] = RunFailure(i, type(exc).__name__, str(exc))
+                logger.warning("ngspice job %d failed: %s: %s", i, type(exc).__name__, exc)
+    finally:
+        if own:
+            executor.shutdown(wait=True)
+    return results  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------------------- the deck
+
+
+def _check_timeout(timeout: float) -> None:
+    if not (isinstance(timeout, int | float) and timeout > 0):
+        raise ValueError(f"timeout={timeout!r} s must be > 0.")
+
+
+def _check_probes(netlist: Netlist, probes: Sequence[str] | None) -> tuple[str, ...]:
+    if isinstance(probes, str):
+        raise ValueError(f"probes={probes!r} must be a sequence of node names, not one string.")
+    chosen = tuple(netlist.probes if probes is None else probes)
+    if not chosen:
+        raise ValueError(f"no probes: netlist {netlist.title!r} has no outputs; pass probes=[node, ...].")
+    if netlist.nodes:
+        known = {n.lower() for n in netlist.nodes}
+        unknown = [p for p in chosen if p.lower() not in known]
+        if unknown:
+            raise ValueError(
+                f"probes {unknown} are not nodes of netlist {netlist.title!r}; nodes: {list(netlist.nodes)}"
+            )
+    return chosen
+
+
+def _options_lines(options: Mapping[str, OptionValue] | None) -> list[str]:
+    lines = [".options interp"]
+    for key, value in (options or {}).items():
+        if not _OPTION_KEY.match(key):
+            raise ValueError(f"option name {key!r} must be an identifier like 'reltol'.")
+        if value is None or value is True:
+            lines.append(f".options {key}")
+        elif isinstance(value, bool):
+            raise ValueError(f"option {key}=False: leave the option out instead.")
+        elif isinstance(value, int | float):
+            lines.append(f".options {key}={format_number(value)}")
+        elif isinstance(value, str) and _OPTION_WORD.match(value):
+            lines.append(f".options {key}={value}")
+        else:
+            raise ValueError(f"option {key}={value!r}: value must be a number or a single word.")
+    return lines
+
+
+def _deck(netlist: Netlist, analysis: list[str], probes: tuple[str, ...], batch: bool) -> str:
+    lines = netlist.text.rstrip("\n").split("\n")
+    if lines and lines[-1].strip().lower() == ".end":
+        lines.pop()
+    save = " ".join(f"v({p})" for p in probes)
+    lines += [f".save {save}", *analysis]
+    if batch:
+        lines += [".control", "set filetype=binary", "run", f"write {_RAW_NAME}", ".endc"]
+    lines.append(".end")
+    return "\n".join(lines) + "\n"
+
+
+def _run(
+    netlist: Netlist,
+    analysis: list[str],
+    probes: tuple[str, ...],
+    engine: str,
+    timeout: float,
+    scale: str | None,
+) -> tuple[dict[str, np.ndarray], tuple[str, ...], str, str, float]:
+    """Run the deck; return (vectors by lower-case name, messages, version, engine used, wall s)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r} is not one of {ENGINES}.")
+    names = [f"v({p})".lower() for p in probes] + ([scale] if scale else [])
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="thermotrain_ngspice_") as tmp:
+        if engine == "shared":
+            netlist.write_files(tmp, _DECK_NAME)
+            Path(tmp, _DECK_NAME).write_text(_deck(netlist, analysis, probes, batch=False), encoding="utf-8")
+            try:
+                with _LOCK:
+                    vectors, messages, version, wall = _shared().run(Path(tmp, _DECK_NAME), names, timeout)
+                return vectors, messages, version, "shared", wall
+            except _SharedUnavailable as exc:
+                note = f"thermotrain: ngspice shared library unavailable ({exc}); ran `ngspice -b` instead"
+                _warn_once(note)
+                notes.append(note)
+        binary = _binary()
+        netlist.write_files(tmp, _DECK_NAME)
+        Path(tmp, _DECK_NAME).write_text(_deck(netlist, analysis, probes, batch=True), encoding="utf-8")
+        vectors, messages, version, wall = _run_batch(binary, Path(tmp), names, timeout)
+        return vectors, (*notes, *messages), version, "batch", wall
+
+
+def _tail(messages: Sequence[str], n: int = 12) -> str:
+    """The lines of ngspice's output that say what went wrong (errors, convergence), else the last n."""
+    picked: list[str] = []
+    for m in messages:
+        s = m.strip()
+        if s and (_ERROR_LINE.search(s) or _CONVERGENCE.search(s) or _ABORTED.search(s)) and s not in picked:
+            picked.append(s)
+    if not picked:
+        picked = [m.strip() for m in messages if m.strip()][-n:]
+    return " | ".join(picked[:n]) or "(no output)"
+
+
+def _raise_for_messages(messages: Sequence[str], engine: str) -> None:
+    """Raise if ngspice's output says the netlist did not load or the analysis ended early."""
+    load_errors = [m for m in messages if _ERROR_LINE.search(m) and not _INFO_PREFIX.match(m)]
+    aborted = [m for m in messages if _ABORTED.search(m)]
+    if not load_errors and not aborted:
+        return
+    detail = _tail(messages)
+    if any(_CONVERGENCE.search(m) for m in messages) and aborted:
+        raise SpiceConvergenceError(
+            f"ngspice ({engine}) did not converge: {detail}. Check for nodes without a DC path to ground, "
+            "loops of voltage sources or inductors, and try a smaller step or options such as "
+            "{'reltol': 1e-4} / {'method': 'gear'}."
+        )
+    raise SpiceError(f"ngspice ({engine}) failed: {detail}")
+
+
+# ------------------------------------------------------------------------------------------ batch mode
+
+
+def _binary() -> str:
+    found = shutil.which("ngspice")
+    if found is None:
+        raise SpiceNotFoundError(
+            f"ngspice was not found (no shared library, no `ngspice` on PATH); {INSTALL_HINT}."
+        )
+    return found
+
+
+_BINARY_VERSIONS: dict[str, str] = {}
+
+
+def _binary_version(binary: str) -> str:
+    if binary not in _BINARY_VERSIONS:
+        try:
+            out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SpiceError(f"`{binary} -v` failed: {exc}") from exc
+        match = _VERSION.search(out.stdout + out.stderr)
+        _BINARY_VERSIONS[binary] = match.group(1) if match else "unknown"
+    return _BINARY_VERSIONS[binary]
+
+
+def _run_batch(
+    binary: str, directory: Path, names: list[str], timeout: float
+) -> tuple[dict[str, np.ndarray], tuple[str, ...], str, float]:
+    version = _binary_version(binary)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [binary, "-b", _DECK_NAME],
+            cwd=directory,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SpiceTimeoutError(
+            f"ngspice -b ran past its {timeout:g} s limit and was killed; raise timeout= or shorten the run "
+            "(fewer steps, fewer cells, sparser coupling)."
+        ) from exc
+    wall = time.perf_counter() - t0
+    output = proc.stdout.decode("utf-8", "replace").replace("\r", "")
+    messages = tuple(line.rstrip() for line in output.splitlines() if line.strip())
+    if proc.returncode < 0:
+        raise SpiceError(f"ngspice -b crashed (signal {-proc.returncode}); last output: {_tail(messages)}")
+    _raise_for_messages(messages, "batch")
+    raw = directory / _RAW_NAME
+    if not raw.exists():
+        raise SpiceError(
+            f"ngspice -b exited with status {proc.returncode} and wrote no data: {_tail(messages)}"
+        )
+    vectors = read_rawfile(raw)
+    missing = [n for n in names if n not in vectors]
+    if missing:
+        raise SpiceError(f"ngspice -b output lacks vectors {missing}; it has {sorted(vectors)}")
+    return vectors, messages, version, wall
+
+
+def read_rawfile(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a binary ngspice rawfile (one real plot) into ``{lower-case vector name: values}``. The row
+    count is taken from the data size (the header's can be wrong). The first occurrence of a name wins."""
+    data = Path(path).read_bytes()
+    marker = data.find(b"Binary:\n")
+    if marker < 0:
+        raise SpiceError(f"{path} is not a binary ngspice rawfile (no 'Binary:' section).")
+    header = data[:marker].decode("ascii", "replace").splitlines()
+    flags = next((h.split(":", 1)[1].strip() for h in header if h.startswith("Flags:")), "real")
+    if "complex" in flags:
+        raise SpiceError(f"{path} holds complex data; only real (transient/op) plots are supported.")
+    n_vars = int(next(h.split(":", 1)[1] for h in header if h.startswith("No. Variables:")))
+    first = header.index("Variables:") + 1
+    names = [header[first + k].split("\t")[2].lower() for k in range(n_vars)]
+    values = np.frombuffer(data[marker + len(b"Binary:\n") :], dtype="<f8")
+    n_points = values.size // n_vars
+    table = values[: n_points * n_vars].reshape(n_points, n_vars)
+    out: dict[str, np.ndarray] = {}
+    for k, name in enumerate(names):
+        out.setdefault(name, table[:, k].copy())
+    return out
+
+
+# ----------------------------------------------------------------------------------------- shared mode
+
+_LOCK = threading.Lock()  # one ngspice per process: every use of the shared library holds it
+_SHARED: _SharedNgspice | None = None
+_SHARED_BROKEN: str | None = None
+_WARNED: set[str] = set()
+
+
+class _SharedUnavailable(Exception):
+    """The shared library cannot be used in this process (the caller falls back to batch mode)."""
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
+
+
+def _library_path() -> str:
+    """``NGSPICE_LIBRARY_PATH`` (PySpice's variable) if set, else the unversioned ``libngspice.so`` that
+    libngspice0-dev installs."""
+    return os.environ.get("NGSPICE_LIBRARY_PATH") or "libngspice.so"
+
+
+def _shared() -> _SharedNgspice:
+    """The process's shared ngspice, loaded on first use. Call with ``_LOCK`` held."""
+    global _SHARED, _SHARED_BROKEN
+    path = _library_path()
+    if os.sep in path and not Path(path).is_file():
+        raise _SharedUnavailable(f"NGSPICE_LIBRARY_PATH={path!r} does not exist")
+    if _SHARED_BROKEN is not None:
+        raise _SharedUnavailable(_SHARED_BROKEN)
+    if _SHARED is None:
+        try:
+            _SHARED = _SharedNgspice(path)
+        except _SharedUnavailable as exc:
+            _SHARED_BROKEN = str(exc)
+            raise
+    return _SHARED
+
+
+class _SharedNgspice:
+    """PySpice 1.5's ``NgSpiceShared`` with our own callbacks: all output kept as information (PySpice
+    logs every stderr line as an error and fails commands on them), background-thread end signalled by an
+    Event, and a controlled exit (fatal ngspice error) recorded instead of ignored."""
+
+    def __init__(self, library_path: str) -> None:
+        try:
+            from PySpice.Spice.NgSpice.Shared import NgSpiceShared, ffi, ffi_string_utf8
+        except ImportError as exc:
+            raise _SharedUnavailable(f"PySpice is not importable: {exc}") from exc
+        logging.getLogger("PySpice").setLevel(logging.ERROR)
+        self.lines: list[str] = []
+        self.done = threading.Event()
+        self.exit_status: str | None = None
+        owner = self
+
+        class _Library(NgSpiceShared):
+            LIBRARY_PATH = library_path
+
+            @staticmethod
+            def _send_char(message_c: Any, ngspice_id: int, user_data: Any) -> int:
+                message = ffi_string_utf8(message_c)
+                prefix, _, content = message.partition(" ")
+                lib = ffi.from_handle(user_data)
+                (lib._stderr if prefix == "stderr" else lib._stdout).append(content)
+                line = content.replace("\r", "").rstrip()
+                if line:
+                    owner.lines.append(line)
+                return 0
+
+            @staticmethod
+            def _exit(status: int, immediate: bool, quit_exit: bool, ngspice_id: int, user_data: Any) -> int:
+                owner.exit_status = (
+                    f"ngspice exited (status {status}, unload={bool(immediate)}, quit={bool(quit_exit)})"
+                )
+                owner.done.set()
+                return 0
+
+            @staticmethod
+            def _background_thread_running(not_running: bool, ngspice_id: int, user_data: Any) -> int:
+                if not_running:  # ngspice passes true when the background thread has ended
+                    owner.done.set()
+                return 0
+
+        self._ffi = ffi
+        try:
+            self._ng = _Library(ngspice_id=0, send_data=False, verbose=False)
+        except OSError as exc:  # dlopen failed
+            raise _SharedUnavailable(f"cannot load {library_path!r}: {exc}") from exc
+        except Exception as exc:  # ngSpice_Init failed
+            raise _SharedUnavailable(f"ngspice shared library failed to start: {exc}") from exc
+        self._lib = self._ng._ngspice_shared
+        self.lines.clear()
+        self.command("version -f")
+        match = next((m for m in map(_VERSION.search, self.lines) if m), None)
+        self.version = match.group(1) if match else str(self._ng.ngspice_version)
+
+    def command(self, command: str) -> None:
+        rc = self._lib.ngSpice_Command(command.encode("utf-8"))
+        if rc:
+            raise SpiceError(f"ngspice command {command!r} returned {rc}; output: {_tail(self.lines)}")
+
+    def vector(self, name: str) -> np.ndarray | None:
+        info = self._lib.ngGet_Vec_Info(name.encode("utf-8"))
+        if info == self._ffi.NULL or info.v_realdata == self._ffi.NULL:
+            return None
+        return np.frombuffer(self._ffi.buffer(info.v_realdata, info.v_length * 8), dtype=np.float64).copy()
+
+    def run(
+        self, deck: Path, names: list[str], timeout: float
+    ) -> tuple[dict[str, np.ndarray], tuple[str, ...], str, float]:
+        """Source ``deck``, run it in the background thread (halted after ``timeout`` s), read ``names``."""
+        global _SHARED_BROKEN
+        if any(c.isspace() for c in str(deck)):
+            raise _SharedUnavailable(
+                f"temporary path {str(deck)!r} holds whitespace; set TMPDIR to a plain path"
+            )
+        self.lines.clear()
+        t0 = time.perf_counter()
+        try:
+            self.command(f"source {deck}")
+            messages = tuple(self.lines)
+            _raise_for_messages(messages, "shared")
+            self.done.clear()
+            self.command("bg_run")
+            if not self.done.wait(timeout):
+                self.command("bg_halt")
+                if not self.done.wait(_HALT_GRACE_S):  # still running: never touch this library again
+                    self.exit_status = _SHARED_BROKEN = "ngspice's background thread ignored bg_halt"
+                raise SpiceTimeoutError(
+                    f"ngspice (shared) ran past its {timeout:g} s limit and was halted; raise timeout= or "
+                    "shorten the run (fewer steps, fewer cells, sparser coupling)."
+                )
+            wall = time.perf_counter() - t0
+            messages = tuple(self.lines)
+            if self.exit_status is not None:
+                _SHARED_BROKEN = self.exit_status
+                raise SpiceError(f"{self.exit_status} during the run: {_tail(messages)}")
+            _raise_for_messages(messages, "shared")
+            vectors: dict[str, np.ndarray] = {}
+            for name in names:
+                v = self.vector(name)
+                if v is None:
+                    raise SpiceError(f"ngspice (shared) produced no vector {name!r}: {_tail(messages)}")
+                vectors[name] = v
+            return vectors, messages, self.version, wall
+        finally:
+            if self.exit_status is None:
+                self.command("destroy all")
+                self.command("remcirc")

@@ -1,0 +1,376 @@
+"""``thermotrain validate``: run an array's netlist in ngspice and compare mean, covariance, relaxation and
+DC solution with what the symbolic model predicts, within the statistical error the theory states.
+
+What each number means (all written to ``report.json``):
+- covariance_rel_error: ||Sigma_spice - Sigma_model||_F / ||Sigma_model||_F, Sigma_spice pooled over runs,
+  Sigma_model the exact covariance for noise sampled every NT and linearly interpolated, averaged over the
+  sampling phases of the output grid (step NT/2: phases 0 and 1/2).
+- covariance_rel_error_ci95: the 95% quantile of that error expected from the total observed time and the
+  model's autocovariance (DESIGN.md section 4) -- computed before looking at the data, never widened.
+- mean_error_sigma: largest |mean_spice - mean_model| in standard errors (Bonferroni bound in ``thresholds``).
+- dc_rel_error: operating point (noise off) against the model's DC solution, which for the ideal RC array is
+  v_b A^{-1} b. None for the RLC family: its DC mean is 0 for any matrix (it samples N(0, kT C^{-1}); the
+  matrix is read from the covariance, not from a DC solve).
+- relaxation_rel_error: relative error of the slowest relaxation time fitted (same fit) to the noise-free
+  SPICE transient and to the model's exact transient from the same initial state.
+- ideal_gap (non-ideal arrays): the same quantities between the non-ideal model and the ideal array, next to
+  the SPICE-vs-model errors -- how far the hardware is from the maths, against how well SPICE agrees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thermotrain._errors import SpiceError
+from thermotrain._report import pyplot, table, write_json
+from thermotrain.circuits import ArraySpec, Capacitor, Circuit, Theory, bonferroni_z, linear_sde
+from thermotrain.netlists._ngspice import (
+    RunFailure,
+    SpiceJob,
+    Transient,
+    ngspice_version,
+    run_many,
+    run_operating_point,
+    run_transient,
+)
+from thermotrain.netlists._writer import write_netlist
+
+log = logging.getLogger(__name__)
+
+STEPS_PER_INTERVAL = 2  # output samples per noise interval NT (phases 0 and 1/2)
+PHASES = tuple(k / STEPS_PER_INTERVAL for k in range(STEPS_PER_INTERVAL))
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """runs: independent SPICE runs (own noise seeds); duration_tau: observed time per run in tau (after a
+    burn-in of ``burn_in`` slowest relaxation times); noise: "file" (seeded, bit-reproducible) or "trnoise";
+    seed: tolerance draw and noise seeds; workers: parallel ngspice processes (None = cores)."""
+
+    runs: int = 4
+    duration_tau: float = 2500.0
+    noise: str = "file"
+    seed: int = 0
+    workers: int | None = None
+    burn_in: float = 8.0
+    engine: str = "shared"
+    timeout: float = 1800.0
+
+    def __post_init__(self) -> None:
+        if self.runs < 1:
+            raise ValueError(f"runs = {self.runs} must be >= 1.")
+        if not (self.duration_tau > 0):
+            raise ValueError(f"duration = {self.duration_tau} tau must be > 0.")
+        if self.noise not in ("file", "trnoise"):
+            raise ValueError(f"noise = {self.noise!r}: choose 'file' or 'trnoise'.")
+
+
+def _relaxation_fit(t: np.ndarray, x: np.ndarray, x_inf: np.ndarray, t_slow: float) -> float:
+    """Slowest relaxation time from the log-decay of ||x(t) - x_inf|| over [t_slow, 4 t_slow] (s)."""
+    r = np.linalg.norm(x - x_inf, axis=1)
+    m = (t >= t_slow) & (t <= 4 * t_slow) & (r > 0)
+    if m.sum() < 5:
+        return float("nan")
+    slope = np.polyfit(t[m], np.log(r[m]), 1)[0]
+    return float(-1.0 / slope) if slope < 0 else float("inf")
+
+
+def _initial_voltages(circuit: Circuit, cell_values: np.ndarray) -> dict[str, float]:
+    """Every node at 0 V except the cell nodes; an ESR's inner node follows its capacitor's outer node."""
+    v = {n: 0.0 for n in circuit.nodes()}
+    v.update({o: float(x) for o, x in zip(circuit.outputs, cell_values, strict=True)})
+    for e in circuit.elements:
+        if isinstance(e, Capacitor) and e.n1.endswith("_x"):
+            esr = next(r for r in circuit.elements if getattr(r, "name", "") == f"{e.name}_esr")
+            v[e.n1] = v.get(esr.n1, 0.0)
+    return v
+
+
+def _autocov(x: np.ndarray, max_lag: int) -> np.ndarray:
+    """Per-output autocovariance for lags 0..max_lag (FFT), x of shape [T, P], mean removed."""
+    x = x - x.mean(axis=0)
+    n = x.shape[0]
+    f = np.fft.rfft(x, n=2 * n, axis=0)
+    ac = np.fft.irfft(f * np.conj(f), axis=0)[: max_lag + 1] / (n - np.arange(max_lag + 1))[:, None]
+    return ac
+
+
+def validate(
+    spec: ArraySpec,
+    settings: ValidationSettings = ValidationSettings(),
+    *,
+    out_dir: str | Path | None = None,
+    executor: Executor | None = None,
+    progress: bool = True,
+    name: str = "array",
+) -> dict[str, Any]:
+    """Run ``spec`` in ngspice and compare with its model. Returns the report (also written to
+    ``out_dir/report.json`` with PNG plots when ``out_dir`` is given)."""
+    t_start = time.perf_counter()
+    s = settings
+    t0 = time.perf_counter()
+    circuit = spec.build(s.seed)
+    sde = linear_sde(circuit)
+    theory = Theory(sde, circuit.noise_interval)
+    t_model = time.perf_counter() - t0
+    tau, nt = circuit.time_constant, circuit.noise_interval
+    t_slow = theory.relaxation_time
+    burn = s.burn_in * t_slow
+    T_run = s.duration_tau * tau
+    step = nt / STEPS_PER_INTERVAL
+
+    # ---- noisy runs ------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    jobs = []
+    for r in range(s.runs):
+        nl = write_netlist(
+            circuit, noise=s.noise, seed=1000 * s.seed + r + 1, duration=burn + T_run + 2 * step
+        )
+        jobs.append(SpiceJob(nl, step=step, stop=burn + T_run, engine=s.engine, timeout=s.timeout))
+    t_netlist = time.perf_counter() - t0
+    if executor is None and s.workers is not None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=s.workers, mp_context=mp.get_context("spawn")) as ex:
+            results = run_many(jobs, executor=ex, progress=progress)
+    else:
+        results = run_many(jobs, executor=executor, progress=progress)
+    ok: list[Transient] = [r for r in results if isinstance(r, Transient)]
+    failures = [dataclasses.asdict(r) for r in results if isinstance(r, RunFailure)]
+    if not ok:
+        raise SpiceError(f"every SPICE run of {name} failed: {failures}")
+    series = [tr.values[tr.time >= burn - 1e-12 * burn] for tr in ok]
+    T_total = sum((x.shape[0] - 1) * step for x in series)
+    pooled_mean = np.mean(np.vstack(series), axis=0)
+    per_run_cov = np.array([np.cov(x.T, bias=True).reshape(len(sde.outputs), -1) for x in series])
+    cov = np.mean([((x - pooled_mean).T @ (x - pooled_mean)) / x.shape[0] for x in series], axis=0).reshape(
+        per_run_cov.shape[1:]
+    )
+    model_cov = theory.covariance(PHASES)
+    fro = np.linalg.norm(model_cov)
+    budget = theory.error_budget(T_total, PHASES, seed=s.seed)
+    cov_err = float(np.linalg.norm(cov - model_cov) / fro)
+    mean_sigma = float(np.max(np.abs(pooled_mean - theory.mean) / budget.mean_std))
+    spread = (
+        float(np.sqrt(np.mean([np.linalg.norm(c - per_run_cov.mean(0)) ** 2 for c in per_run_cov])) / fro)
+        if len(per_run_cov) > 1
+        else None
+    )
+
+    # ---- autocovariance ----------------------------------------------------------------------------
+    max_lag = int(round(3 * t_slow / step))
+    lags = np.arange(max_lag + 1) * step
+    emp_ac = np.mean([_autocov(x, max_lag) for x in series], axis=0)
+    th_ac = np.einsum("lpp->lp", theory.autocovariance(lags, PHASES))
+    ac_err = float(np.linalg.norm(emp_ac - th_ac) / np.linalg.norm(th_ac))
+
+    # ---- DC and relaxation (noise off) ---------------------------------------------------------------
+    quiet = write_netlist(circuit, noise="off")
+    dc_rel = dc_target = None
+    if spec.family == "rc":
+        dc = run_operating_point(quiet, engine=s.engine, timeout=s.timeout)
+        dc_rel = float(np.linalg.norm(dc - theory.mean) / np.linalg.norm(theory.mean))
+        x_target = spec.voltage_scale * np.linalg.solve(spec.target, spec.b_vector)
+        dc_target = float(np.linalg.norm(dc - x_target) / np.linalg.norm(x_target))
+        v0 = np.zeros(len(sde.outputs))
+    else:
+        sd = np.sqrt(np.diag(model_cov))
+        v0 = 3 * sd * (-1.0) ** np.arange(len(sd))
+    ic = _initial_voltages(circuit, v0)
+    z0 = theory.initial_state(ic)
+    rstep = t_slow / 100
+    relax = run_transient(
+        quiet,
+        step=rstep,
+        stop=5 * t_slow,
+        initial_conditions=ic,
+        engine=s.engine,
+        timeout=s.timeout,
+        options={"reltol": 1e-6, "abstol": 1e-15, "vntol": 1e-9},
+    )
+    model_relax = theory.transient_mean(relax.time, z0)
+    tau_spice = _relaxation_fit(relax.time, relax.values, theory.mean, t_slow)
+    tau_model = _relaxation_fit(relax.time, model_relax, theory.mean, t_slow)
+    relax_err = float(abs(tau_spice - tau_model) / tau_model)
+    trace_err = float(
+        np.linalg.norm(relax.values - model_relax) / np.linalg.norm(model_relax - theory.mean[None, :])
+    )
+
+    # ---- the gap to the ideal array ------------------------------------------------------------------
+    ideal_gap = None
+    if not spec.nonideal.ideal:
+        ideal_c = spec.ideal().build(s.seed)
+        ith = Theory(linear_sde(ideal_c), ideal_c.noise_interval)
+        icov = ith.covariance(PHASES)
+        ideal_gap = {
+            "covariance_rel": float(np.linalg.norm(model_cov - icov) / np.linalg.norm(icov)),
+            "spice_vs_ideal_covariance_rel_error": float(np.linalg.norm(cov - icov) / np.linalg.norm(icov)),
+            "mean_rel": float(np.linalg.norm(theory.mean - ith.mean) / max(np.linalg.norm(ith.mean), 1e-300))
+            if spec.family == "rc"
+            else None,
+            "relaxation_time_rel": float(abs(t_slow - ith.relaxation_time) / ith.relaxation_time),
+        }
+
+    # ---- what the array computed, in the user's units ----------------------------------------------
+    sc = spec.scaling
+    A_inv_true = np.linalg.inv(spec.target)
+    A_inv_est = cov / (sc.kappa0 * sc.matrix_scale)
+    inverse_rel_error = float(np.linalg.norm(A_inv_est - A_inv_true) / np.linalg.norm(A_inv_true))
+    z = bonferroni_z(len(sde.outputs))
+    checks = {
+        "covariance": cov_err <= budget.covariance_rel_error_ci95,
+        "mean": mean_sigma <= z,
+        "relaxation": relax_err <= 0.01,
+    }
+    if dc_rel is not None:
+        checks["dc"] = dc_rel <= 1e-6
+    report: dict[str, Any] = {
+        "name": name,
+        "ngspice_version": ngspice_version(),
+        "preset": name,
+        "family": spec.family,
+        "size": spec.size,
+        "runs": s.runs,
+        "runs_failed": failures,
+        "noise": s.noise,
+        "seed": s.seed,
+        "duration_tau": s.duration_tau,
+        "total_observed_tau": T_total / tau,
+        "tau_s": tau,
+        "noise_interval_s": nt,
+        "slowest_relaxation_tau": t_slow / tau,
+        "wall_s": None,
+        "timings_s": {"model": t_model, "netlists": t_netlist, "spice_runs": [tr.wall_s for tr in ok]},
+        "covariance_rel_error": cov_err,
+        "covariance_rel_error_ci95": budget.covariance_rel_error_ci95,
+        "covariance_rel_error_expected": budget.covariance_rel_error_expected,
+        "spice_spread_rel": spread,
+        "mean_error_sigma": mean_sigma,
+        "dc_rel_error": dc_rel,
+        "dc_target_rel_error": dc_target,
+        "relaxation_rel_error": relax_err,
+        "relaxation_time_spice_tau": tau_spice / tau,
+        "relaxation_time_model_tau": tau_model / tau,
+        "relaxation_trace_rel_error": trace_err,
+        "autocovariance_rel_error": ac_err,
+        "inverse_rel_error": inverse_rel_error,
+        "ideal_gap": ideal_gap,
+        "thresholds": {"mean_error_sigma": z, "dc_rel_error": 1e-6, "relaxation_rel_error": 0.01},
+        "checks": checks,
+        "pass": bool(all(checks.values())) and not failures,
+        "scaling": dataclasses.asdict(sc),
+        "nonideal": spec.nonideal.to_dict(),
+        "model_mean_V": theory.mean,
+        "spice_mean_V": pooled_mean,
+        "model_covariance_V2": model_cov,
+        "spice_covariance_V2": cov,
+    }
+    report["wall_s"] = time.perf_counter() - t_start
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _plots(out, name, series[0], step, theory, model_cov, cov, lags, emp_ac, th_ac, relax, model_relax)
+        write_json(out / "report.json", report)
+        (out / "summary.txt").write_text(summary(report) + "\n")
+    return report
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The report as a table a person reads."""
+    r = report
+    rows = [
+        (
+            "covariance rel. error",
+            r["covariance_rel_error"],
+            f"<= {r['covariance_rel_error_ci95']:.3g} (CI95)",
+        ),
+        ("mean error (std. errors)", r["mean_error_sigma"], f"<= {r['thresholds']['mean_error_sigma']:.3g}"),
+        ("DC rel. error", r["dc_rel_error"], "<= 1e-06" if r["dc_rel_error"] is not None else "n/a (RLC)"),
+        ("relaxation time rel. error", r["relaxation_rel_error"], "<= 0.01"),
+        ("autocovariance rel. error", r["autocovariance_rel_error"], "(info)"),
+        ("inverse rel. error (A^-1)", r["inverse_rel_error"], "(info: includes non-idealities)"),
+    ]
+    if r["ideal_gap"]:
+        g = r["ideal_gap"]
+        rows += [
+            ("ideal gap: covariance", g["covariance_rel"], "model vs ideal array"),
+            ("ideal gap: SPICE covariance", g["spice_vs_ideal_covariance_rel_error"], "SPICE vs ideal array"),
+            ("ideal gap: relaxation time", g["relaxation_time_rel"], "model vs ideal array"),
+        ]
+    head = (
+        f"{r['name']}: {r['family'].upper()} array, N = {r['size']}, ngspice {r['ngspice_version']}, "
+        f"{r['runs']} runs x {r['duration_tau']:g} tau ({r['noise']} noise), wall {r['wall_s']:.1f} s -> "
+        f"{'PASS' if r['pass'] else 'FAIL'}"
+    )
+    return head + "\n" + table(rows, ("quantity", "value", "bound"))
+
+
+def _plots(out, name, x, step, theory, model_cov, cov, lags, emp_ac, th_ac, relax, model_relax) -> None:
+    plt = pyplot()
+    P = x.shape[1]
+    show = list(range(min(P, 4)))
+    tau_s = theory.relaxation_time
+    n = min(x.shape[0], int(20 * tau_s / step))
+    t = np.arange(n) * step * 1e6
+    sd = np.sqrt(np.diag(model_cov))
+    fig, axes = plt.subplots(len(show), 1, figsize=(9, 1.8 * len(show) + 0.6), sharex=True, squeeze=False)
+    for ax, i in zip(axes[:, 0], show, strict=True):
+        ax.plot(t, x[:n, i], lw=0.7, label=f"SPICE V{i}")
+        ax.axhline(theory.mean[i], color="k", lw=1, label="model mean")
+        for k in (-2, 2):
+            ax.axhline(theory.mean[i] + k * sd[i], color="k", ls="--", lw=0.8)
+        ax.set_ylabel("V")
+        ax.legend(loc="upper right", fontsize=7)
+    axes[-1, 0].set_xlabel("time after burn-in (us)")
+    fig.suptitle(f"{name}: SPICE traces with the model's mean and +-2 sigma")
+    fig.tight_layout()
+    fig.savefig(out / "traces.png", dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    vmax = np.abs(model_cov).max()
+    for ax, m, title in ((axes[0], model_cov, "model (V^2)"), (axes[1], cov, "SPICE (V^2)")):
+        im = ax.imshow(m, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        ax.set_title(title)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    d = (cov - model_cov) / vmax
+    im = axes[2].imshow(d, cmap="RdBu_r", vmin=-np.abs(d).max(), vmax=np.abs(d).max())
+    axes[2].set_title("(SPICE - model) / max|model|")
+    fig.colorbar(im, ax=axes[2], fraction=0.046)
+    fig.suptitle(f"{name}: stationary covariance")
+    fig.tight_layout()
+    fig.savefig(out / "covariance.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i in show:
+        ax.plot(lags * 1e6, emp_ac[:, i] / th_ac[0, i], lw=1, label=f"SPICE V{i}")
+        ax.plot(lags * 1e6, th_ac[:, i] / th_ac[0, i], "k--", lw=0.8)
+    ax.set_xlabel("lag (us)")
+    ax.set_ylabel("autocovariance / model variance")
+    ax.set_title(f"{name}: autocorrelation, SPICE (solid) vs model (dashed)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "autocorrelation.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i in show:
+        ax.plot(relax.time * 1e6, relax.values[:, i], lw=1.2, label=f"SPICE V{i}")
+        ax.plot(relax.time * 1e6, model_relax[:, i], "k--", lw=0.8)
+    ax.set_xlabel("time (us)")
+    ax.set_ylabel("V")
+    ax.set_title(f"{name}: noise-free relaxation, SPICE (solid) vs model (dashed)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "relaxation.png", dpi=110)
+    plt.close(fig)
