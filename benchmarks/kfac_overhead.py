@@ -1,0 +1,207 @@
+"""K-FAC step time as a multiple of an SGD step, ours next to ASDL's, and thermodynamic / digital K-FAC.
+
+For the MLP 784-512-256-10 and the TNGD paper's CNN (Conv2d(1,32,5) → pool → 4608 → 128 → 10), batch 128,
+factors every step, inverses every 10 steps (the setting of ENVIRONMENT.md's ASDL figures), it times
+
+- SGD (forward + backward + SGD step),
+- our digital K-FAC (``KFACPreconditioner`` + SGD, empirical Fisher),
+- ASDL's ``KfacGradientMaker`` (``fisher_emp``, same intervals and damping) when ``asdfghjkl`` is installed,
+- our thermodynamic K-FAC on the ideal device (``mode="inverse"`` and ``mode="solve"``) and, with
+  ``--profile``, on a hardware profile. Its wall time is the *digital simulation* of the device on this CPU,
+  not the device's own time; the analog time per step (τ) is reported next to it.
+
+Each row is the mean over ``--steps`` steps (a multiple of the inverse interval) after ``--warmup`` steps.
+Prints a table and writes ``OUT/kfac_overhead.json``.
+
+    python benchmarks/kfac_overhead.py --out runs/bench [--profile P.json] [--threads 1] [--steps 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from thermotrain.training import AnalogConfig, AnalogSolver, ExactSolver, KFACConfig, KFACPreconditioner
+from thermotrain.training._nets import cnn, mlp
+
+INV_EVERY = 10
+DAMPING = 0.1
+
+
+def _models() -> dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]]:
+    return {
+        "mlp-784-512-256-10": (lambda: mlp(784, (512, 256)), (1, 28, 28)),
+        "cnn-tngd-paper": (lambda: cnn((1, 28, 28), 32, 5, 128), (1, 28, 28)),
+    }
+
+
+def _time(step: Callable[[int], None], warmup: int, steps: int) -> float:
+    for i in range(warmup):
+        step(i)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        step(warmup + i)
+    return (time.perf_counter() - t0) / steps
+
+
+def _sgd_runner(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[int], None]:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step(i: int) -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def _kfac_runner(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, solver, mode: str
+) -> Callable[[int], None]:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    precond = KFACPreconditioner(
+        model, KFACConfig(damping=DAMPING, inv_update_steps=INV_EVERY, mode=mode), solver
+    )
+
+    def step(i: int) -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        precond.step()
+        opt.step()
+
+    step.precond = precond  # type: ignore[attr-defined]
+    return step
+
+
+def _asdl_runner(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[int], None]:
+    class _NoRange(contextlib.ContextDecorator):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    torch.cuda.nvtx.range = lambda *a, **k: _NoRange()  # ASDL calls CUDA profiling ranges even on CPU
+    import asdl
+
+    cfg = asdl.PreconditioningConfig(
+        preconditioner_upd_interval=INV_EVERY,
+        curvature_upd_interval=1,
+        damping=DAMPING,
+        ema_decay=0.05,
+        data_size=x.shape[0],
+    )
+    gm = asdl.KfacGradientMaker(model, cfg, fisher_type="fisher_emp")
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step(i: int) -> None:
+        opt.zero_grad(set_to_none=True)
+        dummy = gm.setup_model_call(model, x)
+        gm.setup_loss_call(F.cross_entropy, dummy, y)
+        gm.forward_and_backward()
+        opt.step()
+
+    return step
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/bench", help="output folder (path)")
+    parser.add_argument("--profile", default=None, help="hardware-profile JSON (path) for a profile row")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (count)")
+    parser.add_argument("--batch", type=int, default=128, help="batch size (examples)")
+    parser.add_argument("--steps", type=int, default=4 * INV_EVERY, help="timed steps per row (count)")
+    parser.add_argument("--warmup", type=int, default=INV_EVERY, help="untimed steps first (count)")
+    parser.add_argument("--analog-time", type=float, default=50.0, help="device time per inverse/solve (τ)")
+    parser.add_argument("--models", nargs="*", default=list(_models()), help="which networks (names)")
+    parser.add_argument("--skip-thermo", action="store_true", help="time only SGD / digital K-FAC / ASDL")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    rows = []
+    for name in args.models:
+        make, shape = _models()[name]
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(args.batch, *shape, generator=g)
+        y = torch.randint(0, 10, (args.batch,), generator=g)
+
+        def fresh(make: Callable[[], nn.Module] = make) -> nn.Module:
+            torch.manual_seed(0)
+            return make()
+
+        row: dict[str, object] = {"model": name, "batch": args.batch, "threads": args.threads}
+        sgd = _time(_sgd_runner(fresh(), x, y), args.warmup, args.steps)
+        row["sgd_ms"] = 1e3 * sgd
+        digital = _time(_kfac_runner(fresh(), x, y, ExactSolver(), "inverse"), args.warmup, args.steps)
+        row["kfac_ms"] = 1e3 * digital
+        row["kfac_over_sgd"] = digital / sgd
+        try:
+            asdl_t = _time(_asdl_runner(fresh(), x, y), args.warmup, args.steps)
+            row["asdl_ms"], row["asdl_over_sgd"] = 1e3 * asdl_t, asdl_t / sgd
+        except ImportError:
+            row["asdl_ms"] = row["asdl_over_sgd"] = None
+        if not args.skip_thermo:
+            backends: list[tuple[str, object]] = [("ideal", "ideal")]
+            if args.profile:
+                backends.append(("profile", args.profile))
+            for label, backend in backends:
+                for mode in ("inverse", "solve"):
+                    cfg = AnalogConfig(
+                        analog_time=args.analog_time, kappa0=1e-2 if mode == "inverse" else 1e-3
+                    )
+                    runner = _kfac_runner(fresh(), x, y, AnalogSolver(backend, cfg), mode)
+                    t = _time(runner, args.warmup, args.steps)
+                    stats = runner.precond.solver.stats  # type: ignore[attr-defined]
+                    steps = args.warmup + args.steps
+                    row[f"thermo_{label}_{mode}_ms"] = 1e3 * t
+                    row[f"thermo_{label}_{mode}_over_kfac"] = t / digital
+                    row[f"thermo_{label}_{mode}_analog_tau_per_step"] = stats.analog_time_tau / steps
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    print()
+    heads = [
+        "model",
+        "SGD ms",
+        "K-FAC/SGD (ours)",
+        "K-FAC/SGD (ASDL)",
+        "thermo inv/K-FAC",
+        "thermo solve/K-FAC",
+    ]
+    print(" | ".join(heads))
+    for r in rows:
+        asdl_ratio = r["asdl_over_sgd"]
+        vals = [
+            str(r["model"]),
+            f"{r['sgd_ms']:.2f}",
+            f"{r['kfac_over_sgd']:.2f}",
+            "n/a" if asdl_ratio is None else f"{asdl_ratio:.2f}",
+            f"{r.get('thermo_ideal_inverse_over_kfac', float('nan')):.2f}",
+            f"{r.get('thermo_ideal_solve_over_kfac', float('nan')):.2f}",
+        ]
+        print(" | ".join(vals))
+    meta = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "inverse_interval": INV_EVERY,
+        "damping": DAMPING,
+        "analog_time_tau": args.analog_time,
+    }
+    (out / "kfac_overhead.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""The harness: metrics on disk, resume to identical metrics, clear errors, the CLI, data loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from thermotrain import TrainingError
+from thermotrain.training import TrainConfig, load_dataset, train
+from thermotrain.training._cli import add_parser
+
+torch.set_num_threads(1)
+
+
+def _cfg(tmp_path: Path, **kw) -> TrainConfig:
+    base = dict(dataset="digits", subset=300, epochs=2, batch_size=64, progress=False, out=str(tmp_path))
+    return TrainConfig(**(base | kw))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "kfac", "ngd-cg", "tngd", "tngd-adam"])
+def test_every_optimizer_trains_and_writes_metrics(tmp_path: Path, optimizer: str) -> None:
+    summary = train(_cfg(tmp_path, optimizer=optimizer, analog_time=5.0, kappa0=0.0))
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("test_accuracy", "test_loss", "steps", "wall_s", "analog_time_tau"):
+        assert key in on_disk
+    assert summary["steps"] == 2 * 5
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-2]["loss"] < lines[0]["loss"]  # the last step's loss is below the first one's
+    assert sum(r["kind"] == "step" for r in lines) == 10 and sum(r["kind"] == "epoch" for r in lines) == 2
+    assert (summary["analog_time_tau"] > 0) == optimizer.startswith("tngd")
+
+
+@pytest.mark.parametrize("optimizer", ["kfac", "tngd"])
+def test_resume_after_a_killed_run_reaches_the_same_final_metrics(tmp_path: Path, optimizer: str) -> None:
+    kw = dict(optimizer=optimizer, epochs=3, kappa0=1e-3, analog_time=3.0, delay=0.5 * (optimizer == "tngd"))
+    full = train(_cfg(tmp_path / "full", **kw))
+    train(_cfg(tmp_path / "part", **(kw | {"epochs": 1})))  # a run "killed" after its first epoch
+    resumed = train(_cfg(tmp_path / "part", **kw, resume=True))
+    for key in ("test_accuracy", "test_loss", "train_loss", "steps", "analog_time_tau"):
+        assert resumed[key] == full[key], key
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len((tmp_path / "full" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainingError, match="corrupt"):
+        train(_cfg(tmp_path, optimizer="sgd", resume=True))
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    train(_cfg(tmp_path, optimizer="sgd", epochs=1))
+    with pytest.raises(TrainingError, match="different settings"):
+        train(_cfg(tmp_path, optimizer="sgd", lr=0.3, resume=True))
+
+
+def test_nan_loss_raises_before_any_update(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="Loss is nan|Loss is inf|Non-finite"):
+        train(_cfg(tmp_path, optimizer="sgd", lr=1e12))
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"optimizer": "lbfgs"}, "Unknown optimizer"),
+        ({"optimizer": "kfac", "damping": 0.0}, "damping must be > 0"),
+    ],
+)
+def test_bad_settings_raise_training_error(tmp_path: Path, kw: dict, match: str) -> None:
+    with pytest.raises(TrainingError, match=match):
+        _cfg(tmp_path, **kw)
+
+
+def test_unknown_backend_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="Unknown backend"):
+        train(_cfg(tmp_path, optimizer="kfac", backend="no-such-profile.json"))
+
+
+def test_missing_fashion_mnist_names_the_debian_package(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="apt-get install dataset-fashion-mnist"):
+        load_dataset("fashion-mnist", root=tmp_path)
+
+
+def test_cli_train_writes_summary(tmp_path: Path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "train",
+            "--optimizer",
+            "sgd",
+            "--epochs",
+            "1",
+            "--subset",
+            "200",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    assert args.func(args) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2

@@ -1,0 +1,236 @@
+"""``thermotrain experiment NAME``: the studies of issue 4, each writing OUT/NAME.json and OUT/NAME.png.
+
+- ``optimizers``: every optimizer of the harness, ≥ 3 seeds, test accuracy per step and per wall-clock second.
+- ``tngd-time``: TNGD with t ∈ {0, 5, 10, 20, 50} τ against exact NGD (dense solve) and SGD.
+- ``tngd-delay``: TNGD with t_d ∈ {0, 0.2, 1} τ.
+- ``tngd-noise``: TNGD vs κ0 ∈ {0, 1e-4, 1e-3, 1e-2, 1e-1}; a profile's κ0 (``--profile``) is marked.
+- ``kfac-quantization``: thermodynamic K-FAC (solve mode) on profiles with coupling bits {4, 6, 8, 12} and
+  tolerance {0, 1 %}, built with ``HardwareProfile.from_spec`` (or derived from ``--profile``).
+- ``cost-model``: predicted per-step time of digital vs thermodynamic K-FAC vs layer width n ∈ {64 … 4096}.
+
+Defaults are sized for a 2-core CPU (digits, small MLP); ``--dataset fashion-mnist --subset N`` scales up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thermotrain._errors import TrainingError
+from thermotrain.training._data import load_dataset
+from thermotrain.training._harness import TrainConfig, train
+
+__all__ = ["run_experiment"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _curve(
+    summary: dict[str, Any], key: str = "test_accuracy"
+) -> tuple[list[float], list[float], list[float]]:
+    hist = [h for h in summary["history"] if h["kind"] == "epoch"]
+    return [h["step"] for h in hist], [h["wall_s"] for h in hist], [h[key] for h in hist]
+
+
+def _sweep(
+    base: TrainConfig, settings: dict[str, dict[str, Any]], seeds: int, data: Any
+) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for label, overrides in settings.items():
+        runs[label] = []
+        for seed in range(seeds):
+            cfg = dataclasses.replace(base, seed=seed, **overrides)
+            summary = train(cfg, data)
+            summary.pop("config")
+            runs[label].append(summary)
+    return runs
+
+
+def _table(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for label, summaries in runs.items():
+        acc = np.array([s["test_accuracy"] for s in summaries])
+        loss = np.array([s["test_loss"] for s in summaries])
+        rows.append(
+            {
+                "setting": label,
+                "test_accuracy_mean": float(acc.mean()),
+                "test_accuracy_std": float(acc.std()),
+                "test_loss_mean": float(loss.mean()),
+                "wall_s_mean": float(np.mean([s["wall_s"] for s in summaries])),
+                "analog_time_tau_mean": float(np.mean([s["analog_time_tau"] for s in summaries])),
+                "seeds": len(summaries),
+            }
+        )
+    return rows
+
+
+def _plot_runs(runs: dict[str, list[dict[str, Any]]], path: Path, title: str, wall: bool = True) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2 if wall else 1, figsize=(10 if wall else 5.5, 3.6), squeeze=False)
+    for label, summaries in runs.items():
+        steps, walls, accs = zip(*[_curve(s) for s in summaries])
+        mean = np.mean(np.array(accs), axis=0)
+        axes[0, 0].plot(steps[0], mean, marker="o", label=label)
+        if wall:
+            axes[0, 1].plot(np.mean(np.array(walls), axis=0), mean, marker="o", label=label)
+    axes[0, 0].set(xlabel="step", ylabel="test accuracy (mean over seeds)", title=title)
+    if wall:
+        axes[0, 1].set(xlabel="wall-clock (s, this CPU)", ylabel="test accuracy")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _write(out: Path, name: str, payload: dict[str, Any]) -> None:
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
+    for row in payload.get("table", []):
+        print(json.dumps(row))
+
+
+def _profile(path: str | None) -> Any:
+    if path is None:
+        return None
+    from thermotrain.models import load_profile
+
+    return load_profile(path)
+
+
+def run_experiment(name: str, out_dir: str | Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run experiment ``name``; write ``out_dir/name.json`` and ``out_dir/name.png``; return the payload."""
+    opts = options or {}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = opts.get("dataset") or "digits"
+    seeds = int(opts.get("seeds") or 3)
+    subset = opts.get("subset")
+    base = TrainConfig(dataset=dataset, model="mlp", batch_size=64, progress=False, subset=subset, epochs=5)
+    if opts.get("epochs"):
+        base = dataclasses.replace(base, epochs=int(opts["epochs"]))
+
+    if name == "cost-model":
+        return _cost_model(out, _profile(opts.get("profile")))
+    data = load_dataset(dataset, subset)
+    if name == "optimizers":
+        settings = {
+            "sgd": {"optimizer": "sgd"},
+            "adam": {"optimizer": "adam", "lr": 3e-3},
+            "kfac (digital)": {"optimizer": "kfac"},
+            "kfac (thermo ideal, solve)": {
+                "optimizer": "kfac",
+                "backend": "ideal",
+                "kfac_mode": "solve",
+                "analog_time": 1000.0,
+                "kappa0": 1e-3,
+            },
+            "ngd-cg": {"optimizer": "ngd-cg"},
+            "tngd": {"optimizer": "tngd", "analog_time": 50.0, "kappa0": 0.0},
+            "tngd-adam": {"optimizer": "tngd-adam", "analog_time": 50.0, "kappa0": 0.0, "lr": 3e-3},
+        }
+        runs = _sweep(base, settings, seeds, data)
+        title = f"optimizers, MLP on {dataset}"
+    elif name == "tngd-time":
+        tngd = {"optimizer": "tngd", "kappa0": 0.0, "tngd_warm_start": False}
+        settings = {f"tngd t={t:g}τ": tngd | {"analog_time": float(t)} for t in (0, 5, 10, 20, 50)}
+        settings["exact NGD"] = {"optimizer": "ngd"}
+        settings["sgd (no momentum = tngd t=0)"] = {
+            "optimizer": "tngd",
+            "analog_time": 0.0,
+            "kappa0": 0.0,
+            "tngd_warm_start": False,
+        }
+        runs = _sweep(base, settings, seeds, data)
+        title = "TNGD analog time (no warm start)"
+    elif name == "tngd-delay":
+        settings = {
+            f"t_d={d:g}τ": {"optimizer": "tngd", "analog_time": 5.0, "delay": float(d), "kappa0": 0.0}
+            for d in (0.0, 0.2, 1.0)
+        }
+        runs = _sweep(base, settings, seeds, data)
+        title = "TNGD delay (t = 5τ, warm start)"
+    elif name == "tngd-noise":
+        settings = {
+            f"κ0={k:g}": {"optimizer": "tngd", "analog_time": 20.0, "kappa0": float(k)}
+            for k in (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
+        }
+        runs = _sweep(base, settings, seeds, data)
+        profile = _profile(opts.get("profile"))
+        title = "TNGD noise κ0" + (f" (profile κ0 = {profile.kappa0:g})" if profile is not None else "")
+    elif name == "kfac-quantization":
+        runs, title = _kfac_quantization(base, seeds, data, out, _profile(opts.get("profile")))
+    else:
+        raise TrainingError(f"Unknown experiment {name!r}.")
+    payload = {"experiment": name, "dataset": dataset, "table": _table(runs), "runs": runs}
+    _write(out, name, payload)
+    _plot_runs(runs, out / f"{name}.png", title)
+    return payload
+
+
+def _kfac_quantization(base: TrainConfig, seeds: int, data: Any, out: Path, profile: Any):
+    from thermotrain.models import HardwareProfile, save_profile
+
+    settings: dict[str, dict[str, Any]] = {"digital": {"optimizer": "kfac"}}
+    thermo = {"optimizer": "kfac", "kfac_mode": "solve", "analog_time": 1000.0, "kappa0": 1e-3}
+    for bits in (4, 6, 8, 12):
+        for tol in (0.0, 0.01):
+            if profile is not None:
+                stats = profile.component_stats | {"coupling_bits": bits, "tolerance": tol}
+                prof = dataclasses.replace(profile, component_stats=stats)
+            else:
+                prof = HardwareProfile.from_spec("rc", coupling_bits=bits, tolerance=tol)
+            path = save_profile(prof, out / f"profile_b{bits}_tol{tol:g}.json")
+            settings[f"{bits} bit, tol {100 * tol:g}%"] = thermo | {"backend": str(path)}
+    runs = _sweep(base, settings, seeds, data)
+    return runs, "thermodynamic K-FAC vs coupling bits (nearest rounding)"
+
+
+def _cost_model(out: Path, profile: Any) -> dict[str, Any]:
+    from thermotrain.training._cost_model import HardwareConstants, kfac_layer_costs, measure_flops
+
+    hw = HardwareConstants.from_profile(profile) if profile is not None else HardwareConstants()
+    rates = measure_flops()
+    rows = [
+        kfac_layer_costs(n, 128, kappa, hw, rates)
+        for kappa in (10.0, 100.0, 1000.0)
+        for n in (64, 128, 256, 512, 1024, 2048, 4096)
+    ]
+    payload = {"experiment": "cost-model", "hardware": dataclasses.asdict(hw), "rates": rates, "table": rows}
+    _write(out, "cost-model", payload)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kappa, style in ((10.0, ":"), (100.0, "--"), (1000.0, "-")):
+        sel = [r for r in rows if r["kappa"] == kappa]
+        ns = [r["n"] for r in sel]
+        ax.plot(
+            ns,
+            [r["digital_s"] / r["thermo_solve_s"] for r in sel],
+            style,
+            color="C0",
+            label=f"solve, κ={kappa:g}",
+        )
+        ax.plot(
+            ns,
+            [r["digital_s"] / r["thermo_inverse_s"] for r in sel],
+            style,
+            color="C1",
+            label=f"inverse, κ={kappa:g}",
+        )
+    ax.axhline(1.0, color="k", lw=0.5)
+    ax.set(xscale="log", yscale="log", xlabel="layer width n", ylabel="digital / thermodynamic time per step")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "cost-model.png", dpi=120)
+    plt.close(fig)
+    return payload

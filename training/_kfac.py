@@ -1,0 +1,397 @@
+"""K-FAC as a preconditioner next to any torch optimizer; digital or thermodynamic linear algebra.
+
+For a layer s = W a (a: input with a trailing 1 when there is a bias, s: pre-activation), K-FAC approximates the
+Fisher block of vec(W) by A ⊗ G with
+
+    A = E[a aᵀ]                 (input covariance, (d_in+1)²)
+    G = E[ĝ ĝᵀ],  ĝ = ∂ℓ_n/∂s   (output-gradient covariance, d_out²; per-example gradients of the loss)
+
+and preconditions the gradient by
+
+    U = (G + λI)⁻¹ ∇W (A + λI)⁻¹.
+
+Conventions follow curvlinops' ``KFACLinearOperator`` with ``fisher_type="empirical"``, ``kfac_approx="expand"``,
+``separate_weight_and_bias=False`` and a mean-reduced loss: weight-sharing positions (conv patches, sequence
+positions) count as extra rows of A (averaged) and of G (summed); ĝ = B·∂L/∂s for a batch of B.
+
+Where the inverses come from is a :class:`~thermotrain.training.CurvatureSolver`:
+
+- ``ExactSolver`` — digital K-FAC: Cholesky inverses, O(d³) per factor every ``inv_update_steps``;
+- ``AnalogSolver`` — **thermodynamic K-FAC**: ``mode="inverse"`` loads each damped factor and reads its inverse
+  from the stationary covariance (κ0·M⁻¹); ``mode="solve"`` solves (G+λI)Y = ∇W and (A+λI)Uᵀ = Yᵀ directly
+  on the device every step (mean readout), warm-started from the previous update.
+
+Cost per step for a layer with factor sizes m = d_out, n = d_in+1 and batch B (T weight-sharing positions):
+O(B·T·(m² + n²)) to accumulate factors, O(m³ + n³) per inverse update (digital) or m² + n² values loaded and
+2 × analog time (thermodynamic inverse), O(m²n + mn²) to apply.
+
+Usage (the kfac-pytorch shape)::
+
+    precond = KFACPreconditioner(model, KFACConfig(damping=1e-3))
+    loss.backward(); precond.step(); optimizer.step()
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from thermotrain._errors import TrainingError
+from thermotrain.training._solvers import CurvatureSolver, ExactSolver
+
+__all__ = ["KFACConfig", "KFACPreconditioner", "Schedule", "resolve_schedule"]
+
+log = logging.getLogger(__name__)
+
+Schedule = float | Callable[[int], float]
+"""A hyperparameter given as a constant or as a function of the step count (0-based)."""
+
+
+def resolve_schedule(value: Schedule, step: int, name: str) -> float:
+    """Evaluate a constant-or-callable hyperparameter at ``step``; non-finite values raise ``TrainingError``."""
+    out = float(value(step)) if callable(value) else float(value)
+    if not math.isfinite(out):
+        raise TrainingError(f"{name} evaluated to {out} at step {step}; it must be a finite number.")
+    return out
+
+
+@dataclass(frozen=True)
+class KFACConfig:
+    """K-FAC hyperparameters (immutable; change one with ``dataclasses.replace``).
+
+    Attributes:
+        damping: λ added to both factors (dimensionless, same units as the Fisher); number or schedule.
+            A value ≤ 0 raises ``TrainingError``; a positive value below ``min_damping`` is raised to it.
+        min_damping: floor applied to the damping (guards schedules that decay towards 0).
+        factor_decay: running-average weight ρ: F ← ρ·F + (1-ρ)·F_batch (the first batch initialises F).
+        factor_update_steps: recompute the factors every this many steps (int or schedule).
+        inv_update_steps: recompute the inverses (or reload the device matrices) every this many steps.
+        mode: ``"inverse"`` (invert each damped factor; covariance readout on analog backends) or ``"solve"``
+            (solve for the update every step; mean readout on analog backends).
+        skip_layers: module names (or class names) left on the plain gradient.
+        kl_clip: if set, scale all updates by ν = min(1, sqrt(kl_clip / (lr²·Σ_l ⟨U_l, ∇W_l⟩))) (the
+            kfac-pytorch trust region; nats). ``None`` leaves the preconditioned gradient exact.
+        lr: the outer optimizer's learning rate (number or schedule), used only by ``kl_clip``.
+    """
+
+    damping: Schedule = 1e-3
+    min_damping: float = 1e-8
+    factor_decay: float = 0.95
+    factor_update_steps: Schedule = 1
+    inv_update_steps: Schedule = 10
+    mode: Literal["inverse", "solve"] = "inverse"
+    skip_layers: tuple[str, ...] = ()
+    kl_clip: float | None = None
+    lr: Schedule = 1.0
+
+    def __post_init__(self) -> None:
+        if not callable(self.damping) and not (math.isfinite(self.damping) and self.damping > 0):
+            raise TrainingError(
+                f"damping must be > 0 (it keeps (G+λI) and (A+λI) invertible); got {self.damping!r}. "
+                "Typical values: 1e-4 … 1e-1."
+            )
+        if not (math.isfinite(self.min_damping) and self.min_damping > 0):
+            raise TrainingError(f"min_damping must be > 0; got {self.min_damping!r}.")
+        if not 0.0 <= self.factor_decay < 1.0:
+            raise TrainingError(f"factor_decay must lie in [0, 1); got {self.factor_decay!r}.")
+        for name in ("factor_update_steps", "inv_update_steps"):
+            value = getattr(self, name)
+            if not callable(value) and not (float(value) >= 1 and float(value) == int(value)):
+                raise TrainingError(f"{name} must be an integer ≥ 1 (steps) or a schedule; got {value!r}.")
+        if self.kl_clip is not None and not (math.isfinite(self.kl_clip) and self.kl_clip > 0):
+            raise TrainingError(f"kl_clip must be > 0 or None; got {self.kl_clip!r}.")
+        if self.mode not in ("inverse", "solve"):
+            raise TrainingError(f"mode must be 'inverse' or 'solve'; got {self.mode!r}.")
+
+
+class _Layer:
+    """Per-layer K-FAC state: hooks' running sums, factors, inverses and the previous update."""
+
+    def __init__(self, name: str, module: nn.Linear | nn.Conv2d) -> None:
+        self.name = name
+        self.module = module
+        self.has_bias = module.bias is not None
+        self.A: torch.Tensor | None = None
+        self.G: torch.Tensor | None = None
+        self.A_inv: torch.Tensor | None = None
+        self.G_inv: torch.Tensor | None = None
+        self.A_damped: torch.Tensor | None = None
+        self.G_damped: torch.Tensor | None = None
+        self.prev_update: torch.Tensor | None = None
+        self._A_sum: torch.Tensor | None = None
+        self._G_sum: torch.Tensor | None = None
+        self._n_A = 0
+        self._n_G = 0
+
+    # -- factor statistics ---------------------------------------------------------------------------
+    def input_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows a of A: (B·T, d_in[+1]); for Conv2d the unfolded patches in weight.view(out, -1) order."""
+        m = self.module
+        if isinstance(m, nn.Conv2d):
+            x = F.unfold(x, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
+            x = x.transpose(1, 2)
+        x = x.reshape(-1, x.shape[-1])
+        if self.has_bias:
+            x = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
+        return x
+
+    def output_rows(self, g: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.module, nn.Conv2d):
+            g = g.flatten(2).transpose(1, 2)
+        return g.reshape(-1, g.shape[-1])
+
+    def add_input(self, x: torch.Tensor) -> None:
+        rows = self.input_rows(x.detach())
+        cov = rows.T @ rows / rows.shape[0]
+        self._A_sum = cov if self._A_sum is None else self._A_sum + cov
+        self._n_A += 1
+
+    def add_grad_output(self, g: torch.Tensor) -> None:
+        batch = g.shape[0]
+        rows = self.output_rows(g.detach())
+        cov = (rows.T @ rows) * batch
+        self._G_sum = cov if self._G_sum is None else self._G_sum + cov
+        self._n_G += 1
+
+    def update_factors(self, decay: float) -> bool:
+        if self._A_sum is None or self._G_sum is None:
+            return False
+        A_new, G_new = self._A_sum / self._n_A, self._G_sum / self._n_G
+        if not bool(torch.isfinite(A_new.sum() + G_new.sum())):  # one reduction: NaN/inf propagate
+            raise TrainingError(
+                f"K-FAC factors of layer {self.name!r} are non-finite (NaN/inf activations or gradients). "
+                "Lower the learning rate or raise the damping; the factors were not updated."
+            )
+        if self.A is None or self.G is None:
+            self.A, self.G = A_new, G_new
+        else:
+            self.A.mul_(decay).add_(A_new, alpha=1 - decay)
+            self.G.mul_(decay).add_(G_new, alpha=1 - decay)
+        self.clear_sums()
+        return True
+
+    def clear_sums(self) -> None:
+        self._A_sum = self._G_sum = None
+        self._n_A = self._n_G = 0
+
+    # -- gradient as a matrix ------------------------------------------------------------------------
+    def grad_matrix(self) -> torch.Tensor | None:
+        w = self.module.weight
+        if w.grad is None:
+            return None
+        g = w.grad.reshape(w.shape[0], -1)
+        if self.has_bias:
+            b = self.module.bias.grad
+            g = torch.cat(
+                [g, (b if b is not None else torch.zeros_like(self.module.bias)).unsqueeze(1)], dim=1
+            )
+        return g
+
+    def set_grad_matrix(self, u: torch.Tensor) -> None:
+        w = self.module.weight
+        if self.has_bias:
+            self.module.bias.grad = u[:, -1].contiguous().to(self.module.bias.dtype)
+            u = u[:, :-1]
+        w.grad = u.reshape(w.shape).contiguous().to(w.dtype)
+
+
+class KFACPreconditioner:
+    """Replace the gradients of Linear and Conv2d layers by their K-FAC-preconditioned version.
+
+    Call :meth:`step` after ``loss.backward()`` and before ``optimizer.step()``. Hooks record layer inputs
+    (forward) and output gradients (backward) while ``model.training`` and the current step is a factor-update
+    step. Layers K-FAC does not support (anything else with trainable parameters, grouped convolutions) keep
+    their plain gradient; their names are in :attr:`fallback_layers` and logged once.
+
+    Args:
+        model: the network (its Linear/Conv2d submodules are preconditioned).
+        config: :class:`KFACConfig`.
+        solver: a :class:`CurvatureSolver`; ``ExactSolver()`` (digital K-FAC) by default, an ``AnalogSolver``
+            for thermodynamic K-FAC.
+
+    Attributes:
+        steps: number of :meth:`step` calls so far.
+        layers: names of the preconditioned layers.
+        fallback_layers: names of the modules left on the plain gradient.
+        last_step: analog time (τ), values loaded/read and whether inverses were refreshed in the last step.
+    """
+
+    def __init__(
+        self, model: nn.Module, config: KFACConfig | None = None, solver: CurvatureSolver | None = None
+    ) -> None:
+        self.model = model
+        self.config = config or KFACConfig()
+        self.solver = solver if solver is not None else ExactSolver()
+        self.steps = 0
+        self._layers: dict[str, _Layer] = {}
+        self.fallback_layers: list[str] = []
+        self._handles: list[Any] = []
+        self._damping_clamped_logged = False
+        self.last_step: dict[str, float] = {}
+        skip = set(self.config.skip_layers)
+        for name, module in model.named_modules():
+            own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+            if not own:
+                continue
+            supported = isinstance(module, nn.Linear) or (
+                isinstance(module, nn.Conv2d) and module.groups == 1
+            )
+            if supported and name not in skip and type(module).__name__ not in skip:
+                layer = _Layer(name, module)
+                self._layers[name] = layer
+                self._handles.append(module.register_forward_hook(self._forward_hook(layer)))
+            else:
+                self.fallback_layers.append(name or type(module).__name__)
+        if self.fallback_layers:
+            log.info("K-FAC: plain gradient (no preconditioning) for %s", ", ".join(self.fallback_layers))
+        if not self._layers:
+            raise TrainingError(
+                "K-FAC found no Linear or Conv2d layer to precondition in the model; use a first-order optimizer."
+            )
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self._layers)
+
+    # -- hooks ---------------------------------------------------------------------------------------
+    def _recording(self) -> bool:
+        every = int(resolve_schedule(self.config.factor_update_steps, self.steps, "factor_update_steps"))
+        return self.model.training and torch.is_grad_enabled() and self.steps % max(every, 1) == 0
+
+    def _forward_hook(self, layer: _Layer) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            if not self._recording():
+                return
+            layer.add_input(inputs[0])
+            if output.requires_grad:
+                output.register_hook(lambda g: layer.add_grad_output(g))
+
+        return hook
+
+    def remove_hooks(self) -> None:
+        """Detach the forward/backward hooks (the preconditioner is unusable afterwards)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    # -- the step ------------------------------------------------------------------------------------
+    def damping(self) -> float:
+        """Current damping λ (after the minimum-damping guard)."""
+        lam = resolve_schedule(self.config.damping, self.steps, "damping")
+        if lam <= 0:
+            raise TrainingError(
+                f"damping schedule returned {lam} at step {self.steps}; it must stay > 0 (use a floor such as "
+                f"max(schedule(step), {self.config.min_damping}))."
+            )
+        if lam < self.config.min_damping:
+            if not self._damping_clamped_logged:
+                log.info("K-FAC: damping %.3g raised to min_damping %.3g", lam, self.config.min_damping)
+                self._damping_clamped_logged = True
+            lam = self.config.min_damping
+        return lam
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Update factors (if recorded this step), refresh inverses when due, precondition the gradients.
+
+        Raises:
+            TrainingError: on non-finite gradients or factors (nothing is modified in that case).
+        """
+        before = self.solver.stats.as_dict()
+        for layer in self._layers.values():
+            g = layer.grad_matrix()
+            if g is not None and not bool(torch.isfinite(g.sum())):
+                raise TrainingError(
+                    f"Non-finite gradient in layer {layer.name!r} at step {self.steps}; the update was skipped. "
+                    "Lower the learning rate, raise the damping, or check the loss for NaN/inf."
+                )
+        for layer in self._layers.values():
+            layer.update_factors(self.config.factor_decay)
+        inv_every = int(resolve_schedule(self.config.inv_update_steps, self.steps, "inv_update_steps"))
+        lam = self.damping()
+        refresh = self.steps % max(inv_every, 1) == 0
+        updates: list[tuple[_Layer, torch.Tensor, torch.Tensor]] = []
+        for layer in self._layers.values():
+            if layer.A is None or layer.G is None:
+                continue  # no statistics yet (e.g. first step was in eval mode): plain gradient
+            if refresh or layer.A_damped is None:
+                self._refresh(layer, lam)
+            g = layer.grad_matrix()
+            if g is None:
+                continue
+            updates.append((layer, g, self._precondition(layer, g)))
+        scale = 1.0
+        if self.config.kl_clip is not None and updates:
+            lr = resolve_schedule(self.config.lr, self.steps, "lr")
+            vg = sum(float((u * g).sum()) for _, g, u in updates) * lr**2
+            if vg > 0:
+                scale = min(1.0, math.sqrt(self.config.kl_clip / vg))
+        for layer, _, u in updates:
+            layer.set_grad_matrix(u * scale if scale != 1.0 else u)
+        after = self.solver.stats.as_dict()
+        self.last_step = {k: after[k] - before[k] for k in after} | {
+            "inverse_refreshed": float(refresh),
+            "kl_scale": scale,
+        }
+        self.steps += 1
+
+    def _refresh(self, layer: _Layer, lam: float) -> None:
+        assert layer.A is not None and layer.G is not None
+        eye_a = torch.eye(layer.A.shape[0], dtype=layer.A.dtype, device=layer.A.device)
+        eye_g = torch.eye(layer.G.shape[0], dtype=layer.G.dtype, device=layer.G.device)
+        layer.A_damped = layer.A + lam * eye_a
+        layer.G_damped = layer.G + lam * eye_g
+        if self.config.mode == "inverse":
+            layer.A_inv = self.solver.inverse(layer.A_damped)
+            layer.G_inv = self.solver.inverse(layer.G_damped)
+
+    def _precondition(self, layer: _Layer, g: torch.Tensor) -> torch.Tensor:
+        """U = (G+λI)⁻¹ g (A+λI)⁻¹ for the (d_out, d_in+1) gradient matrix g."""
+        if self.config.mode == "inverse":
+            assert layer.A_inv is not None and layer.G_inv is not None
+            u = layer.G_inv @ g @ layer.A_inv
+        else:
+            assert layer.A_damped is not None and layer.G_damped is not None
+            prev = layer.prev_update
+            y0 = None if prev is None else prev @ layer.A_damped  # Y = (G+λI)⁻¹g = U (A+λI)
+            y = self.solver.solve(layer.G_damped, g, x0=y0)
+            u = self.solver.solve(layer.A_damped, y.T, x0=None if prev is None else prev.T).T
+            layer.prev_update = u.detach().clone()
+        if not bool(torch.isfinite(u.sum())):
+            raise TrainingError(
+                f"K-FAC update of layer {layer.name!r} is non-finite at step {self.steps}; raise the damping "
+                f"(now {self.damping():.3g}) or the analog time of the backend."
+            )
+        return u
+
+    # -- checkpointing -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        keys = ("A", "G", "A_inv", "G_inv", "A_damped", "G_damped", "prev_update")
+        return {
+            "steps": self.steps,
+            "layers": {name: {k: getattr(layer, k) for k in keys} for name, layer in self._layers.items()},
+            "solver": self.solver.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state["layers"]) != set(self._layers):
+            raise TrainingError(
+                f"K-FAC state holds layers {sorted(state['layers'])} but the model has {sorted(self._layers)}; "
+                "the checkpoint belongs to a different model."
+            )
+        self.steps = int(state["steps"])
+        for name, values in state["layers"].items():
+            for key, value in values.items():
+                setattr(self._layers[name], key, value.clone() if isinstance(value, torch.Tensor) else value)
+        self.solver.load_state_dict(state["solver"])
+
+    def factors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The current (A, G) per preconditioned layer (undamped running averages)."""
+        return {n: (l.A, l.G) for n, l in self._layers.items() if l.A is not None and l.G is not None}

@@ -1,0 +1,314 @@
+"""Curvature-solver backends: where a second-order optimizer's linear algebra runs.
+
+Every optimizer in :mod:`thermotrain.training` needs one of two operations on a symmetric positive-definite
+(SPD) matrix M of size n (a damped Kronecker factor, or a damped GGN):
+
+- ``inverse(M)``  -> M⁻¹                       (thermodynamic: covariance readout, Cov(x) = κ0·M⁻¹)
+- ``solve(M, B)`` -> M⁻¹ B for B of shape (n, k) (thermodynamic: mean readout, ⟨x⟩ = M⁻¹ b per column)
+
+:class:`ExactSolver` does them digitally (Cholesky, O(n³) flops, no analog time). :class:`AnalogSolver` sends
+them to :func:`thermotrain.models.inverse` / :func:`thermotrain.models.solve` with backend ``"ideal"`` or a
+:class:`thermotrain.models.HardwareProfile`; it rescales M so that its largest eigenvalue bound is 1 (the
+device's rates are then 1/τ at most; the slowest mode relaxes in κ(M)·τ), and accumulates the analog time (τ)
+and the number of values loaded (DAC) and read (ADC) in :class:`SolverStats`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from thermotrain._errors import TrainingError
+
+__all__ = ["AnalogConfig", "AnalogSolver", "CurvatureSolver", "ExactSolver", "SolverStats", "make_solver"]
+
+
+@dataclass
+class SolverStats:
+    """Running totals of what a solver did (mutable counters, reset with :meth:`reset`).
+
+    Attributes:
+        analog_time_tau: device time spent, in units of τ (the array's time constant).
+        values_loaded: matrix and vector entries written through the DAC (count).
+        values_read: entries read back through the ADC (count).
+        calls: number of inverse/solve calls.
+    """
+
+    analog_time_tau: float = 0.0
+    values_loaded: int = 0
+    values_read: int = 0
+    calls: int = 0
+
+    def reset(self) -> None:
+        self.analog_time_tau, self.values_loaded, self.values_read, self.calls = 0.0, 0, 0, 0
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+class CurvatureSolver(abc.ABC):
+    """Inverse / multi-right-hand-side solve of an SPD matrix; concrete subclasses are final.
+
+    ``name`` labels the backend in metrics; ``stats`` accumulates analog time and I/O.
+    """
+
+    name: str
+
+    def __init__(self) -> None:
+        self.stats = SolverStats()
+
+    @abc.abstractmethod
+    def inverse(self, M: torch.Tensor) -> torch.Tensor:
+        """Return M⁻¹ for SPD ``M`` of shape (n, n)."""
+
+    @abc.abstractmethod
+    def solve(self, M: torch.Tensor, B: torch.Tensor, x0: torch.Tensor | None = None) -> torch.Tensor:
+        """Return M⁻¹B for SPD ``M`` (n, n) and ``B`` (n, k); ``x0`` (n, k) is a warm start if used."""
+
+    @property
+    def is_analog(self) -> bool:
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stats": self.stats.as_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state["stats"].items():
+            setattr(self.stats, key, value)
+
+
+def _check_spd_input(M: torch.Tensor, what: str = "M") -> None:
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise TrainingError(f"{what} must be a square matrix; got shape {tuple(M.shape)}.")
+    if not torch.isfinite(M).all():
+        raise TrainingError(
+            f"{what} ({M.shape[0]}x{M.shape[0]}) holds non-finite entries; a NaN/inf reached the curvature. "
+            "Lower the learning rate or raise the damping."
+        )
+
+
+class ExactSolver(CurvatureSolver):
+    """Digital linear algebra: Cholesky factorisation, O(n³) flops per call, no analog time.
+
+    Args:
+        dtype: working precision of the factorisation; ``None`` (default) uses the matrix's own dtype and
+            retries in float64 when a float32 factorisation fails.
+    """
+
+    name = "exact"
+
+    def __init__(self, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.dtype = dtype
+
+    def _cholesky(self, M: torch.Tensor) -> torch.Tensor:
+        _check_spd_input(M)
+        Md = M if self.dtype is None else M.to(self.dtype)
+        L, info = torch.linalg.cholesky_ex(Md)
+        if int(info) != 0 and Md.dtype != torch.float64:
+            Md = Md.double()
+            L, info = torch.linalg.cholesky_ex(Md)
+        if int(info) != 0:
+            lam_min = float(torch.linalg.eigvalsh(Md)[0])
+            raise TrainingError(
+                f"Matrix of size {M.shape[0]} is not positive definite (smallest eigenvalue {lam_min:.3g}); "
+                f"raise the damping above {max(-lam_min, 0.0):.3g}."
+            )
+        return L
+
+    def inverse(self, M: torch.Tensor) -> torch.Tensor:
+        self.stats.calls += 1
+        return torch.cholesky_inverse(self._cholesky(M)).to(M.dtype)
+
+    def solve(self, M: torch.Tensor, B: torch.Tensor, x0: torch.Tensor | None = None) -> torch.Tensor:
+        self.stats.calls += 1
+        L = self._cholesky(M)
+        return torch.cholesky_solve(B.to(L.dtype), L).to(B.dtype)
+
+
+@dataclass(frozen=True)
+class AnalogConfig:
+    """How the analog device is run for one inverse/solve.
+
+    Attributes:
+        analog_time: integration time t per call, in τ (after the matrix is scaled to λ_max ≤ 1, the slowest
+            mode relaxes in κ(M)·τ, so t ≫ κ is needed for a converged answer).
+        kappa0: noise strength κ0 (dimensionless; stationary Cov(x) = κ0·M⁻¹). Used by ``inverse`` (must be
+            > 0) and as added noise in ``solve`` (0 = noiseless mean readout).
+        dt: sampling interval of the covariance readout, in τ.
+        burn_in: time discarded before averaging, in τ (``None``: a tenth of ``analog_time``).
+        normalize: scale M by s = 1/(Gershgorin bound of λ_max) and each right-hand side b by β = 1/max|b|
+            before loading, so entries, rates and inputs fit the device's range (the noise κ0 is then relative
+            to full scale); the answer is rescaled digitally (one O(n²) pass).
+    """
+
+    analog_time: float = 50.0
+    kappa0: float = 1e-2
+    dt: float = 0.1
+    burn_in: float | None = None
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        for field, value in (("analog_time", self.analog_time), ("dt", self.dt)):
+            if not (math.isfinite(value) and value > 0):
+                raise TrainingError(f"AnalogConfig.{field} must be a positive number of τ; got {value!r}.")
+        if not (math.isfinite(self.kappa0) and self.kappa0 >= 0):
+            raise TrainingError(f"AnalogConfig.kappa0 must be ≥ 0 (dimensionless); got {self.kappa0!r}.")
+        if self.burn_in is not None and not (0 <= self.burn_in < self.analog_time):
+            raise TrainingError(
+                f"AnalogConfig.burn_in must lie in [0, analog_time={self.analog_time}) τ; got {self.burn_in!r}."
+            )
+
+    @property
+    def burn_in_tau(self) -> float:
+        return self.analog_time / 10 if self.burn_in is None else self.burn_in
+
+
+def _models():
+    """Import :mod:`thermotrain.models` lazily; explain what is missing when it is not there yet."""
+    import thermotrain.models as models
+
+    missing = [name for name in ("solve", "inverse") if not hasattr(models, name)]
+    if missing:
+        raise TrainingError(
+            f"thermotrain.models does not provide {', '.join(missing)} yet, so the analog backends cannot run; "
+            "use backend='exact' (digital) until the models package lands."
+        )
+    return models
+
+
+class AnalogSolver(CurvatureSolver):
+    """Thermodynamic linear algebra on the ideal device or a calibrated hardware profile.
+
+    ``inverse(M)``: the device holds dx = -M x dt/τ + sqrt(2κ0/τ) dW for ``analog_time``; the sample
+    covariance of x after burn-in, divided by κ0, estimates M⁻¹ (relative error ~ sqrt(2κ/T) for the slowest
+    mode). ``solve(M, B)``: per column b, dx = -(M x - b) dt/τ (+ noise), the time average of x after burn-in
+    estimates M⁻¹b (error variance 2κ0·M⁻²/T). Cost per call: n² values loaded (+ n per right-hand side),
+    ``analog_time`` τ per run (columns of B are solved as separate runs), n² values (inverse) or n per column
+    (solve) read out.
+
+    Args:
+        backend: ``"ideal"`` or a :class:`thermotrain.models.HardwareProfile` (or a path to its JSON).
+        config: :class:`AnalogConfig`.
+        generator: torch generator for the device noise (seeded runs are reproducible).
+    """
+
+    def __init__(
+        self,
+        backend: Any = "ideal",
+        config: AnalogConfig | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config or AnalogConfig()
+        if isinstance(backend, str | Path) and str(backend) != "ideal":
+            backend = _models().load_profile(backend)
+        self.backend = backend
+        self.name = "ideal" if backend == "ideal" else f"profile:{getattr(backend, 'name', 'hardware')}"
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+
+    @property
+    def is_analog(self) -> bool:
+        return True
+
+    def _scale(self, M: torch.Tensor) -> float:
+        """1/(Gershgorin upper bound of λ_max(M)); 1 when normalisation is off."""
+        if not self.config.normalize:
+            return 1.0
+        bound = float(M.abs().sum(dim=1).max())
+        return 1.0 / bound if bound > 0 else 1.0
+
+    def inverse_relative_error(self, M: torch.Tensor) -> float:
+        """Stated noise of ``inverse(M)``: sqrt(2 / (λ_min(sM)·T)), the relative standard deviation of the
+        sample variance of the slowest mode over the averaging window T = analog_time − burn_in (τ)."""
+        Ms = 0.5 * (M + M.T) * self._scale(M)
+        lam_min = float(torch.linalg.eigvalsh(Ms.double())[0])
+        return math.sqrt(2.0 / (lam_min * (self.config.analog_time - self.config.burn_in_tau)))
+
+    def _account(self, result: Any) -> None:
+        self.stats.calls += 1
+        self.stats.analog_time_tau += float(result.analog_time_tau)
+        self.stats.values_loaded += int(result.values_loaded)
+        self.stats.values_read += int(result.values_read)
+
+    def inverse(self, M: torch.Tensor) -> torch.Tensor:
+        _check_spd_input(M)
+        if self.config.kappa0 <= 0:
+            raise TrainingError(
+                "The covariance readout needs kappa0 > 0; set AnalogConfig(kappa0=1e-2) or so."
+            )
+        M = 0.5 * (M + M.T)
+        s = self._scale(M)
+        c = self.config
+        result = _models().inverse(
+            M * s,
+            backend=self.backend,
+            t=c.analog_time,
+            kappa0=c.kappa0,
+            dt=c.dt,
+            burn_in=c.burn_in_tau,
+            generator=self.generator,
+        )
+        self._account(result)
+        inv = result.inverse.to(M.dtype) * s
+        return 0.5 * (inv + inv.T)
+
+    def solve(self, M: torch.Tensor, B: torch.Tensor, x0: torch.Tensor | None = None) -> torch.Tensor:
+        _check_spd_input(M)
+        M = 0.5 * (M + M.T)
+        s = self._scale(M)
+        c = self.config
+        # per-column input scale β: the loaded b spans the DAC's full scale [-1, 1] (x' = β/s · M⁻¹b)
+        beta = (
+            1.0 / B.abs().amax(dim=0).clamp_min(1e-30)
+            if c.normalize
+            else torch.ones(B.shape[1], dtype=B.dtype)
+        )
+        result = _models().solve(
+            M * s,
+            B * beta,
+            backend=self.backend,
+            t=c.analog_time,
+            kappa0=c.kappa0,
+            x0=None if x0 is None else x0 * beta / s,
+            readout="average",
+            burn_in=c.burn_in_tau,
+            generator=self.generator,
+        )
+        self._account(result)
+        return (result.x.reshape(B.shape) * (s / beta)).to(B.dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stats": self.stats.as_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
+
+
+Backend = Literal["exact", "ideal"] | str | Path | Any
+
+
+def make_solver(
+    backend: Backend = "exact", config: AnalogConfig | None = None, generator: torch.Generator | None = None
+) -> CurvatureSolver:
+    """Build the solver for ``backend``: ``"exact"`` (digital), ``"ideal"`` or a hardware profile / its path."""
+    if isinstance(backend, CurvatureSolver):
+        return backend
+    if backend == "exact":
+        return ExactSolver()
+    if backend == "ideal" or isinstance(backend, str | Path):
+        if isinstance(backend, str | Path) and backend != "ideal" and not Path(backend).exists():
+            raise TrainingError(
+                f"Unknown backend {str(backend)!r}: use 'exact', 'ideal' or the path of a hardware-profile JSON "
+                "(e.g. one written by `thermotrain calibrate`)."
+            )
+        return AnalogSolver(backend, config, generator)
+    return AnalogSolver(backend, config, generator)
