@@ -79,7 +79,8 @@ _OPTION_WORD = re.compile(r"^[A-Za-z0-9_.+-]+$")
 class Transient:
     """A transient run on a uniform grid.
 
-    time: [T] seconds, ``start + step * arange(T)`` (ngspice's interpolated grid agrees within 1e-6 step).
+    time: [T] seconds, ``start + step * arange(T)`` (ngspice's interpolated grid agrees within 1e-3 step; it
+        accumulates rounding, about 3e-6 step after 1e5 points).
     values: [T, P] node voltages (V) of ``probes``, in order. Both arrays are read-only.
     ngspice_version: e.g. ``"39"``. wall_s: seconds spent in ngspice (load + run + read-back).
     engine: the engine that actually ran (``"batch"`` after a fallback). messages: ngspice's output lines.
@@ -210,7 +211,7 @@ def run_transient(
         )
     grid = start + step * np.arange(n_points, dtype=np.float64)
     drift = float(np.max(np.abs(t[:n_points] - grid)))
-    if drift > 1e-6 * step:
+    if drift > 1e-3 * step:
         raise SpiceError(
             f"ngspice's output grid is off the uniform grid by {drift:.3g} s (step {step!r} s): "
             "'.options interp' did not take effect. Check the ngspice build (ngspice >= 26 needed)."
