@@ -18,6 +18,7 @@ from thermotrain.training._cost_model import (
 )
 from thermotrain.training._data import Dataset as Dataset
 from thermotrain.training._data import load_dataset as load_dataset
+from thermotrain.training._demo import demo_train as demo_train
 from thermotrain.training._experiments import run_experiment as run_experiment
 from thermotrain.training._ggn import GGNOperator as GGNOperator
 from thermotrain.training._harness import (

@@ -63,6 +63,7 @@ def train_comparison(
     kappa0: float = 1e-3,
     damping: float = 0.1,
     mode: str = "solve",
+    analog_dt: float = 0.1,
     subset: int | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
@@ -71,7 +72,7 @@ def train_comparison(
     Thermodynamic K-FAC runs its linear algebra on ``backend_profile`` (a hardware-profile JSON) or the ideal
     device when ``None``: ``mode="solve"`` (default; mean readout of (G+λI)⁻¹∇W(A+λI)⁻¹, warm-started) or
     ``"inverse"`` (covariance readout, much noisier at equal analog time), ``analog_time`` (τ) per solve,
-    noise ``kappa0``; both K-FAC runs use ``damping`` λ. Writes ``out_dir/{adam,kfac-digital,kfac-thermo}/`` run folders,
+    noise ``kappa0``, covariance-readout sample interval ``analog_dt`` (τ); both K-FAC runs use ``damping`` λ. Writes ``out_dir/{adam,kfac-digital,kfac-thermo}/`` run folders,
     ``out_dir/comparison.json`` and ``out_dir/comparison.png`` (test accuracy/loss against steps).
 
     Returns:
@@ -84,6 +85,7 @@ def train_comparison(
     thermo_backend = str(backend_profile) if backend_profile is not None else "ideal"
     common = dict(model="mlp", dataset=dataset, epochs=epochs, seed=seed, batch_size=64, progress=progress)
     kfac = dict(damping=damping, kfac_mode=mode)
+    thermo = dict(analog_time=analog_time, kappa0=kappa0, analog_dt=analog_dt)
     runs = [
         ("adam", TrainConfig(optimizer="adam", lr=3e-3, out=str(out / "adam"), **common)),  # type: ignore[arg-type]
         (
@@ -95,9 +97,8 @@ def train_comparison(
             TrainConfig(
                 optimizer="kfac",
                 backend=thermo_backend,
-                analog_time=analog_time,
-                kappa0=kappa0,
                 out=str(out / "kfac-thermo"),
+                **thermo,
                 **kfac,
                 **common,  # type: ignore[arg-type]
             ),

@@ -43,17 +43,28 @@ def _curve(
     return [h["step"] for h in hist], [h["wall_s"] for h in hist], [h[key] for h in hist]
 
 
+failures: dict[str, list[str]] = {}
+"""Settings whose runs raised ``TrainingError`` in the last sweep (label → messages); written to the JSON."""
+
+
 def _sweep(
     base: TrainConfig, settings: dict[str, dict[str, Any]], seeds: int, data: Any
 ) -> dict[str, list[dict[str, Any]]]:
     runs: dict[str, list[dict[str, Any]]] = {}
+    failures.clear()
     for label, overrides in settings.items():
         runs[label] = []
         for seed in range(seeds):
             cfg = dataclasses.replace(base, seed=seed, **overrides)
-            summary = train(cfg, data)
+            try:
+                summary = train(cfg, data)
+            except TrainingError as exc:  # a diverged setting is a result: record it, keep sweeping
+                failures.setdefault(label, []).append(f"seed {seed}: {exc}")
+                continue
             summary.pop("config")
             runs[label].append(summary)
+        if not runs[label]:
+            del runs[label]
     return runs
 
 
@@ -98,6 +109,8 @@ def _write(out: Path, name: str, payload: dict[str, Any]) -> None:
     (out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
     for row in payload.get("table", []):
         print(json.dumps(row))
+    for label, messages in payload.get("failed", {}).items():
+        print(json.dumps({"setting": label, "failed": messages}))
 
 
 def _profile(path: str | None) -> Any:
@@ -172,7 +185,13 @@ def run_experiment(name: str, out_dir: str | Path, options: dict[str, Any] | Non
         runs, title = _kfac_quantization(base, seeds, data, out, _profile(opts.get("profile")))
     else:
         raise TrainingError(f"Unknown experiment {name!r}.")
-    payload = {"experiment": name, "dataset": dataset, "table": _table(runs), "runs": runs}
+    payload = {
+        "experiment": name,
+        "dataset": dataset,
+        "table": _table(runs),
+        "failed": dict(failures),
+        "runs": runs,
+    }
     _write(out, name, payload)
     _plot_runs(runs, out / f"{name}.png", title)
     return payload

@@ -66,6 +66,7 @@ _RESUME_KEYS = (
     "analog_time",
     "delay",
     "kappa0",
+    "analog_dt",
     "kfac_mode",
     "inv_update_steps",
     "cg_iters",
@@ -93,6 +94,7 @@ class TrainConfig:
         analog_time: device time per inverse/solve (thermodynamic K-FAC) or per step (TNGD), in τ.
         delay: TNGD delay t_d, in τ.
         kappa0: device noise κ0 (dimensionless).
+        analog_dt: sample interval of thermodynamic K-FAC's covariance readout (τ; ≥ a profile's ADC interval).
         kfac_mode: ``"inverse"`` or ``"solve"``.
         inv_update_steps: K-FAC inverse (device reload) interval, in steps.
         cg_iters: CG iterations per step for ``ngd-cg``.
@@ -119,6 +121,7 @@ class TrainConfig:
     analog_time: float = 50.0
     delay: float = 0.0
     kappa0: float = 1e-2
+    analog_dt: float = 0.1
     kfac_mode: str = "inverse"
     inv_update_steps: int = 10
     cg_iters: int = 10
@@ -185,7 +188,9 @@ class Method:
             self.opt = torch.optim.SGD(model.parameters(), lr=lr)
         if name == "kfac":
             solver = make_solver(
-                cfg.backend, AnalogConfig(analog_time=cfg.analog_time, kappa0=cfg.kappa0), generator=noise
+                cfg.backend,
+                AnalogConfig(analog_time=cfg.analog_time, kappa0=cfg.kappa0, dt=cfg.analog_dt),
+                generator=noise,
             )
             kcfg = KFACConfig(
                 damping=lam,

@@ -50,6 +50,8 @@ __all__ = ["KFACConfig", "KFACPreconditioner", "Schedule", "resolve_schedule"]
 
 log = logging.getLogger(__name__)
 
+_MAX_PASSES = 64  # recorded forward passes per layer between two step() calls
+
 Schedule = float | Callable[[int], float]
 """A hyperparameter given as a constant or as a function of the step count (0-based)."""
 
@@ -111,8 +113,22 @@ class KFACConfig:
             raise TrainingError(f"mode must be 'inverse' or 'solve'; got {self.mode!r}.")
 
 
+class _InverseFactor:
+    """A damped factor's inverse as an operator: an explicit inverse (matmul) or a Cholesky factor (two
+    triangular solves). ``left(B)`` = (F+λI)⁻¹ B for B of shape (d, k): O(d²k) flops either way."""
+
+    def __init__(self, inverse: torch.Tensor | None = None, cholesky: torch.Tensor | None = None) -> None:
+        self.inverse, self.cholesky = inverse, cholesky
+
+    def left(self, B: torch.Tensor) -> torch.Tensor:
+        if self.inverse is not None:
+            return self.inverse @ B
+        assert self.cholesky is not None
+        return torch.cholesky_solve(B.to(self.cholesky.dtype), self.cholesky).to(B.dtype)
+
+
 class _Layer:
-    """Per-layer K-FAC state: hooks' running sums, factors, inverses and the previous update."""
+    """Per-layer K-FAC state: the rows the hooks captured this step, factors, inverses, the previous update."""
 
     def __init__(self, name: str, module: nn.Linear | nn.Conv2d) -> None:
         self.name = name
@@ -122,13 +138,15 @@ class _Layer:
         self.G: torch.Tensor | None = None
         self.A_inv: torch.Tensor | None = None
         self.G_inv: torch.Tensor | None = None
+        self.A_chol: torch.Tensor | None = None
+        self.G_chol: torch.Tensor | None = None
         self.A_damped: torch.Tensor | None = None
         self.G_damped: torch.Tensor | None = None
         self.prev_update: torch.Tensor | None = None
-        self._A_sum: torch.Tensor | None = None
-        self._G_sum: torch.Tensor | None = None
-        self._n_A = 0
-        self._n_G = 0
+        self._inputs: list[torch.Tensor] = []  # layer inputs of this step's recorded forward passes
+        self._grads: list[torch.Tensor] = []  # ∂L/∂s of this step's recorded backward passes
+        self._rows_A: list[torch.Tensor] | None = None
+        self._probe: torch.Tensor | None = None
 
     # -- factor statistics ---------------------------------------------------------------------------
     def input_rows(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,40 +166,78 @@ class _Layer:
         return g.reshape(-1, g.shape[-1])
 
     def add_input(self, x: torch.Tensor) -> None:
-        rows = self.input_rows(x.detach())
-        cov = rows.T @ rows / rows.shape[0]
-        self._A_sum = cov if self._A_sum is None else self._A_sum + cov
-        self._n_A += 1
+        if len(self._inputs) >= _MAX_PASSES:
+            raise TrainingError(
+                f"K-FAC recorded {_MAX_PASSES} forward passes of layer {self.name!r} without a step(); call "
+                "precond.step() after each backward, and evaluate under torch.no_grad() or model.eval()."
+            )
+        self._inputs.append(x.detach())
 
     def add_grad_output(self, g: torch.Tensor) -> None:
-        batch = g.shape[0]
-        rows = self.output_rows(g.detach())
-        cov = (rows.T @ rows) * batch
-        self._G_sum = cov if self._G_sum is None else self._G_sum + cov
-        self._n_G += 1
+        self._grads.append(g.detach())
+
+    def recorded(self) -> bool:
+        return bool(self._inputs) and bool(self._grads)
+
+    def rows_A(self) -> list[torch.Tensor]:
+        if self._rows_A is None:
+            self._rows_A = [self.input_rows(x) for x in self._inputs]
+        return self._rows_A
+
+    def check_recorded_finite(self) -> None:
+        """Raise before any factor changes if a recorded row would make A or G non-finite.
+
+        The column sums of squares are the diagonals of XᵀX and SᵀS; by Cauchy–Schwarz they bound every
+        entry, so a finite diagonal means a finite factor. Cost O(rows·d)."""
+        for rows in [*self.rows_A(), *(self.output_rows(g) for g in self._grads)]:
+            if not bool(torch.isfinite(rows.square().sum(0)).all()):
+                raise TrainingError(
+                    f"K-FAC factors of layer {self.name!r} would be non-finite (NaN/inf activations or "
+                    "gradients). Lower the learning rate or raise the damping; the factors were not updated."
+                )
 
     def update_factors(self, decay: float) -> bool:
-        if self._A_sum is None or self._G_sum is None:
+        """F ← ρF + (1-ρ)·mean over this step's passes of the batch factor, in place (one fused GEMM per pass).
+
+        A_batch = XᵀX / rows, G_batch = SᵀS · B (curvlinops' scaling); the first update initialises F."""
+        if not self.recorded():
+            self.clear_sums()
             return False
-        A_new, G_new = self._A_sum / self._n_A, self._G_sum / self._n_G
-        if not bool(torch.isfinite(A_new.sum() + G_new.sum())):  # one reduction: NaN/inf propagate
-            raise TrainingError(
-                f"K-FAC factors of layer {self.name!r} are non-finite (NaN/inf activations or gradients). "
-                "Lower the learning rate or raise the damping; the factors were not updated."
+        rows_a = self.rows_A()
+        rows_g = [self.output_rows(g) for g in self._grads]
+        batches = [g.shape[0] for g in self._grads]
+        first = self.A is None or self.G is None
+        if first:
+            d_a, d_g = rows_a[0].shape[1], rows_g[0].shape[1]
+            self.A = rows_a[0].new_zeros(d_a, d_a)
+            self.G = rows_g[0].new_zeros(d_g, d_g)
+        assert self.A is not None and self.G is not None
+        w = 1.0 if first else 1.0 - decay
+        for i, x in enumerate(rows_a):
+            self.A.addmm_(
+                x.T,
+                x,
+                beta=(0.0 if first else decay) if i == 0 else 1.0,
+                alpha=w / (x.shape[0] * len(rows_a)),
             )
-        if self.A is None or self.G is None:
-            self.A, self.G = A_new, G_new
-        else:
-            self.A.mul_(decay).add_(A_new, alpha=1 - decay)
-            self.G.mul_(decay).add_(G_new, alpha=1 - decay)
-        self.clear_sums()
+        for i, (s, b) in enumerate(zip(rows_g, batches)):
+            self.G.addmm_(
+                s.T, s, beta=(0.0 if first else decay) if i == 0 else 1.0, alpha=w * b / len(rows_g)
+            )
         return True
 
     def clear_sums(self) -> None:
-        self._A_sum = self._G_sum = None
-        self._n_A = self._n_G = 0
+        self._inputs, self._grads, self._rows_A = [], [], None
 
     # -- gradient as a matrix ------------------------------------------------------------------------
+    def grad_is_finite(self) -> bool:
+        w, b = self.module.weight.grad, self.module.bias.grad if self.has_bias else None
+        total = (w.sum() if w is not None else 0.0) + (b.sum() if b is not None else 0.0)
+        return bool(torch.isfinite(torch.as_tensor(total)))
+
+    def has_grad(self) -> bool:
+        return self.module.weight.grad is not None
+
     def grad_matrix(self) -> torch.Tensor | None:
         w = self.module.weight
         if w.grad is None:
@@ -194,12 +250,47 @@ class _Layer:
             )
         return g
 
+    def low_rank_gradient(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(S, X) with ∇W = SᵀX from this step's single recorded pass, or None when ∇W is not that product.
+
+        Checked on a fixed random probe v: ‖∇W v − Sᵀ(X v)‖ ≤ 1e-4 (‖∇W‖‖v‖ + ‖S‖‖X v‖) — O(rows·(m+n) + mn)
+        — so a gradient changed after ``backward`` (clipping, accumulation, weight decay) uses the dense path."""
+        if len(self._inputs) != 1 or len(self._grads) != 1 or not self.has_grad():
+            return None
+        X, S = self.rows_A()[0], self.output_rows(self._grads[0])
+        if self._probe is None or self._probe.shape[0] != X.shape[1] or self._probe.dtype != X.dtype:
+            gen = torch.Generator().manual_seed(0)
+            self._probe = torch.randn(X.shape[1], generator=gen, dtype=X.dtype)
+        v = self._probe
+        w = self.module.weight.grad.reshape(S.shape[1], -1)
+        gv = w @ v[: w.shape[1]]
+        norm_g = w.norm() ** 2
+        if self.has_bias:
+            b = self.module.bias.grad
+            if b is None:
+                return None
+            gv = gv + b * v[-1]
+            norm_g = norm_g + b.norm() ** 2
+        xv = X @ v
+        sv = S.T @ xv
+        scale = float(norm_g.sqrt() * v.norm() + S.norm() * xv.norm())
+        if not float((gv - sv).norm()) <= 1e-4 * scale:
+            return None
+        return S, X
+
     def set_grad_matrix(self, u: torch.Tensor) -> None:
         w = self.module.weight
         if self.has_bias:
-            self.module.bias.grad = u[:, -1].contiguous().to(self.module.bias.dtype)
+            b = self.module.bias
+            if b.grad is not None and b.grad.shape == b.shape:
+                b.grad.copy_(u[:, -1])
+            else:
+                b.grad = u[:, -1].contiguous().to(b.dtype)
             u = u[:, :-1]
-        w.grad = u.reshape(w.shape).contiguous().to(w.dtype)
+        if w.grad is not None and w.grad.shape == w.shape:
+            w.grad.copy_(u.reshape(w.shape))
+        else:
+            w.grad = u.reshape(w.shape).contiguous().to(w.dtype)
 
 
 class KFACPreconditioner:
@@ -301,39 +392,56 @@ class KFACPreconditioner:
     def step(self) -> None:
         """Update factors (if recorded this step), refresh inverses when due, precondition the gradients.
 
+        Digital fast paths (same result as the formula, to rounding): factors are updated in place by one
+        fused GEMM per pass (F ← ρF + (1-ρ)XᵀX/rows); damping is added on the diagonal in place; a factor
+        of size d is applied through its Cholesky factor instead of an explicit inverse when
+        (2/3)d³/r (the inverse, amortised over the interval r) exceeds the d²k of applying it to k columns;
+        and for a layer whose gradient is the product SᵀX of this step's rows (checked on a probe vector),
+        U = [(G+λI)⁻¹Sᵀ][(A+λI)⁻¹Xᵀ]ᵀ costs rows·(m² + n² + mn) instead of mn(m + n).
+
         Raises:
             TrainingError: on non-finite gradients or factors (nothing is modified in that case).
         """
         before = self.solver.stats.as_dict()
-        for layer in self._layers.values():
-            g = layer.grad_matrix()
-            if g is not None and not bool(torch.isfinite(g.sum())):
-                raise TrainingError(
-                    f"Non-finite gradient in layer {layer.name!r} at step {self.steps}; the update was skipped. "
-                    "Lower the learning rate, raise the damping, or check the loss for NaN/inf."
-                )
-        for layer in self._layers.values():
-            layer.update_factors(self.config.factor_decay)
-        inv_every = int(resolve_schedule(self.config.inv_update_steps, self.steps, "inv_update_steps"))
-        lam = self.damping()
-        refresh = self.steps % max(inv_every, 1) == 0
-        updates: list[tuple[_Layer, torch.Tensor, torch.Tensor]] = []
-        for layer in self._layers.values():
-            if layer.A is None or layer.G is None:
-                continue  # no statistics yet (e.g. first step was in eval mode): plain gradient
-            if refresh or layer.A_damped is None:
-                self._refresh(layer, lam)
-            g = layer.grad_matrix()
-            if g is None:
-                continue
-            updates.append((layer, g, self._precondition(layer, g)))
+        try:
+            for layer in self._layers.values():
+                if not layer.grad_is_finite():
+                    raise TrainingError(
+                        f"Non-finite gradient in layer {layer.name!r} at step {self.steps}; the update was "
+                        "skipped. Lower the learning rate, raise the damping, or check the loss for NaN/inf."
+                    )
+            for layer in self._layers.values():
+                if layer.recorded():
+                    layer.check_recorded_finite()
+            for layer in self._layers.values():
+                layer.update_factors(self.config.factor_decay)
+            inv_every = int(resolve_schedule(self.config.inv_update_steps, self.steps, "inv_update_steps"))
+            lam = self.damping()
+            refresh = self.steps % max(inv_every, 1) == 0
+            updates: list[tuple[_Layer, torch.Tensor]] = []
+            for layer in self._layers.values():
+                if layer.A is None or layer.G is None:
+                    continue  # no statistics yet (e.g. first step was in eval mode): plain gradient
+                if refresh or not self._has_inverse(layer):
+                    self._refresh(layer, lam, max(inv_every, 1))
+                if not layer.has_grad():
+                    continue
+                updates.append((layer, self._precondition(layer)))
+        finally:
+            for layer in self._layers.values():
+                layer.clear_sums()
         scale = 1.0
         if self.config.kl_clip is not None and updates:
             lr = resolve_schedule(self.config.lr, self.steps, "lr")
-            vg = sum(float((u * g).sum()) for _, g, u in updates) * lr**2
+            vg = 0.0
+            for layer, u in updates:
+                g = layer.grad_matrix()
+                assert g is not None
+                vg += float((u * g).sum())
+            vg *= lr**2
             if vg > 0:
                 scale = min(1.0, math.sqrt(self.config.kl_clip / vg))
-        for layer, _, u in updates:
+        for layer, u in updates:
             layer.set_grad_matrix(u * scale if scale != 1.0 else u)
         after = self.solver.stats.as_dict()
         self.last_step = {k: after[k] - before[k] for k in after} | {
@@ -342,23 +450,60 @@ class KFACPreconditioner:
         }
         self.steps += 1
 
-    def _refresh(self, layer: _Layer, lam: float) -> None:
-        assert layer.A is not None and layer.G is not None
-        eye_a = torch.eye(layer.A.shape[0], dtype=layer.A.dtype, device=layer.A.device)
-        eye_g = torch.eye(layer.G.shape[0], dtype=layer.G.dtype, device=layer.G.device)
-        layer.A_damped = layer.A + lam * eye_a
-        layer.G_damped = layer.G + lam * eye_g
-        if self.config.mode == "inverse":
-            layer.A_inv = self.solver.inverse(layer.A_damped)
-            layer.G_inv = self.solver.inverse(layer.G_damped)
+    def _has_inverse(self, layer: _Layer) -> bool:
+        if self.config.mode == "solve":
+            return layer.A_damped is not None
+        return (layer.A_inv is not None or layer.A_chol is not None) and (
+            layer.G_inv is not None or layer.G_chol is not None
+        )
 
-    def _precondition(self, layer: _Layer, g: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _damped(F: torch.Tensor, lam: float, out: torch.Tensor | None) -> torch.Tensor:
+        """F + λI into ``out`` (reused between refreshes: no allocation of a d×d identity)."""
+        out = torch.empty_like(F) if out is None or out.shape != F.shape else out
+        out.copy_(F).diagonal().add_(lam)
+        return out
+
+    def _refresh(self, layer: _Layer, lam: float, interval: int) -> None:
+        assert layer.A is not None and layer.G is not None
+        if self.config.mode == "solve":
+            layer.A_damped = self._damped(layer.A, lam, layer.A_damped)
+            layer.G_damped = self._damped(layer.G, lam, layer.G_damped)
+            return
+        m, n = layer.G.shape[0], layer.A.shape[0]
+        for name, fac, k in (("A", layer.A, m), ("G", layer.G, n)):
+            use_chol = isinstance(self.solver, ExactSolver) and (2.0 / 3.0) * fac.shape[0] / interval > k
+            fac.diagonal().add_(lam)  # damp in place (ASDL's trick): no d×d copy
+            try:
+                if use_chol:
+                    assert isinstance(self.solver, ExactSolver)
+                    chol, inv = self.solver.cholesky(fac), None
+                else:
+                    chol, inv = None, self.solver.inverse(fac)
+            finally:
+                fac.diagonal().sub_(lam)
+            setattr(layer, f"{name}_chol", chol)
+            setattr(layer, f"{name}_inv", inv)
+
+    def _precondition(self, layer: _Layer) -> torch.Tensor:
         """U = (G+λI)⁻¹ g (A+λI)⁻¹ for the (d_out, d_in+1) gradient matrix g."""
         if self.config.mode == "inverse":
-            assert layer.A_inv is not None and layer.G_inv is not None
-            u = layer.G_inv @ g @ layer.A_inv
+            G_op = _InverseFactor(layer.G_inv, layer.G_chol)
+            A_op = _InverseFactor(layer.A_inv, layer.A_chol)
+            m, n = layer.G.shape[0], layer.A.shape[0]  # type: ignore[union-attr]
+            rows = layer.rows_A()[0].shape[0] if len(layer._inputs) == 1 else None
+            low_rank = rows is not None and rows * (m * m + n * n + m * n) < 0.8 * m * n * (m + n)
+            factors = layer.low_rank_gradient() if low_rank else None
+            if factors is not None:
+                S, X = factors
+                u = G_op.left(S.T) @ A_op.left(X.T).T
+            else:
+                g = layer.grad_matrix()
+                assert g is not None
+                u = A_op.left(G_op.left(g).T).T
         else:
-            assert layer.A_damped is not None and layer.G_damped is not None
+            g = layer.grad_matrix()
+            assert g is not None and layer.A_damped is not None and layer.G_damped is not None
             prev = layer.prev_update
             y0 = None if prev is None else prev @ layer.A_damped  # Y = (G+λI)⁻¹g = U (A+λI)
             y = self.solver.solve(layer.G_damped, g, x0=y0)
@@ -373,7 +518,7 @@ class KFACPreconditioner:
 
     # -- checkpointing -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        keys = ("A", "G", "A_inv", "G_inv", "A_damped", "G_damped", "prev_update")
+        keys = ("A", "G", "A_inv", "G_inv", "A_chol", "G_chol", "A_damped", "G_damped", "prev_update")
         return {
             "steps": self.steps,
             "layers": {name: {k: getattr(layer, k) for k in keys} for name, layer in self._layers.items()},
@@ -388,7 +533,7 @@ class KFACPreconditioner:
             )
         self.steps = int(state["steps"])
         for name, values in state["layers"].items():
-            for key, value in values.items():
+            for key, value in values.items():  # checkpoints without A_chol/G_chol load as before
                 setattr(self._layers[name], key, value.clone() if isinstance(value, torch.Tensor) else value)
         self.solver.load_state_dict(state["solver"])
 

@@ -126,6 +126,12 @@ class ExactSolver(CurvatureSolver):
         self.stats.calls += 1
         return torch.cholesky_inverse(self._cholesky(M)).to(M.dtype)
 
+    def cholesky(self, M: torch.Tensor) -> torch.Tensor:
+        """Lower Cholesky factor L of SPD ``M`` (L Lᵀ = M), for repeated ``torch.cholesky_solve``: O(n³/3) once,
+        then O(n²k) per k right-hand sides — a third of the cost of forming M⁻¹ explicitly."""
+        self.stats.calls += 1
+        return self._cholesky(M)
+
     def solve(self, M: torch.Tensor, B: torch.Tensor, x0: torch.Tensor | None = None) -> torch.Tensor:
         self.stats.calls += 1
         L = self._cholesky(M)

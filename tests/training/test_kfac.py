@@ -144,3 +144,53 @@ def test_state_dict_round_trip_restores_factors() -> None:
     for name, (A, G) in precond.factors().items():
         torch.testing.assert_close(other.factors()[name][0], A)
         torch.testing.assert_close(other.factors()[name][1], G)
+
+
+def _formula(precond: KFACPreconditioner, grads: list[torch.Tensor], lam: float) -> list[torch.Tensor]:
+    """U = (G+λI)⁻¹ [∇W ∇b] (A+λI)⁻¹ per layer, from the preconditioner's own factors (dense reference)."""
+    out = []
+    for _, (A, G) in precond.factors().items():
+        w, b = grads.pop(0), grads.pop(0)
+        g = torch.cat([w, b[:, None]], dim=1)
+        eye_g, eye_a = torch.eye(G.shape[0], dtype=G.dtype), torch.eye(A.shape[0], dtype=A.dtype)
+        u = torch.linalg.solve(G + lam * eye_g, g) @ torch.linalg.inv(A + lam * eye_a)
+        out += [u[:, :-1], u[:, -1]]
+    return out
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_low_rank_and_cholesky_fast_paths_equal_the_dense_formula(clip: bool, monkeypatch) -> None:
+    from thermotrain.training import _kfac
+
+    used: list[bool] = []
+    original = _kfac._Layer.low_rank_gradient
+    monkeypatch.setattr(
+        _kfac._Layer,
+        "low_rank_gradient",
+        lambda self: used.append(original(self) is not None) or original(self),
+    )
+    # batch 4 < widths: the low-rank path applies; inv_update_steps=1 with a 65-wide input: Cholesky path
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 8)).double()
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(4, 64, generator=g, dtype=torch.float64), torch.randint(0, 8, (4,), generator=g)
+    lam = 1e-2
+    precond = KFACPreconditioner(model, KFACConfig(damping=lam, inv_update_steps=1))
+    nn.CrossEntropyLoss()(model(x), y).backward()
+    if clip:  # a gradient changed after backward is no longer SᵀX: the probe must send it to the dense path
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1e-3)
+    grads = [p.grad.clone() for p in model.parameters()]
+    precond.step()
+    assert precond._layers["0"].A_chol is not None  # (2/3)·65/1 > 32 columns: Cholesky factor kept
+    assert used == [not clip, not clip]
+    for ours, ref in zip([p.grad for p in model.parameters()], _formula(precond, grads, lam)):
+        torch.testing.assert_close(ours, ref, atol=1e-9, rtol=1e-7)
+
+
+def test_forward_passes_without_step_are_capped() -> None:
+    model = nn.Sequential(nn.Linear(3, 2)).double()
+    precond = KFACPreconditioner(model)
+    with pytest.raises(TrainingError, match="without a step"):
+        for _ in range(100):
+            model(torch.randn(2, 3, dtype=torch.float64))
+    assert precond.steps == 0

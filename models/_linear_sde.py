@@ -1,0 +1,402 @@
+"""Exact simulation of the linear SDE  dx = (M x + u) dt + Q dW  in torch.
+
+Everything here is exact for a linear-Gaussian process: no time-discretization error at any step size, for
+any stable drift M, normal or not (RLC arrays have non-normal drift, for which an eigen-decomposition of the
+symmetric part of M is wrong). Units are whatever the caller's time unit is (the device time constant τ in
+:mod:`thermotrain.models._linalg`). Leading batch dimensions are allowed on every tensor; the device follows
+the tensors. Transition matrices are computed once in float64 and cast to the SDE's dtype, so float32
+stepping loses nothing in the set-up.
+
+Key identities (Van Loan 1978; D = QQᵀ):
+
+- Transition over Δ: x(t+Δ) = Φ x(t) + Γ u + ε,  Φ = e^{MΔ},  Γ = ∫₀^Δ e^{Ms} ds,
+  ε ~ N(0, S),  S = ∫₀^Δ e^{Ms} D e^{Mᵀs} ds.
+- exp([[-M, D], [0, Mᵀ]] δ) = [[·, F], [0, e^{Mᵀδ}]]  gives  S(δ) = e^{Mδ} F;  exp([[M, I], [0, 0]] δ) gives Φ, Γ.
+- Doubling (used so that no block exponential ever sees ‖Mδ‖ > 1, where e^{-Mδ} would overflow the
+  precision): Φ(2δ) = Φ², Γ(2δ) = Γ + ΦΓ, S(2δ) = S + Φ S Φᵀ — a sum of PSD terms, no cancellation.
+- Stationary covariance Σ: M Σ + Σ Mᵀ + D = 0 (Lyapunov); stationary mean -M⁻¹u.
+- Time average x̄ = (1/T)∫_{t0}^{t0+T} x dt: augment the state with y = (1/T)∫_{t0}^{t} x, whose drift is
+  [[M, 0], [I/T, 0]]; the exact transition of the augmented system over T gives the law of x̄ = y(t0+T).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "LinearSDE",
+    "Transition",
+    "log_likelihood",
+    "psd_factor",
+    "sample_time_average",
+    "simulate",
+    "state_moments",
+    "stationary_covariance",
+    "time_average_moments",
+    "transition",
+]
+
+_WORK = torch.float64  # precision of every set-up computation (transition, Lyapunov, moments)
+
+
+def _as_float_tensor(
+    x: Tensor | float | list, dtype: torch.dtype | None, device: torch.device | None
+) -> Tensor:
+    t = x if isinstance(x, Tensor) else torch.as_tensor(x, dtype=dtype or torch.float64)
+    if not t.is_floating_point():
+        t = t.to(torch.float64)
+    return t.to(dtype=dtype or t.dtype, device=device or t.device)
+
+
+@dataclass(frozen=True)
+class LinearSDE:
+    """dx = (M x + u) dt + Q dW with D = Q Qᵀ, in the caller's time unit.
+
+    Fields (``...`` = optional leading batch dimensions, broadcast against each other):
+        M: [..., n, n] drift (any stable matrix; non-normal allowed).
+        D: [..., n, n] diffusion Q Qᵀ (symmetric positive semi-definite).
+        u: [..., n] constant input (zeros when omitted).
+
+    The dtype is M's when M is a floating tensor (float32 on request), else float64; D and u are cast to it
+    and moved to M's device. Build from a noise-input matrix Q with :meth:`from_noise_input`.
+    """
+
+    M: Tensor
+    D: Tensor
+    u: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        M = _as_float_tensor(self.M, None, None)
+        D = _as_float_tensor(self.D, M.dtype, M.device)
+        u = torch.zeros(M.shape[:-1], dtype=M.dtype, device=M.device) if self.u is None else self.u
+        u = _as_float_tensor(u, M.dtype, M.device)
+        if M.ndim < 2 or M.shape[-1] != M.shape[-2]:
+            raise ValueError(f"LinearSDE.M must be [..., n, n]; got shape {tuple(M.shape)}.")
+        n = M.shape[-1]
+        if D.shape[-2:] != (n, n):
+            raise ValueError(f"LinearSDE.D must be [..., {n}, {n}] like M; got shape {tuple(D.shape)}.")
+        if u.shape[-1:] != (n,):
+            raise ValueError(f"LinearSDE.u must be [..., {n}]; got shape {tuple(u.shape)}.")
+        for name, t in (("M", M), ("D", D), ("u", u)):
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(
+                    f"LinearSDE.{name} has non-finite entries; check the circuit values or scaling."
+                )
+        object.__setattr__(self, "M", M)
+        object.__setattr__(self, "D", D)
+        object.__setattr__(self, "u", u)
+
+    @classmethod
+    def from_noise_input(cls, M: Tensor, Q: Tensor, u: Tensor | None = None) -> LinearSDE:
+        """The SDE dx = (M x + u) dt + Q dW with Q [..., n, m] (m independent unit white noises)."""
+        Q = _as_float_tensor(Q, M.dtype if isinstance(M, Tensor) else None, None)
+        return cls(M, Q @ Q.mT, u)
+
+    @property
+    def n(self) -> int:
+        return self.M.shape[-1]
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return torch.broadcast_shapes(self.M.shape[:-2], self.D.shape[:-2], self.u.shape[:-1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.M.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.M.device
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> LinearSDE:
+        """A copy with every tensor cast to ``dtype`` and/or moved to ``device``."""
+        kw = {"dtype": dtype or self.dtype, "device": device or self.device}
+        return LinearSDE(self.M.to(**kw), self.D.to(**kw), self.u.to(**kw))
+
+    def stationary_mean(self) -> Tensor:
+        """-M⁻¹ u, [..., n]. Cost O(n³)."""
+        M = self.M.to(_WORK)
+        return -torch.linalg.solve(M, self.u.to(_WORK).expand(*self.batch_shape, self.n)).to(self.dtype)
+
+    def stationary_covariance(self) -> Tensor:
+        """Σ solving M Σ + Σ Mᵀ + D = 0, [..., n, n]; see :func:`stationary_covariance`."""
+        return stationary_covariance(self.M, self.D).to(self.dtype)
+
+
+class Transition(NamedTuple):
+    """Exact one-step map x(t+Δ) = Phi x(t) + Gamma u + N(0, S)."""
+
+    Phi: Tensor  # [..., n, n]  e^{MΔ}
+    S: Tensor  # [..., n, n]  ∫₀^Δ e^{Ms} D e^{Mᵀs} ds (symmetrised)
+    Gamma: Tensor | None  # [..., n, n]  ∫₀^Δ e^{Ms} ds (None when not requested)
+
+
+def _block(a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> Tensor:
+    return torch.cat([torch.cat([a, b], dim=-1), torch.cat([c, d], dim=-1)], dim=-2)
+
+
+def _sym(S: Tensor) -> Tensor:
+    return 0.5 * (S + S.mT)
+
+
+def transition(M: Tensor, D: Tensor, dt: float, *, with_input: bool = True) -> Transition:
+    """Exact transition of dx = (M x + u) dt + Q dW over a step ``dt`` (D = QQᵀ).
+
+    Van Loan's block exponentials on a sub-step δ = dt/2^k with ‖M‖₁δ ≤ 1, then k doublings
+    (Φ ← Φ², Γ ← Γ + ΦΓ, S ← S + Φ S Φᵀ). Exact for any M (non-normal, defective, unstable) and numerically
+    stable for large dt (no e^{-M dt} is ever formed). Computed in float64, returned in M's dtype.
+
+    Cost: two matrix exponentials of size 2n (one with ``with_input=False``, which returns Gamma = None)
+    plus k = ⌈log₂(‖M‖₁ dt)⌉ doublings, each O(n³).
+    """
+    if not (math.isfinite(dt) and dt >= 0):
+        raise ValueError(f"dt = {dt!r} must be a finite time >= 0 (in the SDE's time unit).")
+    out_dtype = M.dtype
+    M = M.to(_WORK)
+    D = D.to(dtype=_WORK, device=M.device)
+    shape = torch.broadcast_shapes(M.shape, D.shape)
+    M, D = M.expand(shape), D.expand(shape)
+    n = shape[-1]
+    eye = torch.eye(n, dtype=_WORK, device=M.device).expand(shape)
+    zero = torch.zeros(shape, dtype=_WORK, device=M.device)
+    if dt == 0:
+        return Transition(eye.to(out_dtype), zero.to(out_dtype), zero.to(out_dtype) if with_input else None)
+    norm = float(torch.linalg.matrix_norm(M.detach(), ord=1).max()) * dt
+    k = max(0, math.ceil(math.log2(norm))) if norm > 1 else 0
+    delta = dt / 2**k
+    E2 = torch.linalg.matrix_exp(_block(-M, D, zero, M.mT) * delta)
+    Phi = E2[..., n:, n:].mT  # (e^{Mᵀδ})ᵀ
+    S = _sym(Phi @ E2[..., :n, n:])
+    Gamma = torch.linalg.matrix_exp(_block(M, eye, zero, zero) * delta)[..., :n, n:] if with_input else None
+    for _ in range(k):
+        if Gamma is not None:
+            Gamma = Gamma + Phi @ Gamma
+        S = _sym(S + Phi @ S @ Phi.mT)
+        Phi = Phi @ Phi
+    return Transition(Phi.to(out_dtype), S.to(out_dtype), None if Gamma is None else Gamma.to(out_dtype))
+
+
+def stationary_covariance(
+    M: Tensor, D: Tensor, *, method: Literal["auto", "eigh", "kronecker", "doubling"] = "auto"
+) -> Tensor:
+    """Σ solving the continuous Lyapunov equation M Σ + Σ Mᵀ + D = 0 for stable M (all Re λ(M) < 0).
+
+    Methods (all exact up to rounding, correct for non-normal M):
+        ``eigh``: M symmetric only; M = UΛUᵀ, Σ = U [(UᵀDU)_ij / -(λ_i+λ_j)] Uᵀ. O(n³).
+        ``kronecker``: solve (M⊗I + I⊗M) vec Σ = -vec D directly. O(n⁶); small n.
+        ``doubling``: squared Smith iteration Σ = Σ_k Φ^{2^k}... via the transition doubling S ← S + Φ S Φᵀ,
+            Φ ← Φ² until Φ has decayed below rounding; O(n³ log(t_relax/δ)).
+        ``auto``: eigh if M is symmetric, kronecker for n ≤ 16, doubling otherwise.
+    Computed in float64; returned in M's dtype. Raises ValueError for an unstable M (naming max Re λ).
+    """
+    out_dtype = M.dtype
+    M = M.to(_WORK)
+    D = D.to(dtype=_WORK, device=M.device)
+    shape = torch.broadcast_shapes(M.shape, D.shape)
+    M, D = M.expand(shape), D.expand(shape)
+    n = shape[-1]
+    lam_max = float(torch.linalg.eigvals(M.detach()).real.max())
+    if not lam_max < 0:
+        raise ValueError(
+            f"The drift M is not stable (largest real part of its eigenvalues is {lam_max:.3g} >= 0), so no "
+            "stationary law exists; add damping or check the sign convention (dx = M x dt + ...)."
+        )
+    if method == "auto":
+        symmetric = bool(torch.allclose(M, M.mT, rtol=0.0, atol=1e-14 * float(M.abs().max())))
+        method = "eigh" if symmetric else ("kronecker" if n <= 16 else "doubling")
+    if method == "eigh":
+        lam, U = torch.linalg.eigh(_sym(M))
+        Dt = U.mT @ D @ U
+        Sigma = U @ (Dt / -(lam[..., :, None] + lam[..., None, :])) @ U.mT
+    elif method == "kronecker":
+        eye = torch.eye(n, dtype=_WORK, device=M.device)
+        K = torch.einsum("...ij,kl->...ikjl", M, eye) + torch.einsum("ij,...kl->...ikjl", eye, M)
+        K = K.reshape(*shape[:-2], n * n, n * n)
+        Sigma = torch.linalg.solve(K, -D.reshape(*shape[:-2], n * n, 1)).reshape(shape)
+    elif method == "doubling":
+        delta = 1.0 / max(float(torch.linalg.matrix_norm(M.detach(), ord=1).max()), 1e-300)
+        Phi, Sigma, _ = transition(M, D, delta, with_input=False)
+        for _ in range(200):
+            if float(torch.linalg.matrix_norm(Phi).max()) < 1e-9:  # next term below 1e-18 relative
+                break
+            Sigma = _sym(Sigma + Phi @ Sigma @ Phi.mT)
+            Phi = Phi @ Phi
+        else:  # pragma: no cover - only for a drift stable to within rounding
+            raise ValueError("Lyapunov doubling did not converge: M is too close to unstable.")
+    else:
+        raise ValueError(f"method must be 'auto', 'eigh', 'kronecker' or 'doubling'; got {method!r}.")
+    return _sym(Sigma).to(out_dtype)
+
+
+def psd_factor(S: Tensor) -> Tensor:
+    """L with L Lᵀ = S for symmetric PSD S [..., n, n]: Cholesky, or eigh with negative eigenvalues clamped
+    to 0 where S is singular (e.g. noise on only part of the state) and Cholesky fails. Cost O(n³)."""
+    L, info = torch.linalg.cholesky_ex(S)
+    if bool((info == 0).all()):
+        return L
+    lam, U = torch.linalg.eigh(S)
+    return U * lam.clamp_min(0).sqrt()[..., None, :]
+
+
+def _lead_and_x0(sde: LinearSDE, x0: Tensor | None, batch: int) -> tuple[tuple[int, ...], Tensor]:
+    lead = (batch, *sde.batch_shape)
+    if x0 is None:
+        x0 = torch.zeros(sde.n, dtype=sde.dtype, device=sde.device)
+    x0 = _as_float_tensor(x0, sde.dtype, sde.device)
+    try:
+        return lead, x0.expand(*lead, sde.n)
+    except RuntimeError as e:
+        raise ValueError(
+            f"x0 of shape {tuple(x0.shape)} does not broadcast to [batch, ..., n] = {lead + (sde.n,)}"
+        ) from e
+
+
+def _check_batch(batch: int) -> None:
+    if not (isinstance(batch, int) and batch >= 1):
+        raise ValueError(f"batch = {batch!r} must be a positive int (number of independent replicas).")
+
+
+def simulate(
+    sde: LinearSDE,
+    x0: Tensor | None,
+    dt: float,
+    n_steps: int,
+    *,
+    generator: torch.Generator | None = None,
+    batch: int = 1,
+) -> Tensor:
+    """Sample paths of the SDE on the grid 0, dt, …, n_steps·dt, exactly (no discretization error).
+
+    x_{k+1} = Φ x_k + Γ u + L ξ_k,  L Lᵀ = S (Cholesky, or eigh with clamp for singular S), ξ_k ~ N(0, I);
+    Φ, Γ, S from :func:`transition`, computed once.
+
+    Args:
+        sde: the process (batch dims allowed).
+        x0: start state [..., n] broadcast to [batch, *sde.batch_shape, n]; None = 0.
+        dt: sample interval in the SDE's time unit.
+        n_steps: number of steps.
+        generator: torch generator on the SDE's device (seeded ⇒ reproducible).
+        batch: number of independent replicas.
+    Returns:
+        [batch, *sde.batch_shape, n_steps + 1, n] in the SDE's dtype; index 0 is x0.
+    Cost: O(n³) set-up + n_steps matrix-vector products per replica; memory batch·n_steps·n.
+    """
+    _check_batch(batch)
+    if not (isinstance(n_steps, int) and n_steps >= 0):
+        raise ValueError(f"n_steps = {n_steps!r} must be an int >= 0.")
+    lead, x = _lead_and_x0(sde, x0, batch)
+    has_input = bool((sde.u != 0).any())
+    Phi, S, Gamma = transition(sde.M, sde.D, dt, with_input=has_input)
+    c = (Gamma @ sde.u[..., None])[..., 0] if has_input else 0.0
+    L = psd_factor(S.to(_WORK)).to(sde.dtype)
+    xi = torch.randn((n_steps, *lead, sde.n), generator=generator, dtype=sde.dtype, device=sde.device)
+    batched = Phi.ndim > 2
+    # one GEMM for all steps when the SDE is unbatched; batched matrix-vector products otherwise
+    noise = ((L @ xi[..., None])[..., 0] if batched else xi @ L.T) + c  # [n_steps, *lead, n]
+    out = torch.empty((*lead, n_steps + 1, sde.n), dtype=sde.dtype, device=sde.device)
+    out[..., 0, :] = x
+    PhiT = Phi.mT
+    for k in range(n_steps):
+        x = ((x[..., None, :] @ PhiT)[..., 0, :] if batched else x @ PhiT) + noise[k]
+        out[..., k + 1, :] = x
+    return out
+
+
+def state_moments(
+    sde: LinearSDE, x0: Tensor | None, t: float, *, x0_cov: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Mean and covariance of x(t) from x(0) = x0 (or x(0) ~ N(x0, x0_cov)).
+
+    mean = Φ x0 + Γ u,  cov = Φ P0 Φᵀ + S  with (Φ, S, Γ) = :func:`transition` over t. Cost O(n³ log t).
+    Returns ([..., n], [..., n, n]) in the SDE's dtype.
+    """
+    Phi, S, Gamma = (a.to(_WORK) for a in transition(sde.M, sde.D, t))
+    x0 = torch.zeros(sde.n, dtype=_WORK, device=sde.device) if x0 is None else x0.to(_WORK)
+    mean = (Phi @ x0[..., None])[..., 0] + (Gamma @ sde.u.to(_WORK)[..., None])[..., 0]
+    cov = S if x0_cov is None else _sym(S + Phi @ x0_cov.to(_WORK) @ Phi.mT)
+    return mean.to(sde.dtype), cov.to(sde.dtype)
+
+
+def time_average_moments(
+    sde: LinearSDE, x0: Tensor | None, t0: float, T: float, *, x0_cov: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Exact mean and covariance of the time average x̄ = (1/T)∫_{t0}^{t0+T} x(t) dt given x(0) = x0
+    (or x(0) ~ N(x0, x0_cov)).
+
+    Derivation: x(t0) ~ N(m0, P0) by :func:`state_moments`. With y(t) = (1/T)∫_{t0}^{t} x ds the pair
+    z = (x, y) obeys dz = ([[M, 0], [I/T, 0]] z + [u; 0]) dt + [Q; 0] dW, z(t0) = (x(t0), 0); its exact
+    transition over T, (Φ_z, S_z, Γ_z), gives x̄ = y(t0+T) = Φ_yx x(t0) + (Γ_z [u; 0])_y + noise, hence
+        E x̄ = Φ_yx m0 + (Γ_z [u; 0])_y,   Cov x̄ = Φ_yx P0 Φ_yxᵀ + (S_z)_yy.
+    For stable M and T ≫ relaxation, Cov x̄ → -(M⁻¹Σ + ΣM⁻ᵀ)/T (Σ stationary; symmetric drift -A with
+    D = 2κ0 I: 2κ0 A⁻²/T, the thermodynamic-linear-algebra error law).
+
+    Cost: two exponentials of size 4n and O(log(‖M‖T)) doublings of size 2n. Returns ([..., n], [..., n, n]).
+    """
+    if not (math.isfinite(T) and T > 0):
+        raise ValueError(f"The averaging window T = {T!r} must be > 0.")
+    if not (math.isfinite(t0) and t0 >= 0):
+        raise ValueError(f"The window start t0 = {t0!r} must be >= 0.")
+    n = sde.n
+    m0, P0 = state_moments(sde, x0, t0, x0_cov=x0_cov)
+    m0, P0 = m0.to(_WORK), P0.to(_WORK)
+    M = sde.M.to(_WORK)
+    D = sde.D.to(_WORK)
+    shape = torch.broadcast_shapes(M.shape, D.shape)
+    M, D = M.expand(shape), D.expand(shape)
+    eye = torch.eye(n, dtype=_WORK, device=M.device).expand(shape)
+    zero = torch.zeros(shape, dtype=_WORK, device=M.device)
+    # the augmented state carries y/T (not y), so both blocks stay O(1) and short windows keep precision
+    Phi, S, Gamma = transition(_block(M, zero, eye / T, zero), _block(D, zero, zero, zero), T)
+    Phi_yx = Phi[..., n:, :n]
+    u = sde.u.to(_WORK)
+    mean = (Phi_yx @ m0[..., None])[..., 0] + (Gamma[..., n:, :n] @ u[..., None])[..., 0]
+    cov = _sym(Phi_yx @ P0 @ Phi_yx.mT + S[..., n:, n:])
+    return mean.to(sde.dtype), cov.to(sde.dtype)
+
+
+def sample_time_average(
+    sde: LinearSDE,
+    x0: Tensor | None,
+    t0: float,
+    T: float,
+    *,
+    generator: torch.Generator | None = None,
+    batch: int = 1,
+    x0_cov: Tensor | None = None,
+) -> Tensor:
+    """Draw the time average (1/T)∫_{t0}^{t0+T} x dt in one shot from its exact Gaussian law
+    (:func:`time_average_moments`), instead of simulating thousands of steps.
+
+    Returns [batch, *batch_shape, n] in the SDE's dtype. Cost: the moments, O(n³), plus batch·n² for the draws.
+    """
+    _check_batch(batch)
+    mean, cov = time_average_moments(sde, x0, t0, T, x0_cov=x0_cov)
+    L = psd_factor(cov.to(_WORK)).to(sde.dtype)
+    lead = (batch, *mean.shape[:-1])
+    xi = torch.randn((*lead, sde.n), generator=generator, dtype=sde.dtype, device=sde.device)
+    return mean + (L @ xi[..., None])[..., 0]
+
+
+def log_likelihood(sde: LinearSDE, X: Tensor, dt: float) -> Tensor:
+    """Exact Gaussian log-likelihood of observed paths X [..., T+1, n] sampled every dt, conditioned on X[..., 0]:
+
+        Σ_k log N(x_{k+1}; Φ x_k + Γ u, S)
+
+    with (Φ, S, Γ) from :func:`transition` (differentiable: torch autograd flows through the matrix
+    exponentials, so a calibration can maximise it with LBFGS). Returns [...] (summed over steps), float64.
+    Cost O(n³) set-up + O(T n²).
+    """
+    Phi, S, Gamma = (a.to(_WORK) for a in transition(sde.M, sde.D, dt))
+    X = X.to(_WORK)
+    r = X[..., 1:, :] - X[..., :-1, :] @ Phi.mT - (Gamma @ sde.u.to(_WORK)[..., None])[..., None, :, 0]
+    L = torch.linalg.cholesky(S)
+    z = torch.linalg.solve_triangular(L[..., None, :, :], r[..., None], upper=False)[..., 0]
+    n = sde.n
+    logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    per_step = -0.5 * ((z**2).sum(-1) + logdet[..., None] + n * math.log(2 * math.pi))
+    return per_step.sum(-1)

@@ -1,0 +1,510 @@
+"""Hardware profiles: a versioned, generative description of an analog array, and the surrogate it builds.
+
+A profile is not one fitted matrix: it holds component statistics (tolerance, coupling resolution, amplifier
+limits, noise level, τ, DAC/ADC) plus the corrections calibration against SPICE found (``fitted``). From it,
+:meth:`HardwareProfile.instantiate` builds the exact linear-SDE surrogate (:class:`LinearSDE`, time in units
+of τ) of a device of any size n holding any loaded matrix.
+
+RC family (overdamped op-amp integrator array, DESIGN.md §2a), in units g0 = 1/R (conductance), c0 = C,
+τ = R C. A is scaled into the hardware range, A_hw = α A with α = coupling_full_scale / max|A_ij|, then
+DAC-quantized (coupling_bits, over ±coupling_full_scale) and realised with per-resistor tolerance
+G_ij = A_hw,ij (1 + σ_G ε_ij) (the crossbar has one resistor per (i, j): the realised G is not symmetric).
+Node i: integration capacitor c_i = 1 + σ_C ε_i, op-amp with open-loop gain A0 and input offset v_i.
+Kirchhoff at the summing node e_i = v_i - V_i/A0 of an inverting integrator gives
+
+    c_i (1 + 1/A0) dV_i/dt = -(G V)_i - (g_i/A0) V_i + b_hw,i + g_i v_i + ξ_i,   g_i = Σ_j |G_ij| + 1
+
+(g_i: total conductance into the summing node, the input resistor included), so the surrogate is
+
+    M = -f K (G + diag(g/A0) + δ I),   u = f K (b_hw + g ⊙ v),   D = 2 κ0 s f K²,   K = diag(1/(c_i (1+1/A0)))
+
+with the fitted corrections f = ``drift_scale`` (a time-scale correction), s = ``noise_scale`` and
+δ = ``diag_shift`` (a leak). Finite gain thus shrinks the matrix by 1/(1+1/A0) and adds a diagonal leak g/A0:
+an O(1/A0) relative perturbation. Ideal values give M = -A_hw, D = 2κ0 I: Cov = κ0 A_hw⁻¹.
+
+RLC family (underdamped resonator array, §2b): states (V, I_L); the Maxwell capacitance matrix is loaded,
+𝐂 = c0 (A_hw ⊙ (1 + σ ε) + (C_par/c0) I) with a symmetric ε (one capacitor per pair), L and R per cell:
+𝐂 dV/dt = -I_L + ξ_node, L dI_L/dt = V - R I_L + ξ_series (SI, then times τ). ``noise_injection="series"``
+(voltage noise of two-sided PSD 2 κ0 c0 R in each inductor branch) gives the Boltzmann law Cov V = κ0 A_real⁻¹
+exactly; ``"node"`` (current noise 2 κ0 c0 / R at each node) gives (κ0) A⁻¹ + κ0 (L/(R² c0)) A⁻² instead. The
+RLC array only reads covariances: it cannot solve A x = b (its DC point is V = R b).
+
+Not in the n-state model (left for model-order reduction / calibration): op-amp GBW poles, parasitic
+capacitance at RC summing nodes, 1/f noise, the colour of sampled noise (``noise_interval_s``), saturation
+inside the dynamics (saturation is applied at readout only).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from thermotrain._errors import CircuitError, ProfileError
+from thermotrain.models._linear_sde import LinearSDE
+from thermotrain.models._quantize import Quantizer, Readout
+
+__all__ = [
+    "COMPONENT_STATS_DEFAULTS",
+    "FITTED_DEFAULTS",
+    "SCHEMA_VERSION",
+    "DeviceInstance",
+    "HardwareProfile",
+    "load_profile",
+    "save_profile",
+]
+
+SCHEMA_VERSION = 1
+_REGENERATE = "regenerate it with `thermotrain calibrate --preset {rc8,rlc8} --out PROFILE.json`"
+
+#: Every component statistic a profile carries (units in the names), with the ideal value.
+COMPONENT_STATS_DEFAULTS: dict[str, Any] = {
+    "tolerance": 0.0,  # relative σ of each coupling element (RC: resistor; RLC: capacitor)
+    "capacitor_tolerance": 0.0,  # relative σ of each node capacitor (RC: integration C)
+    "coupling_bits": None,  # resolution of each coupling value (DAC / capacitor bank); None = continuous
+    "coupling_full_scale": 1.0,  # largest |A_hw,ij| in units of g0 = 1/R (RC) or c0 (RLC)
+    "input_full_scale_v": 1.0,  # range of the b DAC (V)
+    "output_full_scale_v": 10.0,  # op-amp output swing = ADC range (V)
+    "parasitic_capacitance_f": 0.0,  # per node to ground (F); RLC only in the n-state model
+    "opamp_gain": None,  # open-loop DC gain A0; None = ideal (RC only)
+    "opamp_gbw_hz": None,  # gain-bandwidth product (Hz); needs order reduction, not in the n-state model
+    "opamp_offset_v": 0.0,  # σ of each op-amp's input offset voltage (V), drawn per device
+}
+
+#: Fitted corrections that :meth:`HardwareProfile.instantiate` applies (identity values).
+FITTED_DEFAULTS: dict[str, float] = {"drift_scale": 1.0, "noise_scale": 1.0, "diag_shift": 0.0}
+
+_FIT_KEYS = ("train_covariance_rel_error", "heldout_covariance_rel_error", "spice_spread_rel")
+_CIRCUIT_KEYS = {"rc": ("R_ohm", "C_f"), "rlc": ("C_f", "L_h", "R_ohm", "noise_injection")}
+
+
+def _fail(what: str, fix: str = _REGENERATE) -> ProfileError:
+    return ProfileError(f"{what}; {fix}.")
+
+
+def _check_finite(obj: Any, path: str) -> None:
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return
+    if isinstance(obj, int | float):
+        if not math.isfinite(obj):
+            raise _fail(f"profile field {path} is {obj!r} (must be a finite number)")
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            _check_finite(v, f"{path}.{k}")
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            _check_finite(v, f"{path}[{i}]")
+    else:
+        raise _fail(f"profile field {path} has type {type(obj).__name__}; only JSON values are allowed")
+
+
+def _number(
+    d: Mapping[str, Any], key: str, path: str, *, lo: float = -math.inf, allow_none: bool = False
+) -> None:
+    v = d[key]
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, int | float) or not v >= lo:
+        raise _fail(
+            f"profile field {path}.{key} = {v!r} must be a number >= {lo:g}"
+            + (" or null" if allow_none else "")
+        )
+
+
+def _bits(v: Any, path: str) -> None:
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 53):
+        raise _fail(f"profile field {path} = {v!r} must be an int in [2, 53] or null (ideal)")
+
+
+@dataclass(frozen=True)
+class DeviceInstance:
+    """One device built from a profile for one loaded matrix (time in units of τ).
+
+    Fields:
+        sde: the surrogate dx = (M x + u) dt + Q dW (hardware units: V, τ).
+        observe: [n, state_dim] matrix mapping the state to the n read voltages.
+        matrix_scale: α in A_hw = α A (A in the caller's units).
+        input_scale: β per right-hand side [k] in b_hw = β b (None without b).
+        A_loaded: the quantized A_hw the DAC loaded, [n, n].
+        b_loaded: the quantized b_hw, [k, n] (None without b).
+        readout: offset, saturation and ADC applied to the read voltages.
+        kappa0: the noise level the SDE was built with (V²).
+    """
+
+    sde: LinearSDE
+    observe: Tensor
+    matrix_scale: float
+    input_scale: Tensor | None
+    A_loaded: Tensor
+    b_loaded: Tensor | None
+    readout: Readout
+    kappa0: float
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """A versioned, generative hardware description (JSON schema version 1). Treat the dicts as read-only;
+    change a profile with ``dataclasses.replace``.
+
+    Fields:
+        schema_version: must equal :data:`SCHEMA_VERSION` (1).
+        thermotrain_version: the version that wrote the profile.
+        ngspice_version: the ngspice used for calibration (None when not calibrated against SPICE).
+        family: ``"rc"`` (overdamped integrator array) or ``"rlc"`` (resonator array).
+        circuit: the spec used: RC ``{"R_ohm", "C_f"}``; RLC ``{"C_f", "L_h", "R_ohm", "noise_injection"}``
+            (``noise_injection`` ∈ {"series", "node"}); other keys (e.g. ``"name"``, ``"n"``) are kept.
+        component_stats: exactly the keys of :data:`COMPONENT_STATS_DEFAULTS` (units in the key names).
+        tau_s: the time unit τ (s); RC: τ = R C.
+        kappa0: noise level κ0 (V²): the ideal stationary covariance is κ0 A_hw⁻¹.
+        dac_bits: resolution of the b DAC (None = ideal).
+        adc_bits: ADC resolution at readout over ±output_full_scale_v (None = ideal).
+        adc_rate_hz: ADC sampling rate (None = unlimited); sets the shortest sample interval 1/(rate τ) τ.
+        noise_interval_s: sample interval of the noise source (SPICE TRNOISE NT; None = white).
+        fitted: calibration corrections, exactly the keys of :data:`FITTED_DEFAULTS`.
+        fit: ``train_covariance_rel_error``, ``heldout_covariance_rel_error``, ``spice_spread_rel`` (numbers,
+            or null for a profile that was not calibrated) and any further numeric diagnostics.
+        seeds: seeds of the calibration runs; ``seeds[0]`` also seeds the per-device tolerance draws.
+        created: ISO-8601 timestamp.
+    """
+
+    schema_version: int
+    thermotrain_version: str
+    ngspice_version: str | None
+    family: Literal["rc", "rlc"]
+    circuit: dict[str, Any]
+    component_stats: dict[str, Any]
+    tau_s: float
+    kappa0: float
+    dac_bits: int | None
+    adc_bits: int | None
+    adc_rate_hz: float | None
+    noise_interval_s: float | None
+    fitted: dict[str, float]
+    fit: dict[str, Any]
+    seeds: list[int]
+    created: str = field(default="")
+
+    def __post_init__(self) -> None:
+        for name in ("circuit", "component_stats", "fitted", "fit", "seeds"):
+            object.__setattr__(self, name, copy.deepcopy(getattr(self, name)))
+        if self.schema_version != SCHEMA_VERSION:
+            raise _fail(
+                f"profile schema_version is {self.schema_version!r}; this thermotrain reads {SCHEMA_VERSION}"
+            )
+        for name in ("thermotrain_version", "created"):
+            if not isinstance(getattr(self, name), str):
+                raise _fail(f"profile field {name} must be a string")
+        if self.ngspice_version is not None and not isinstance(self.ngspice_version, str):
+            raise _fail("profile field ngspice_version must be a string or null")
+        if self.family not in _CIRCUIT_KEYS:
+            raise _fail(f"profile field family = {self.family!r} must be 'rc' or 'rlc'")
+        for name in ("circuit", "component_stats", "fitted", "fit"):
+            if not isinstance(getattr(self, name), dict):
+                raise _fail(f"profile field {name} must be a JSON object")
+        d = asdict(self)
+        _check_finite(d, "profile")
+        for key in _CIRCUIT_KEYS[self.family]:
+            if key not in self.circuit:
+                raise _fail(f"profile field circuit.{key} is missing (needed by family {self.family!r})")
+        for key in ("R_ohm", "C_f", "L_h"):
+            if key in self.circuit:
+                _number(self.circuit, key, "circuit", lo=1e-300)
+        if self.family == "rlc" and self.circuit["noise_injection"] not in ("series", "node"):
+            raise _fail("profile field circuit.noise_injection must be 'series' or 'node'")
+        _exact_keys(self.component_stats, COMPONENT_STATS_DEFAULTS, "component_stats")
+        cs = self.component_stats
+        for key in ("tolerance", "capacitor_tolerance"):
+            _number(cs, key, "component_stats", lo=0.0)
+            if cs[key] >= 1:
+                raise _fail(f"profile field component_stats.{key} = {cs[key]!r} must be in [0, 1)")
+        for key in ("coupling_full_scale", "input_full_scale_v", "output_full_scale_v"):
+            _number(cs, key, "component_stats", lo=1e-300)
+        for key in ("parasitic_capacitance_f", "opamp_offset_v"):
+            _number(cs, key, "component_stats", lo=0.0)
+        _number(cs, "opamp_gain", "component_stats", lo=1.0, allow_none=True)
+        _number(cs, "opamp_gbw_hz", "component_stats", lo=1e-300, allow_none=True)
+        _bits(cs["coupling_bits"], "component_stats.coupling_bits")
+        _exact_keys(self.fitted, FITTED_DEFAULTS, "fitted")
+        for key in self.fitted:
+            _number(self.fitted, key, "fitted", lo=0.0 if key == "drift_scale" else -math.inf)
+        for key in _FIT_KEYS:
+            if key not in self.fit:
+                raise _fail(f"profile field fit.{key} is missing")
+            _number(self.fit, key, "fit", lo=0.0, allow_none=True)
+        top = {"tau_s": self.tau_s, "kappa0": self.kappa0}
+        _number(top, "tau_s", "profile", lo=1e-300)
+        _number(top, "kappa0", "profile", lo=0.0)
+        _bits(self.dac_bits, "dac_bits")
+        _bits(self.adc_bits, "adc_bits")
+        opt = {"adc_rate_hz": self.adc_rate_hz, "noise_interval_s": self.noise_interval_s}
+        _number(opt, "adc_rate_hz", "profile", lo=1e-300, allow_none=True)
+        _number(opt, "noise_interval_s", "profile", lo=1e-300, allow_none=True)
+        if not (isinstance(self.seeds, list) and self.seeds and all(_is_int(s) for s in self.seeds)):
+            raise _fail("profile field seeds must be a non-empty list of ints")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_spec(
+        cls,
+        family: Literal["rc", "rlc"] = "rc",
+        *,
+        circuit: dict[str, Any] | None = None,
+        tau_s: float | None = None,
+        kappa0: float = 1e-2,
+        dac_bits: int | None = None,
+        adc_bits: int | None = None,
+        adc_rate_hz: float | None = None,
+        noise_interval_s: float | None = None,
+        seeds: list[int] | None = None,
+        **component_stats: Any,
+    ) -> HardwareProfile:
+        """An uncalibrated profile from design values (``fit`` entries null, ``fitted`` identity).
+
+        Defaults: RC R = 1 kΩ, C = 1 nF (τ = 1 µs); RLC C = 1 nF, L = 1 µH, R = 3 Ω, series noise
+        (τ = √(L C) ≈ 31.6 ns). ``component_stats`` keywords override :data:`COMPONENT_STATS_DEFAULTS`.
+        """
+        from thermotrain import __version__
+
+        if family == "rc":
+            spec = {"R_ohm": 1e3, "C_f": 1e-9}
+        else:
+            spec = {"C_f": 1e-9, "L_h": 1e-6, "R_ohm": 3.0, "noise_injection": "series"}
+        spec.update(circuit or {})
+        unknown = set(component_stats) - set(COMPONENT_STATS_DEFAULTS)
+        if unknown:
+            raise ProfileError(
+                f"unknown component statistic(s) {sorted(unknown)}; known: {sorted(COMPONENT_STATS_DEFAULTS)}."
+            )
+        if tau_s is None:
+            tau_s = spec["R_ohm"] * spec["C_f"] if family == "rc" else math.sqrt(spec["L_h"] * spec["C_f"])
+        return cls(
+            schema_version=SCHEMA_VERSION,
+            thermotrain_version=__version__,
+            ngspice_version=None,
+            family=family,
+            circuit=spec,
+            component_stats={**COMPONENT_STATS_DEFAULTS, **component_stats},
+            tau_s=tau_s,
+            kappa0=kappa0,
+            dac_bits=dac_bits,
+            adc_bits=adc_bits,
+            adc_rate_hz=adc_rate_hz,
+            noise_interval_s=noise_interval_s,
+            fitted=dict(FITTED_DEFAULTS),
+            fit=dict.fromkeys(_FIT_KEYS),
+            seeds=list(seeds) if seeds is not None else [0],
+            created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def name(self) -> str:
+        """``circuit["name"]`` when the spec has one, else the family."""
+        return str(self.circuit.get("name", self.family))
+
+    @property
+    def calibrated(self) -> bool:
+        return self.fit.get("heldout_covariance_rel_error") is not None
+
+    @property
+    def sample_interval_tau(self) -> float:
+        """Shortest ADC sample interval in units of τ: 1/(adc_rate_hz · τ) (0 when the rate is unlimited)."""
+        return 0.0 if self.adc_rate_hz is None else 1.0 / (self.adc_rate_hz * self.tau_s)
+
+    def readout(self) -> Readout:
+        """Readout chain: clip at ±output_full_scale_v, then the ADC (adc_bits) over the same range."""
+        fs = float(self.component_stats["output_full_scale_v"])
+        return Readout(adc=None if self.adc_bits is None else Quantizer(self.adc_bits, fs), saturation=fs)
+
+    def summary(self) -> str:
+        """A printout of the effective settings (ideal values marked)."""
+        lines = [
+            f"HardwareProfile {self.name!r} (family {self.family}, schema {self.schema_version}, "
+            f"thermotrain {self.thermotrain_version}, ngspice {self.ngspice_version or '-'})",
+            f"  tau = {self.tau_s:.4g} s   kappa0 = {self.kappa0:.4g} V^2   circuit = {self.circuit}",
+            f"  DAC(b) bits = {self.dac_bits or 'ideal'}   ADC bits = {self.adc_bits or 'ideal'}   "
+            f"ADC rate = {self.adc_rate_hz or 'unlimited'} Hz   noise interval = {self.noise_interval_s or 'white'}",
+        ]
+        for k, v in self.component_stats.items():
+            ideal = "" if v != COMPONENT_STATS_DEFAULTS[k] else "  (ideal/default)"
+            lines.append(f"  {k:<26} {v}{ideal}")
+        lines.append(f"  fitted: {self.fitted}")
+        lines.append(f"  fit:    {self.fit}" + ("" if self.calibrated else "  (not calibrated)"))
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ the surrogate
+    def instantiate(
+        self,
+        A: Tensor,
+        b: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        rounding: Literal["nearest", "stochastic"] = "nearest",
+        kappa0: float | None = None,
+        instance_seed: int | None = None,
+    ) -> DeviceInstance:
+        """Build the surrogate of a device of size n = A.shape[0] holding A (and right-hand sides b).
+
+        Args:
+            A: [n, n] symmetric matrix in the caller's units (scaled into range here: A_hw = α A).
+            b: [n] or [n, k] right-hand sides (RC only); each column is scaled into the DAC range separately,
+                b_hw = β_j b_j, β_j = input_full_scale_v / max|b_j|, then quantized with ``dac_bits``.
+            generator: randomness of stochastic rounding (the tolerance draws do not use it).
+            rounding: how the coupling and b DACs round: ``"nearest"`` or ``"stochastic"`` (randomized).
+            kappa0: noise level (V²) for this device; None = the profile's.
+            instance_seed: seed of the per-device tolerance and offset draws (default ``seeds[0]``): the same
+                seed and n give the same physical device.
+        Returns:
+            :class:`DeviceInstance` in A's dtype and device. Cost O(n²) (plus O(n³) for RLC's 𝐂⁻¹).
+        """
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise CircuitError(f"A must be a square [n, n] matrix; got shape {tuple(A.shape)}.")
+        n, dtype, dev = A.shape[0], A.dtype, A.device
+        cs, fit = self.component_stats, self.fitted
+        k0 = self.kappa0 if kappa0 is None else float(kappa0)
+        amax = float(A.abs().max())
+        if not amax > 0:
+            raise CircuitError("A is all zeros; nothing to load.")
+        alpha = float(cs["coupling_full_scale"]) / amax
+        A_hw = Quantizer(cs["coupling_bits"], float(cs["coupling_full_scale"])).quantize_symmetric(
+            alpha * A, rounding=rounding, generator=generator
+        )
+        seed = self.seeds[0] if instance_seed is None else int(instance_seed)
+        g = torch.Generator().manual_seed(seed)
+        eps_el = torch.randn((n, n), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
+        eps_c = torch.randn((n,), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
+        eps_off = torch.randn((n,), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
+        f, s, delta = float(fit["drift_scale"]), float(fit["noise_scale"]), float(fit["diag_shift"])
+        eye = torch.eye(n, dtype=dtype, device=dev)
+
+        b_hw = beta = None
+        if b is not None:
+            if self.family == "rlc":
+                raise CircuitError(
+                    "An RLC resonator array reads A⁻¹ from the voltage covariance only; it cannot solve A x = b "
+                    "(its DC point is V = R b). Use inverse(...) or an 'rc' profile for solves."
+                )
+            bb = b[:, None] if b.ndim == 1 else b
+            if bb.shape[0] != n:
+                raise CircuitError(f"b has {bb.shape[0]} rows; A is {n}x{n}.")
+            bmax = bb.abs().amax(dim=0)
+            fs_b = float(cs["input_full_scale_v"])
+            beta = torch.where(bmax > 0, fs_b / bmax.clamp_min(1e-300), torch.ones_like(bmax))
+            dac = Quantizer(self.dac_bits, fs_b)
+            b_hw = dac((bb * beta).T, rounding=rounding, generator=generator)  # [k, n]
+
+        if self.family == "rc":
+            G = A_hw * (1 + float(cs["tolerance"]) * eps_el)
+            a0 = cs["opamp_gain"]
+            inv_a0 = 0.0 if a0 is None else 1.0 / float(a0)
+            c = (1 + float(cs["capacitor_tolerance"]) * eps_c) * (1 + inv_a0)
+            gsum = G.abs().sum(dim=1) + 1.0
+            K = 1.0 / c
+            M = -f * K[:, None] * (G + torch.diag(gsum * inv_a0 + delta))
+            offset_current = gsum * float(cs["opamp_offset_v"]) * eps_off
+            drive = offset_current if b_hw is None else b_hw + offset_current
+            u = f * K * drive
+            D = torch.diag(2.0 * k0 * s * f * K**2)
+            observe = eye
+        else:
+            c0, L, R = (float(self.circuit[k]) for k in ("C_f", "L_h", "R_ohm"))
+            sym = torch.triu(eps_el) + torch.triu(eps_el, diagonal=1).mT
+            Creal = (
+                c0 * (A_hw * (1 + float(cs["tolerance"]) * sym)) + float(cs["parasitic_capacitance_f"]) * eye
+            )
+            Cinv = torch.linalg.inv(Creal)
+            zero = torch.zeros_like(eye)
+            tau = self.tau_s * f
+            M = tau * torch.cat(
+                [torch.cat([zero, -Cinv], dim=1), torch.cat([eye / L, -(R / L + delta) * eye], dim=1)], dim=0
+            )
+            if self.circuit["noise_injection"] == "series":
+                Dv, Di = zero, (2 * k0 * s * c0 * R / L**2) * eye
+            else:
+                Dv, Di = (2 * k0 * s * c0 / R) * Cinv @ Cinv, zero
+            D = tau * torch.cat([torch.cat([Dv, zero], dim=1), torch.cat([zero, Di], dim=1)], dim=0)
+            u = torch.zeros(2 * n, dtype=dtype, device=dev)
+            observe = torch.cat([eye, zero], dim=1)
+        return DeviceInstance(
+            sde=LinearSDE(M, 0.5 * (D + D.T), u),
+            observe=observe,
+            matrix_scale=alpha,
+            input_scale=beta,
+            A_loaded=A_hw,
+            b_loaded=b_hw,
+            readout=self.readout(),
+            kappa0=k0,
+        )
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _exact_keys(d: Mapping[str, Any], known: Mapping[str, Any], path: str) -> None:
+    missing = sorted(set(known) - set(d))
+    if missing:
+        raise _fail(f"profile field(s) {', '.join(f'{path}.{k}' for k in missing)} missing")
+    extra = sorted(set(d) - set(known))
+    if extra:
+        raise _fail(
+            f"profile field(s) {', '.join(f'{path}.{k}' for k in extra)} unknown to schema {SCHEMA_VERSION}"
+        )
+
+
+def save_profile(profile: HardwareProfile, path: str | os.PathLike[str]) -> Path:
+    """Write ``profile`` as indented JSON (atomically: a temporary file, then rename). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(asdict(profile), indent=2, allow_nan=False) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
+    """Read and strictly validate a profile. Any missing or unknown field, wrong ``schema_version``,
+    non-finite number, wrong type, or truncated/corrupt JSON raises :class:`thermotrain.ProfileError` naming
+    the file, the field and the fix. Loading returns the file's values only; it never changes other settings.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ProfileError(f"cannot read hardware profile {path}: {e.strerror or e}; {_REGENERATE}.") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProfileError(
+            f"hardware profile {path} is not valid JSON (truncated or corrupt at line {e.lineno}, column "
+            f"{e.colno}: {e.msg}); {_REGENERATE}."
+        ) from e
+    if not isinstance(data, dict):
+        raise ProfileError(f"hardware profile {path} must hold a JSON object; {_REGENERATE}.")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ProfileError(
+            f"hardware profile {path} has schema_version {data.get('schema_version')!r}; this thermotrain reads "
+            f"{SCHEMA_VERSION}; {_REGENERATE}."
+        )
+    names = [f.name for f in fields(HardwareProfile)]
+    missing = [k for k in names if k not in data]
+    extra = sorted(set(data) - set(names))
+    if missing or extra:
+        what = "; ".join(
+            p for p in (missing and f"missing field(s) {missing}", extra and f"unknown field(s) {extra}") if p
+        )
+        raise ProfileError(f"hardware profile {path}: {what}; {_REGENERATE}.")
+    try:
+        return HardwareProfile(**data)
+    except ProfileError as e:
+        raise ProfileError(f"hardware profile {path}: {e}") from e

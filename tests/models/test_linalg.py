@@ -1,0 +1,269 @@
+"""Thermodynamic linear algebra: exact / ideal / hardware-profile backends of solve and inverse.
+
+Statistical checks use standard errors derived from the sample count (5 sigma per entry), see
+tests/models/test_linear_sde.py for the convention.
+"""
+
+import math
+
+import pytest
+import torch
+
+from thermotrain import CircuitError
+from thermotrain.models import (
+    HardwareProfile,
+    LinearSDE,
+    inverse,
+    solve,
+    state_moments,
+    stationary_covariance,
+    time_average_moments,
+)
+from thermotrain.models._linalg import _ideal_moments
+
+F64 = torch.float64
+Z = 5.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def spd(n: int, seed: int, lam_min: float = 0.2, lam_max: float = 2.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=F64))
+    lam = torch.linspace(lam_min, lam_max, n, dtype=F64)
+    A = Q @ torch.diag(lam) @ Q.T
+    return 0.5 * (A + A.T)
+
+
+def ar1_cov_se(lam: torch.Tensor, kappa0: float, dt: float, n_samples: int) -> torch.Tensor:
+    """SE of the zero-mean sample covariance (1/N)Σ z zᵀ of independent stationary AR(1) modes
+    z_i (variance v_i = κ0/λ_i, lag-1 correlation φ_i = e^{-λ_i dt}), exact for N samples:
+    Var Ĉ_ij = (1 + δ_ij) v_i v_j (1/N²) Σ_{k,l} (φ_i φ_j)^{|k-l|}."""
+    v = kappa0 / lam
+    r = torch.exp(-lam * dt)[:, None] * torch.exp(-lam * dt)[None, :]
+    d = torch.arange(1, n_samples, dtype=F64)
+    s = n_samples + 2 * ((n_samples - d) * r[..., None] ** d).sum(-1)
+    var = (1 + torch.eye(len(lam), dtype=F64)) * v[:, None] * v[None, :] * s / n_samples**2
+    return var.sqrt()
+
+
+# ------------------------------------------------------------------------------------------ validation
+def test_exact_backend_matches_torch_and_costs_nothing() -> None:
+    A, b = spd(5, 0), torch.randn(5, 3, dtype=F64)
+    r = solve(A, b)
+    torch.testing.assert_close(r.x, torch.linalg.solve(A, b))
+    assert (r.analog_time_tau, r.values_loaded, r.values_read) == (0.0, 0, 0)
+    torch.testing.assert_close(inverse(A).inverse, torch.linalg.inv(A))
+    assert solve(A, b[:, 0]).x.shape == (5,)
+
+
+def test_non_spd_matrix_raises_naming_eigenvalue_and_damping() -> None:
+    A = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=F64)  # eigenvalues 3, -1
+    with pytest.raises(CircuitError, match=r"smallest eigenvalue is -1.*damping"):
+        solve(A, torch.ones(2, dtype=F64), backend="ideal")
+    with pytest.raises(ValueError, match="non-finite"):
+        inverse(torch.tensor([[1.0, float("nan")], [float("nan"), 1.0]]), backend="ideal")
+    with pytest.raises(CircuitError, match="symmetric"):
+        solve(torch.tensor([[1.0, 0.5], [0.0, 1.0]]), torch.ones(2))
+    with pytest.raises(ValueError, match="kappa0"):
+        inverse(spd(2, 0), backend="ideal", kappa0=0.0)
+    with pytest.raises(ValueError, match="backend"):
+        solve(spd(2, 0), torch.ones(2, dtype=F64), backend="profile.json")
+    with pytest.raises(ValueError, match="burn_in"):
+        solve(spd(2, 0), torch.ones(2, dtype=F64), backend="ideal", readout="average", t=5.0, burn_in=5.0)
+
+
+# ------------------------------------------------------------------------------------------ ideal device
+def test_ideal_state_readout_is_the_transient_mean_when_noiseless() -> None:
+    A, b, x0 = spd(4, 1), torch.randn(4, 2, dtype=F64), torch.randn(4, 2, dtype=F64)
+    t = 1.7
+    r = solve(A, b, backend="ideal", t=t, x0=x0)
+    xs = torch.linalg.solve(A, b)
+    torch.testing.assert_close(r.x, xs + torch.linalg.matrix_exp(-A * t) @ (x0 - xs))
+    assert (r.analog_time_tau, r.values_loaded, r.values_read) == (t, 4 * 5 // 2 + 8, 8)
+
+
+def test_ideal_eigen_closed_forms_match_the_generic_surrogate() -> None:
+    A, b, x0, k0 = spd(5, 2, lam_min=1e-3), torch.randn(5, dtype=F64), torch.randn(5, dtype=F64), 0.3
+    lam, U = torch.linalg.eigh(A)
+    sde = LinearSDE(-A, 2 * k0 * torch.eye(5, dtype=F64), b)
+    for readout, t, burn in (("state", 2.0, 0.0), ("average", 5.3, 1.3), ("average", 1e-3, 0.0)):
+        if readout == "state":
+            m, C = state_moments(sde, x0, t)
+        else:
+            m, C = time_average_moments(sde, x0, burn, t - burn)
+        mm, vv = _ideal_moments(lam, (U.T @ b)[:, None], (U.T @ x0)[:, None], t, k0, readout, burn)
+        torch.testing.assert_close(U @ mm[:, 0], m, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(U @ torch.diag(vv[:, 0]) @ U.T, C, rtol=1e-8, atol=1e-14)
+
+
+@pytest.mark.parametrize("readout", ["state", "average"])
+def test_ideal_solve_noise_matches_its_law(readout: str) -> None:
+    n, k, k0, t, burn = 3, 4000, 0.05, 6.0, 1.0
+    A = spd(n, 3)
+    b = torch.randn(n, dtype=F64)
+    B = b[:, None].expand(n, k)
+    r = solve(
+        A,
+        B,
+        backend="ideal",
+        t=t,
+        kappa0=k0,
+        readout=readout,
+        burn_in=burn if readout == "average" else 0.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    sde = LinearSDE(-A, 2 * k0 * torch.eye(n, dtype=F64), b)
+    m, C = (
+        state_moments(sde, None, t) if readout == "state" else time_average_moments(sde, None, burn, t - burn)
+    )
+    X = r.x.T
+    assert ((X.mean(0) - m).abs() <= Z * (torch.diagonal(C) / k).sqrt()).all()
+    v = torch.diagonal(C)
+    se = ((v[:, None] * v[None, :] + C**2) / k).sqrt()
+    assert ((X.T.cov(correction=0) - C).abs() <= Z * se + 1e-15).all()
+
+
+def test_ideal_inverse_error_is_within_its_standard_error() -> None:
+    n, k0, dt, t = 3, 0.02, 0.5, 3000.0
+    A = spd(n, 4)
+    r = inverse(A, backend="ideal", t=t, kappa0=k0, dt=dt, generator=torch.Generator().manual_seed(1))
+    lam, U = torch.linalg.eigh(A)
+    N = round(t / dt) + 1
+    est = U.T @ r.inverse @ U * k0  # sample covariance of the modes
+    assert ((est - torch.diag(k0 / lam)).abs() <= Z * ar1_cov_se(lam, k0, dt, N)).all()
+    assert (r.analog_time_tau, r.values_loaded, r.values_read) == (t, 6, n * N)
+
+
+def test_ideal_inverse_with_burn_in_from_zero() -> None:
+    A = spd(3, 5, lam_min=0.5)
+    r = inverse(
+        A, backend="ideal", t=2020.0, burn_in=20.0, dt=0.5, generator=torch.Generator().manual_seed(2)
+    )
+    lam, U = torch.linalg.eigh(A)
+    est = U.T @ r.inverse @ U * 1e-2
+    # e^{-2 λmin 20} ≈ 2e-9: the start is forgotten
+    assert ((est - torch.diag(1e-2 / lam)).abs() <= Z * ar1_cov_se(lam, 1e-2, 0.5, 4001)).all()
+
+
+# ------------------------------------------------------------------------------------------ profile backend
+def test_ideal_profile_builds_the_scaled_ideal_device() -> None:
+    A = spd(4, 6)
+    p = HardwareProfile.from_spec("rc", kappa0=0.03)
+    inst = p.instantiate(A)
+    alpha = 1.0 / float(A.abs().max())
+    assert inst.matrix_scale == pytest.approx(alpha)
+    torch.testing.assert_close(inst.sde.M, -alpha * A)
+    torch.testing.assert_close(inst.sde.D, 0.06 * torch.eye(4, dtype=F64))
+    # an explicit kappa0 is honoured, never silently replaced by the profile's
+    assert p.instantiate(A, kappa0=0.5).kappa0 == 0.5
+    torch.testing.assert_close(p.instantiate(A, kappa0=0.5).sde.D, torch.eye(4, dtype=F64))
+
+
+def test_profile_solve_maps_scaling_back() -> None:
+    A, b = spd(4, 7), torch.randn(4, 2, dtype=F64) * 30
+    p = HardwareProfile.from_spec("rc")
+    r = solve(A, b, backend=p, t=400.0, kappa0=0.0)
+    torch.testing.assert_close(r.x, torch.linalg.solve(A, b), rtol=1e-9, atol=1e-9)
+    ra = solve(A, b, backend=p, t=400.0, kappa0=0.0, readout="average", burn_in=200.0)
+    torch.testing.assert_close(ra.x, torch.linalg.solve(A, b), rtol=1e-9, atol=1e-9)
+
+
+def test_profile_finite_gain_follows_the_documented_formula() -> None:
+    A, b = spd(3, 8), torch.randn(3, dtype=F64)
+    a0 = 100.0
+    p = HardwareProfile.from_spec("rc", opamp_gain=a0)
+    inst = p.instantiate(A, b)
+    A_hw = inst.A_loaded
+    g = A_hw.abs().sum(1) + 1.0
+    torch.testing.assert_close(inst.sde.M, -(A_hw + torch.diag(g / a0)) / (1 + 1 / a0))
+    x = solve(A, b, backend=p, t=2000.0, kappa0=0.0).x
+    exact = torch.linalg.solve(A, b)
+    rel = float((x - exact).norm() / exact.norm())
+    assert 0.1 / a0 < rel < 30 / a0  # an O(1/A0) error, as documented
+
+
+def test_profile_tolerance_is_fixed_per_device_and_breaks_symmetry() -> None:
+    A = spd(6, 9)
+    p = HardwareProfile.from_spec("rc", tolerance=0.05, seeds=[11])
+    M1, M2 = p.instantiate(A).sde.M, p.instantiate(A).sde.M
+    torch.testing.assert_close(M1, M2)  # same device
+    assert not torch.equal(M1, p.instantiate(A, instance_seed=12).sde.M)
+    assert float((M1 - M1.T).abs().max()) > 0
+    rel = (M1 / -p.instantiate(A).A_loaded - 1).flatten()
+    assert 0.02 < float(rel.std()) < 0.08  # σ = 0.05 over 36 draws
+
+
+def test_profile_coupling_bits_quantize_the_loaded_matrix() -> None:
+    A = spd(4, 10)
+    p = HardwareProfile.from_spec("rc", coupling_bits=6, coupling_full_scale=1.0)
+    A_hw = p.instantiate(A).A_loaded
+    step = 1.0 / 31
+    torch.testing.assert_close(A_hw / step, torch.round(A_hw / step))
+    torch.testing.assert_close(A_hw, A_hw.T)
+    assert float((A_hw - A / float(A.abs().max())).abs().max()) <= step / 2 + 1e-12
+
+
+def test_profile_inverse_rejects_dt_below_the_adc_interval_and_matches_its_law() -> None:
+    A, k0, dt, t = spd(3, 11), 0.02, 0.5, 3000.0
+    p = HardwareProfile.from_spec("rc", kappa0=k0, adc_rate_hz=1e6)  # τ = 1 µs: one sample per τ
+    with pytest.raises(ValueError, match="ADC sample interval"):
+        inverse(A, backend=p, dt=0.5)
+    p = HardwareProfile.from_spec("rc", kappa0=k0)
+    r = inverse(A, backend=p, t=t, dt=dt, generator=torch.Generator().manual_seed(3))
+    alpha = 1.0 / float(A.abs().max())
+    lam, U = torch.linalg.eigh(A)
+    est = U.T @ r.inverse @ U * k0 / alpha  # hardware-unit covariance of the modes
+    se = ar1_cov_se(alpha * lam, k0, dt, round(t / dt) + 1)
+    assert ((est - torch.diag(k0 / (alpha * lam))).abs() <= Z * se).all()
+
+
+def test_rlc_profile_reads_the_inverse_from_the_voltage_covariance() -> None:
+    A = spd(3, 12, lam_min=0.5)
+    k0 = 0.1
+    p = HardwareProfile.from_spec("rlc", kappa0=k0)
+    inst = p.instantiate(A)
+    A_hw = inst.A_loaded
+    Sigma = stationary_covariance(inst.sde.M, inst.sde.D)
+    torch.testing.assert_close(Sigma[:3, :3], k0 * torch.linalg.inv(A_hw), rtol=1e-9, atol=1e-12)
+    node = HardwareProfile.from_spec("rlc", kappa0=k0, circuit={"noise_injection": "node"})
+    inst = node.instantiate(A)
+    Sigma = stationary_covariance(inst.sde.M, inst.sde.D)
+    c = p.circuit
+    Ainv = torch.linalg.inv(A_hw)
+    expected = k0 * Ainv + k0 * c["L_h"] / (c["R_ohm"] ** 2 * c["C_f"]) * Ainv @ Ainv
+    torch.testing.assert_close(Sigma[:3, :3], expected, rtol=1e-9, atol=1e-12)
+    with pytest.raises(CircuitError, match="cannot solve"):
+        solve(A, torch.ones(3, dtype=F64), backend=p)
+
+
+def test_float32_ideal_solve_keeps_dtype() -> None:
+    A = spd(4, 13).float()
+    r = solve(A, torch.ones(4), backend="ideal", t=100.0, kappa0=1e-4, readout="average", burn_in=50.0)
+    assert r.x.dtype == torch.float32
+    assert math.isfinite(float(r.x.sum()))
+
+
+def test_profile_solve_with_noise_and_adc_reads_quantized_voltages() -> None:
+    A, b = spd(4, 14), torch.randn(4, 3, dtype=F64)
+    p = HardwareProfile.from_spec(
+        "rc", kappa0=1e-4, adc_bits=10, dac_bits=12, coupling_bits=10, tolerance=0.01
+    )
+    r = solve(
+        A, b, backend=p, t=300.0, readout="average", burn_in=100.0, generator=torch.Generator().manual_seed(4)
+    )
+    assert r.x.shape == (4, 3) and (r.analog_time_tau, r.values_loaded, r.values_read) == (300.0, 22, 12)
+    inst = p.instantiate(A, b)
+    volts = r.x * (inst.input_scale / inst.matrix_scale)  # back to the read voltages
+    step = 10.0 / 511
+    torch.testing.assert_close(volts / step, torch.round(volts / step))
+    exact = torch.linalg.solve(A, b)
+    assert float((r.x - exact).norm() / exact.norm()) < 0.05  # 1 % parts, 10-bit DAC/ADC
+    with pytest.raises(ValueError, match="readout='average' only"):
+        solve(A, b, backend=p, burn_in=1.0)

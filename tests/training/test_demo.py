@@ -1,0 +1,44 @@
+"""``demo_train``: the three-row comparison the lead's ``make demo`` prints, and its backend choice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from thermotrain.training import _demo
+
+
+def test_demo_falls_back_to_the_ideal_device_and_says_so(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(
+        _demo, "shipped_profile", lambda: (None, "no shipped profile (test); using the ideal device")
+    )
+    _demo.demo_train(tmp_path, quick=True)
+    text = capsys.readouterr().out
+    assert "using the ideal device" in text
+    rows = json.loads((tmp_path / "train" / "comparison.json").read_text())
+    assert [r["optimizer"] for r in rows] == ["adam", "kfac (digital)", "kfac (thermo, ideal)"]
+    assert {"test_accuracy", "test_loss", "steps", "wall_s", "analog_time_tau"} <= set(rows[0])
+    assert rows[2]["analog_time_tau"] > 0 and (tmp_path / "train" / "comparison.png").exists()
+
+
+def test_a_corrupt_shipped_profile_is_reported_not_used(tmp_path: Path, monkeypatch) -> None:
+    bad = tmp_path / "models" / "profiles" / "rc8.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    monkeypatch.setattr(_demo.importlib.resources, "files", lambda pkg: tmp_path / "models")
+    path, why = _demo.shipped_profile()
+    assert path is None and "does not load" in why
+
+
+def test_demo_uses_a_loadable_profile_with_its_own_noise(tmp_path: Path, monkeypatch) -> None:
+    models = pytest.importorskip("thermotrain.models")
+    prof = models.HardwareProfile.from_spec("rc", coupling_bits=8, kappa0=0.02, circuit={"name": "rc8"})
+    models.save_profile(prof, tmp_path / "models" / "profiles" / "rc8.json")
+    monkeypatch.setattr(_demo.importlib.resources, "files", lambda pkg: tmp_path / "models")
+    seen = {}
+    monkeypatch.setattr(_demo, "train_comparison", lambda out, **kw: seen.update(kw))
+    _demo.demo_train(tmp_path, quick=True)
+    assert seen["backend_profile"] == tmp_path / "models" / "profiles" / "rc8.json"
+    assert seen["kappa0"] == 0.02 and seen["mode"] == "inverse"
