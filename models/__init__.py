@@ -3,6 +3,9 @@ profiles, and thermodynamic linear algebra (``solve`` / ``inverse``) with backen
 or a :class:`HardwareProfile`.
 """
 
+from thermotrain.models._calibrate import Calibration as Calibration
+from thermotrain.models._calibrate import CalibrationSettings as CalibrationSettings
+from thermotrain.models._calibrate import calibrate as calibrate
 from thermotrain.models._linalg import InverseResult as InverseResult
 from thermotrain.models._linalg import SolveResult as SolveResult
 from thermotrain.models._linalg import check_spd as check_spd
@@ -28,3 +31,5 @@ from thermotrain.models._profile import save_profile as save_profile
 from thermotrain.models._quantize import Quantizer as Quantizer
 from thermotrain.models._quantize import Readout as Readout
 from thermotrain.models._quantize import merge_over_roundings as merge_over_roundings
+from thermotrain.models._reduce import ReducedModel as ReducedModel
+from thermotrain.models._reduce import balanced_truncation as balanced_truncation

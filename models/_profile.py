@@ -7,7 +7,7 @@ of τ) of a device of any size n holding any loaded matrix.
 
 RC family (overdamped op-amp integrator array, DESIGN.md §2a), in units g0 = 1/R (conductance), c0 = C,
 τ = R C. A is scaled into the hardware range, A_hw = α A with α = coupling_full_scale / max|A_ij|, then
-DAC-quantized (coupling_bits, over ±coupling_full_scale) and realised with per-resistor tolerance
+DAC-quantized (coupling_bits magnitude bits, 2^b − 1 levels over ±coupling_full_scale, sign by routing) and realised with per-resistor tolerance
 G_ij = A_hw,ij (1 + σ_G ε_ij) (the crossbar has one resistor per (i, j): the realised G is not symmetric).
 Node i: integration capacitor c_i = 1 + σ_C ε_i, op-amp with open-loop gain A0 and input offset v_i.
 Kirchhoff at the summing node e_i = v_i - V_i/A0 of an inverting integrator gives
@@ -24,7 +24,8 @@ an O(1/A0) relative perturbation. Ideal values give M = -A_hw, D = 2κ0 I: Cov =
 
 RLC family (underdamped resonator array, §2b): states (V, I_L); the Maxwell capacitance matrix is loaded,
 𝐂 = c0 (A_hw ⊙ (1 + σ ε) + (C_par/c0) I) with a symmetric ε (one capacitor per pair), L and R per cell:
-𝐂 dV/dt = -I_L + ξ_node, L dI_L/dt = V - R I_L + ξ_series (SI, then times τ). ``noise_injection="series"``
+𝐂 dV/dt = -I_L + ξ_node, L dI_L/dt = V - R (1 + δ) I_L + ξ_series (SI, then times τ; δ = ``diag_shift`` is
+a relative damping correction here). ``noise_injection="series"``
 (voltage noise of two-sided PSD 2 κ0 c0 R in each inductor branch) gives the Boltzmann law Cov V = κ0 A_real⁻¹
 exactly; ``"node"`` (current noise 2 κ0 c0 / R at each node) gives (κ0) A⁻¹ + κ0 (L/(R² c0)) A⁻² instead. The
 RLC array only reads covariances: it cannot solve A x = b (its DC point is V = R b).
@@ -70,7 +71,7 @@ _REGENERATE = "regenerate it with `thermotrain calibrate --preset {rc8,rlc8} --o
 COMPONENT_STATS_DEFAULTS: dict[str, Any] = {
     "tolerance": 0.0,  # relative σ of each coupling element (RC: resistor; RLC: capacitor)
     "capacitor_tolerance": 0.0,  # relative σ of each node capacitor (RC: integration C)
-    "coupling_bits": None,  # resolution of each coupling value (DAC / capacitor bank); None = continuous
+    "coupling_bits": None,  # magnitude bits of each coupling (2^b - 1 nonzero levels; sign by routing); None = continuous
     "coupling_full_scale": 1.0,  # largest |A_hw,ij| in units of g0 = 1/R (RC) or c0 (RLC)
     "input_full_scale_v": 1.0,  # range of the b DAC (V)
     "output_full_scale_v": 10.0,  # op-amp output swing = ADC range (V)
@@ -120,9 +121,9 @@ def _number(
         )
 
 
-def _bits(v: Any, path: str) -> None:
-    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 53):
-        raise _fail(f"profile field {path} = {v!r} must be an int in [2, 53] or null (ideal)")
+def _bits(v: Any, path: str, lo: int = 2) -> None:
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= 53):
+        raise _fail(f"profile field {path} = {v!r} must be an int in [{lo}, 53] or null (ideal)")
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,11 @@ class HardwareProfile:
             _number(cs, key, "component_stats", lo=0.0)
         _number(cs, "opamp_gain", "component_stats", lo=1.0, allow_none=True)
         _number(cs, "opamp_gbw_hz", "component_stats", lo=1e-300, allow_none=True)
-        _bits(cs["coupling_bits"], "component_stats.coupling_bits")
+        if cs["coupling_bits"] is not None and cs["coupling_bits"] > 52:
+            raise _fail(
+                f"profile field component_stats.coupling_bits = {cs['coupling_bits']!r} must be <= 52"
+            )
+        _bits(cs["coupling_bits"], "component_stats.coupling_bits", lo=1)
         _exact_keys(self.fitted, FITTED_DEFAULTS, "fitted")
         for key in self.fitted:
             _number(self.fitted, key, "fitted", lo=0.0 if key == "drift_scale" else -math.inf)
@@ -341,6 +346,28 @@ class HardwareProfile:
         lines.append(f"  fit:    {self.fit}" + ("" if self.calibrated else "  (not calibrated)"))
         return "\n".join(lines)
 
+    def calibration_device(self) -> tuple[LinearSDE, Tensor] | None:
+        """The surrogate fitted to the calibration device itself (``fit["device"]``, written by
+        :func:`thermotrain.models.calibrate`): its SDE in units of τ and the [n, state] observation matrix;
+        None for an uncalibrated profile. Its stationary covariance is what the held-out check compared."""
+        dev = self.fit.get("device")
+        if not dev:
+            return None
+        try:
+            sde = LinearSDE(
+                torch.tensor(dev["M"], dtype=torch.float64),
+                torch.tensor(dev["D"], dtype=torch.float64),
+                torch.tensor(dev["u"], dtype=torch.float64),
+            )
+            observe = torch.tensor(dev["observe"], dtype=torch.float64)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise _fail(f"profile field fit.device is malformed ({e})") from e
+        if observe.ndim != 2 or observe.shape[1] != sde.n:
+            raise _fail(
+                f"profile field fit.device.observe has shape {tuple(observe.shape)}; needs [n, {sde.n}]"
+            )
+        return sde, observe
+
     # ------------------------------------------------------------------ the surrogate
     def instantiate(
         self,
@@ -375,9 +402,10 @@ class HardwareProfile:
         if not amax > 0:
             raise CircuitError("A is all zeros; nothing to load.")
         alpha = float(cs["coupling_full_scale"]) / amax
-        A_hw = Quantizer(cs["coupling_bits"], float(cs["coupling_full_scale"])).quantize_symmetric(
-            alpha * A, rounding=rounding, generator=generator
-        )
+        bits = cs["coupling_bits"]  # magnitude bits; the sign is set by routing, so one more quantizer bit
+        A_hw = Quantizer(
+            None if bits is None else bits + 1, float(cs["coupling_full_scale"])
+        ).quantize_symmetric(alpha * A, rounding=rounding, generator=generator)
         seed = self.seeds[0] if instance_seed is None else int(instance_seed)
         g = torch.Generator().manual_seed(seed)
         eps_el = torch.randn((n, n), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
@@ -425,7 +453,8 @@ class HardwareProfile:
             zero = torch.zeros_like(eye)
             tau = self.tau_s * f
             M = tau * torch.cat(
-                [torch.cat([zero, -Cinv], dim=1), torch.cat([eye / L, -(R / L + delta) * eye], dim=1)], dim=0
+                [torch.cat([zero, -Cinv], dim=1), torch.cat([eye / L, -(R / L) * (1 + delta) * eye], dim=1)],
+                dim=0,
             )
             if self.circuit["noise_injection"] == "series":
                 Dv, Di = zero, (2 * k0 * s * c0 * R / L**2) * eye

@@ -103,6 +103,55 @@ def _autocov(x: np.ndarray, max_lag: int) -> np.ndarray:
     return ac
 
 
+@dataclass(frozen=True)
+class NoisyRuns:
+    """Independent noisy SPICE runs of one circuit on the grid ``step`` (s): ``series[r]`` is run r's
+    [T, P] output voltages after the burn-in; ``failures`` the runs that failed (dicts of RunFailure)."""
+
+    transients: list[Transient]
+    series: list[np.ndarray]
+    failures: list[dict[str, Any]]
+    step: float
+    burn_in: float
+    t_netlist: float
+
+
+def noisy_runs(
+    circuit: Circuit,
+    settings: ValidationSettings,
+    *,
+    burn_in: float,
+    duration: float,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> NoisyRuns:
+    """Run ``settings.runs`` noisy transients of ``circuit`` (run r uses noise seed 1000·seed + r + 1), each
+    ``burn_in + duration`` s long on the grid NT / STEPS_PER_INTERVAL, in parallel on ``executor`` (or
+    ``settings.workers`` spawned processes, or the default pool). Failed runs are reported, not raised."""
+    s = settings
+    step = circuit.noise_interval / STEPS_PER_INTERVAL
+    t0 = time.perf_counter()
+    jobs = []
+    for r in range(s.runs):
+        nl = write_netlist(
+            circuit, noise=s.noise, seed=1000 * s.seed + r + 1, duration=burn_in + duration + 2 * step
+        )
+        jobs.append(SpiceJob(nl, step=step, stop=burn_in + duration, engine=s.engine, timeout=s.timeout))
+    t_netlist = time.perf_counter() - t0
+    if executor is None and s.workers is not None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=s.workers, mp_context=mp.get_context("spawn")) as ex:
+            results = run_many(jobs, executor=ex, progress=progress)
+    else:
+        results = run_many(jobs, executor=executor, progress=progress)
+    ok: list[Transient] = [r for r in results if isinstance(r, Transient)]
+    failures = [dataclasses.asdict(r) for r in results if isinstance(r, RunFailure)]
+    series = [tr.values[tr.time >= burn_in - 1e-12 * burn_in] for tr in ok]
+    return NoisyRuns(ok, series, failures, step, burn_in, t_netlist)
+
+
 def validate(
     spec: ArraySpec,
     settings: ValidationSettings = ValidationSettings(),
@@ -128,27 +177,10 @@ def validate(
     step = nt / STEPS_PER_INTERVAL
 
     # ---- noisy runs ------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    jobs = []
-    for r in range(s.runs):
-        nl = write_netlist(
-            circuit, noise=s.noise, seed=1000 * s.seed + r + 1, duration=burn + T_run + 2 * step
-        )
-        jobs.append(SpiceJob(nl, step=step, stop=burn + T_run, engine=s.engine, timeout=s.timeout))
-    t_netlist = time.perf_counter() - t0
-    if executor is None and s.workers is not None:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=s.workers, mp_context=mp.get_context("spawn")) as ex:
-            results = run_many(jobs, executor=ex, progress=progress)
-    else:
-        results = run_many(jobs, executor=executor, progress=progress)
-    ok: list[Transient] = [r for r in results if isinstance(r, Transient)]
-    failures = [dataclasses.asdict(r) for r in results if isinstance(r, RunFailure)]
+    noisy = noisy_runs(circuit, s, burn_in=burn, duration=T_run, executor=executor, progress=progress)
+    ok, failures, series, t_netlist = noisy.transients, noisy.failures, noisy.series, noisy.t_netlist
     if not ok:
         raise SpiceError(f"every SPICE run of {name} failed: {failures}")
-    series = [tr.values[tr.time >= burn - 1e-12 * burn] for tr in ok]
     T_total = sum((x.shape[0] - 1) * step for x in series)
     pooled_mean = np.mean(np.vstack(series), axis=0)
     per_run_cov = np.array([np.cov(x.T, bias=True).reshape(len(sde.outputs), -1) for x in series])

@@ -16,6 +16,7 @@ from scipy.integrate import quad_vec
 from thermotrain.models import (
     LinearSDE,
     log_likelihood,
+    psd_factor,
     sample_time_average,
     simulate,
     state_moments,
@@ -249,3 +250,96 @@ def test_log_likelihood_matches_scipy_and_is_differentiable() -> None:
     assert float(ll.detach()) == pytest.approx(ref, rel=1e-10)
     (grad,) = torch.autograd.grad(ll, R)
     assert math.isfinite(float(grad))
+
+
+def _loop_reference(sde, x0, dt, n_steps, generator, batch):
+    """The step-by-step recursion x_{k+1} = Φ x_k + Γ u + L ξ_k with simulate's set-up and noise draws."""
+    Phi, S, Gamma = transition(sde.M, sde.D, dt)
+    L = psd_factor(S.to(F64)).to(sde.dtype)
+    lead = (batch, *sde.batch_shape)
+    xi = torch.randn((n_steps, *lead, sde.n), generator=generator, dtype=sde.dtype)
+    c = (Gamma @ sde.u[..., None])[..., 0]
+    x = torch.zeros(sde.n, dtype=sde.dtype) if x0 is None else x0.to(sde.dtype)
+    x = x.expand(*lead, sde.n)
+    out = [x]
+    for k in range(n_steps):
+        x = (Phi @ x[..., None])[..., 0] + c + (L @ xi[k][..., None])[..., 0]
+        out.append(x)
+    return torch.stack(out, dim=-2)
+
+
+def _non_normal_drift(n: int, g: torch.Generator, *batch: int) -> torch.Tensor:
+    """A stable drift with a non-normal (upper-triangular-heavy) part: ‖e^{Mt}‖ grows before it decays."""
+    A = 0.5 * torch.randn(*batch, n, n, generator=g, dtype=F64) / n**0.5
+    M = A + 1.5 * torch.triu(torch.ones(n, n, dtype=F64), 1) - 2.0 * torch.eye(n, dtype=F64)
+    assert float(torch.linalg.eigvals(M).real.max()) < -0.5
+    assert float(torch.linalg.matrix_norm(M @ M.mT - M.mT @ M).max()) > 1.0  # non-normal
+    return M
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.to(F64) - b.to(F64)).abs().max() / b.to(F64).abs().max())
+
+
+@pytest.mark.parametrize("n_steps", [63, 64, 65, 1000, 1024])
+def test_blocked_simulation_equals_the_loop_unbatched_non_normal(n_steps: int) -> None:
+    g = torch.Generator().manual_seed(10)
+    M = _non_normal_drift(5, g)
+    Q = torch.randn(5, 3, generator=g, dtype=F64)
+    sde = LinearSDE.from_noise_input(M, Q, torch.randn(5, generator=g, dtype=F64))
+    x0 = torch.randn(5, generator=g, dtype=F64)
+    X = simulate(sde, x0, 0.2, n_steps, generator=torch.Generator().manual_seed(11), batch=3)
+    ref = _loop_reference(sde, x0, 0.2, n_steps, torch.Generator().manual_seed(11), 3)
+    assert X.shape == ref.shape == (3, n_steps + 1, 5)
+    assert _rel_err(X, ref) < 1e-12
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_blocked_simulation_equals_the_loop_batched(dtype: torch.dtype, tol: float) -> None:
+    # M batched [3, n, n], u batched [2, 1, n]: batch_shape (2, 3) is wider than the transition's (3,)
+    g = torch.Generator().manual_seed(12)
+    M = _non_normal_drift(4, g, 3)
+    D = torch.diag(torch.tensor([0.0, 1.0, 0.5, 2.0], dtype=F64))  # singular noise
+    u = torch.randn(2, 1, 4, generator=g, dtype=F64)
+    sde = LinearSDE(M.to(dtype), D.to(dtype), u.to(dtype))
+    assert sde.batch_shape == (2, 3)
+    x0 = torch.randn(4, generator=g, dtype=F64).to(dtype)
+    X = simulate(sde, x0, 0.3, 777, generator=torch.Generator().manual_seed(13), batch=2)
+    ref = _loop_reference(sde, x0, 0.3, 777, torch.Generator().manual_seed(13), 2)
+    assert X.shape == ref.shape == (2, 2, 3, 778, 4)
+    assert X.dtype == dtype
+    assert _rel_err(X, ref) < tol
+
+
+def test_blocked_simulation_float32_unbatched_and_zero_input() -> None:
+    g = torch.Generator().manual_seed(14)
+    sde = LinearSDE(_non_normal_drift(6, g).float(), torch.eye(6))
+    X = simulate(sde, None, 0.5, 5000, generator=torch.Generator().manual_seed(15), batch=2)
+    ref = _loop_reference(sde, None, 0.5, 5000, torch.Generator().manual_seed(15), 2)
+    assert X.dtype == torch.float32 and X.shape == (2, 5001, 6)
+    assert _rel_err(X, ref) < 2e-5
+
+
+def test_blocked_simulation_takes_about_sqrt_n_sequential_products() -> None:
+    """Timing-free: count the matrix products simulate issues for 20k steps (the loop needs 20k): B ≈ 141
+    for the powers Φ¹…Φᴮ in the set-up, B for the in-block recurrence, 20k/B for the block starts, 1 GEMM."""
+    from torch.overrides import TorchFunctionMode
+
+    class CountMatmul(TorchFunctionMode):
+        n = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if "matmul" in getattr(func, "__name__", ""):
+                CountMatmul.n += 1
+            return func(*args, **(kwargs or {}))
+
+    g = torch.Generator().manual_seed(16)
+    sde = LinearSDE(_non_normal_drift(3, g), torch.eye(3, dtype=F64))
+    n_steps = 20_000
+    with CountMatmul():
+        X = simulate(sde, None, 0.1, n_steps, generator=torch.Generator().manual_seed(17))
+    assert X.shape == (1, n_steps + 1, 3)
+    assert 0 < CountMatmul.n <= 4 * math.isqrt(n_steps) + 50, CountMatmul.n
+    # and the long run is still exactly the loop's
+    ref = _loop_reference(sde, None, 0.1, n_steps, torch.Generator().manual_seed(17), 1)
+    assert _rel_err(X, ref) < 1e-12

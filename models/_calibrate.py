@@ -1,0 +1,732 @@
+"""Calibration: fit the surrogate of an array to SPICE runs of its netlist, and write a hardware profile.
+
+Pipeline (``calibrate(spec, settings)``):
+
+1. The spec's circuit (its seeded tolerance draw, quantized couplings, amplifier model, parasitics) runs in
+   ngspice ``fit_runs + heldout_runs`` times with independent seeded noise; the first ``fit_runs`` are fitted,
+   the others are held out.
+2. **Device fit** (the surrogate of this physical device, time in units of the profile's τ):
+
+   - RC (overdamped; every state is an observed output voltage): shifted lag-covariance identification
+     Φ̂ = Ĉ(s+Δ) Ĉ(s)⁻¹, M̂ = log(Φ̂)/Δ, D̂ = −(M̂ Ĉ(0) + Ĉ(0) M̂ᵀ), û = −M̂ μ̂ with s = 2·NT: exact for a
+     linear process driven by noise sampled every NT and linearly interpolated (C(s+Δ) = e^{MΔ} C(s) once
+     the noise after t+s is independent of x(t)); the plain s = 0 estimate is biased by O(NT/Δ). Optionally
+     (``mle=True``) refined by maximising the exact white-noise transition likelihood
+     Σ log N(x_{k+1}; Φ x_k + Γ u, S) (Van Loan transition; torch autograd, LBFGS) over every lag-Δ chain;
+     a refinement that leaves the drift unstable or lowers the likelihood is rejected.
+   - RLC (underdamped; the inductor currents are not observed, so the transition likelihood of V alone is
+     not Markov): the profile's structured model 𝐂 dV = −I dt, L dI = (V − R(1+δ) I) dt + noise, with the
+     inverse capacitance matrix 𝐂⁻¹ = Ĉ_V(0) / (s κ0 c0) from the Boltzmann law (so every coupling's
+     tolerance draw is captured) and the noise scale s and damping correction δ fitted by least squares to
+     the measured lag autocovariances C_V(ℓΔ) (method of moments; s sets the oscillation frequencies through
+     𝐂⁻¹, δ their decay).
+3. **Generative parameters** for any size: the profile's ``fitted`` corrections (drift_scale f, noise_scale s,
+   diag_shift δ) come from the device fit against the profile's nominal model of the same loaded matrix;
+   the tolerance the fit sees is reported next to the design value.
+4. **Checks**: the device fit's stationary covariance against the pooled held-out runs
+   (``heldout_covariance_rel_error``) next to the run-to-run spread of single held-out runs
+   (``spice_spread_rel`` = sqrt(Σ_r ‖Ĉ_r − C̄‖²_F / (R−1)) / ‖C̄‖_F), and against the symbolic non-ideal model
+   and the ideal array (does the fit reproduce the non-ideal statistics, not the ideal ones?). The full MNA
+   model's reduction to the surrogate's order (balanced truncation) is reported with its error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+import torch
+from scipy.optimize import least_squares
+
+from thermotrain._errors import CalibrationError
+from thermotrain.models._linear_sde import LinearSDE, log_likelihood, stationary_covariance
+from thermotrain.models._profile import FITTED_DEFAULTS, HardwareProfile, save_profile
+from thermotrain.models._reduce import balanced_truncation
+
+__all__ = ["Calibration", "CalibrationSettings", "calibrate", "device_covariance"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """fit_runs / heldout_runs: independent SPICE runs fitted / held out (held out ≥ 2 for a spread);
+    duration_tau: observed time per run (τ of the array) after a burn-in of ``burn_in`` slowest relaxation
+    times; lag_tau: identification lag Δ (τ); noise: "file" (seeded) or "trnoise"; seed: tolerance draw and
+    noise seeds; workers: parallel ngspice processes (None = cores); mle: refine the RC fit by the exact
+    white-noise transition likelihood (LBFGS, at most ``max_iter`` iterations) -- off by default, because
+    ngspice's sampled, interpolated noise makes the lag-Δ chain non-Markov and biases that fit by O(NT/Δ),
+    which the shifted lag-covariance estimate avoids."""
+
+    fit_runs: int = 4
+    heldout_runs: int = 4
+    duration_tau: float = 2000.0
+    lag_tau: float = 0.5
+    noise: str = "file"
+    seed: int = 0
+    workers: int | None = None
+    burn_in: float = 8.0
+    mle: bool = False
+    max_iter: int = 60
+    engine: str = "shared"
+    timeout: float = 1800.0
+
+    def __post_init__(self) -> None:
+        if self.fit_runs < 1:
+            raise ValueError(f"fit_runs = {self.fit_runs} must be >= 1.")
+        if self.heldout_runs < 2:
+            raise ValueError(
+                f"heldout_runs = {self.heldout_runs} must be >= 2 (the run-to-run spread needs two runs)."
+            )
+        if not (math.isfinite(self.duration_tau) and self.duration_tau > 0):
+            raise ValueError(f"duration = {self.duration_tau!r} tau must be > 0.")
+        if not (math.isfinite(self.lag_tau) and self.lag_tau > 0):
+            raise ValueError(f"lag = {self.lag_tau!r} tau must be > 0.")
+        if self.noise not in ("file", "trnoise"):
+            raise ValueError(f"noise = {self.noise!r}: choose 'file' or 'trnoise'.")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibrated ``profile``, the ``report`` (also report.json), and the fitted device surrogate
+    (``device``: the SDE in units of τ; ``observe``: state → read voltages)."""
+
+    profile: HardwareProfile
+    report: dict[str, Any]
+    device: LinearSDE
+    observe: torch.Tensor
+
+
+# ------------------------------------------------------------------------------------------ statistics
+def _pooled_moments(series: list[np.ndarray], lag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled mean, lag-0 and lag-``lag`` covariances E[(x_{t+lag}-μ)(x_t-μ)ᵀ] over runs."""
+    mu = np.mean(np.vstack(series), axis=0)
+    n0 = n1 = 0
+    C0 = np.zeros((mu.size, mu.size))
+    C1 = np.zeros_like(C0)
+    for x in series:
+        y = x - mu
+        C0 += y.T @ y
+        n0 += y.shape[0]
+        if lag:
+            C1 += y[lag:].T @ y[:-lag]
+            n1 += y.shape[0] - lag
+    return mu, C0 / n0, (C1 / n1 if lag else C0 / n0)
+
+
+def _lag_autocov(series: list[np.ndarray], mu: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """[L, P, P] pooled E[(x_{t+ℓ}-μ)(x_t-μ)ᵀ] for ℓ in ``lags`` (steps)."""
+    out = []
+    for lag in lags:
+        acc, cnt = 0.0, 0
+        for x in series:
+            y = x - mu
+            acc = acc + (y[lag:].T @ y[: y.shape[0] - lag] if lag else y.T @ y)
+            cnt += y.shape[0] - lag
+        out.append(acc / cnt)
+    return np.array(out)
+
+
+def _run_covariances(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled covariance (about the pooled mean) and the per-run covariances (about their own means)."""
+    mu = np.mean(np.vstack(series), axis=0)
+    pooled = np.mean([(x - mu).T @ (x - mu) / x.shape[0] for x in series], axis=0)
+    per_run = np.array([np.cov(x.T, bias=True).reshape(mu.size, mu.size) for x in series])
+    return pooled, per_run
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def device_covariance(sde: LinearSDE, observe: torch.Tensor) -> np.ndarray:
+    """Stationary covariance of the read voltages, observe Σ observeᵀ (V²)."""
+    S = stationary_covariance(sde.M.double(), sde.D.double())
+    return (observe.double() @ S @ observe.double().T).numpy()
+
+
+# ------------------------------------------------------------------------------------------ device fits
+def _fit_rc(
+    series: list[np.ndarray], step_tau: float, lag: int, *, shift: int = 0, mle: bool, max_iter: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Lag-covariance identification (optionally refined by the exact likelihood). Returns M, D, u (per τ)
+    and diagnostics.
+
+    ``shift`` s (steps) uses Φ̂(Δ) = Ĉ(s+Δ) Ĉ(s)⁻¹ instead of Ĉ(Δ) Ĉ(0)⁻¹. For noise sampled every NT and
+    linearly interpolated (ngspice), x(t) already depends on the next noise sample, so C(Δ) = e^{MΔ} C(0)
+    fails by O(NT/Δ) (≈ 14 % on rc8 at Δ = 0.5 τ); for s ≥ 2 NT the noise after t + s is independent of
+    x(t) and C(s + Δ) = e^{MΔ} C(s) holds exactly (an instrumental-variable estimate)."""
+    dt = lag * step_tau
+    mu, C0, _ = _pooled_moments(series, 0)
+    Cs = _lag_autocov(series, mu, np.array([shift, shift + lag]))
+    Phi = Cs[1] @ np.linalg.inv(Cs[0])
+    ev = np.linalg.eigvals(Phi)
+    if np.any(ev.real <= 0):
+        raise CalibrationError(
+            f"lag-covariance identification failed: Ĉ(s+Δ)Ĉ(s)⁻¹ has eigenvalues {np.round(ev, 4).tolist()} "
+            f"(need positive real parts at Δ = {dt:.3g} τ). Use a shorter --lag or longer runs."
+        )
+    M = sla.logm(Phi).real / dt
+    D = -(M @ C0 + C0 @ M.T)
+    D = 0.5 * (D + D.T)
+    lam, U = np.linalg.eigh(D)
+    D = (U * np.clip(lam, 1e-12 * lam.max(), None)) @ U.T
+    u = -M @ mu
+    diag: dict[str, Any] = {
+        "method": "lag-covariance" + (" (shifted, sampled-noise exact)" if shift else ""),
+        "lag_tau": dt,
+        "shift_tau": shift * step_tau,
+        "mle_iterations": 0,
+    }
+    if np.max(np.linalg.eigvals(M).real) >= 0:
+        raise CalibrationError(
+            "lag-covariance identification gave an unstable drift; the runs are too short for this lag. "
+            "Use longer runs (--duration) or a shorter --lag."
+        )
+    if not mle:
+        return M, D, u, diag
+    # every lag-Δ chain of every run, equal lengths, as a batch [R·lag, T+1, n]
+    T = min((x.shape[0] - lag) // lag for x in series)
+    chains = np.stack([x[j : j + lag * T + 1 : lag] for x in series for j in range(lag)])
+    X = torch.tensor(chains, dtype=torch.float64)
+    n = M.shape[0]
+    Mp = torch.tensor(M, requires_grad=True)
+    Lp = torch.tensor(np.linalg.cholesky(D), requires_grad=True)
+    up = torch.tensor(u, requires_grad=True)
+    tril = torch.tril(torch.ones(n, n, dtype=torch.bool))
+    count = X.shape[0] * T
+
+    def nll() -> torch.Tensor:
+        L = torch.where(tril, Lp, torch.zeros_like(Lp))
+        return -log_likelihood(LinearSDE(Mp, L @ L.T, up), X, dt).sum() / count
+
+    with torch.no_grad():
+        start = float(nll())
+    opt = torch.optim.LBFGS(
+        [Mp, Lp, up], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-10
+    )
+    iters = 0
+
+    def closure() -> torch.Tensor:
+        nonlocal iters
+        iters += 1
+        opt.zero_grad()
+        loss = nll()
+        loss.backward()
+        return loss
+
+    try:
+        opt.step(closure)
+        with torch.no_grad():
+            end = float(nll())
+        M2 = Mp.detach().numpy().copy()
+        L2 = torch.where(tril, Lp, torch.zeros_like(Lp)).detach().numpy()
+        stable = np.max(np.linalg.eigvals(M2).real) < 0
+    except (RuntimeError, ValueError) as exc:  # a singular step inside the line search
+        log.warning("likelihood refinement failed (%s); keeping the lag-covariance fit", exc)
+        end, stable = math.inf, False
+    diag |= {"nll_start": start, "nll_end": end, "mle_iterations": iters}
+    if stable and end <= start:
+        diag["method"] = "lag-covariance + exact likelihood (LBFGS)"
+        return M2, L2 @ L2.T, up.detach().numpy().copy(), diag
+    diag["mle_rejected"] = True
+    return M, D, u, diag
+
+
+def _quick_fit(
+    x: np.ndarray, family: str, step_tau: float, lag: int, diag: dict[str, Any], profile: HardwareProfile
+) -> np.ndarray:
+    """One run's moment estimate of the drift (RC: lag covariance; RLC: Boltzmann 𝐂⁻¹ with the fitted s, δ),
+    for the estimation floor of the tolerance the device fit shows."""
+    if family == "rc":
+        shift = int(round(diag["shift_tau"] / step_tau))
+        mu = x.mean(axis=0)
+        Cs = _lag_autocov([x], mu, np.array([shift, shift + lag]))
+        return sla.logm(Cs[1] @ np.linalg.inv(Cs[0])).real / (lag * step_tau)
+    c = profile.circuit
+    c0, L, R = (float(c[k]) for k in ("C_f", "L_h", "R_ohm"))
+    _, C0, _ = _pooled_moments([x], 0)
+    s = diag["noise_scale"]
+    return _rlc_model(
+        C0 / (s * profile.kappa0 * c0), s, diag["diag_shift"], L, R, c0, profile.kappa0, profile.tau_s
+    )[0]
+
+
+def _rlc_model(
+    Cinv: np.ndarray, s: float, delta: float, L: float, R: float, c0: float, k0: float, tau: float
+):
+    """Drift and diffusion (per τ) of the profile's series-noise RLC model, states (V, I)."""
+    n = Cinv.shape[0]
+    Z, eye = np.zeros((n, n)), np.eye(n)
+    M = tau * np.block([[Z, -Cinv], [eye / L, -(R / L) * (1 + delta) * eye]])
+    D = tau * np.block([[Z, Z], [Z, (2 * k0 * s * c0 * R / L**2) * eye]])
+    return M, D
+
+
+def _fit_rlc(
+    series: list[np.ndarray], step_tau: float, circuit: dict[str, Any], k0: float, tau: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    c0, L, R = (float(circuit[k]) for k in ("C_f", "L_h", "R_ohm"))
+    n = series[0].shape[1]
+    mu, C0, _ = _pooled_moments(series, 0)
+    # lags: 48 points over two envelope decay times 2·(2L/R), at least 6 per nominal period
+    decay_tau = 2 * L / R / tau
+    period_tau = 2 * math.pi * math.sqrt(L * c0) / tau
+    lag_step = max(1, int(min(period_tau / 6, 4 * decay_tau / 48) / step_tau))
+    lags = lag_step * np.arange(1, 49)
+    emp = _lag_autocov(series, mu, lags)
+    scale = np.linalg.norm(C0)
+
+    def model(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s, delta = math.exp(p[0]), p[1]
+        return _rlc_model(C0 / (s * k0 * c0), s, delta, L, R, c0, k0, tau)
+
+    def resid(p: np.ndarray) -> np.ndarray:
+        M, D = model(p)
+        S = sla.solve_continuous_lyapunov(M, -D)
+        E = sla.expm(M * lag_step * step_tau)
+        out, P = [], S
+        for k in range(len(lags)):
+            P = E @ P
+            out.append((P[:n, :n] - emp[k]).ravel() / scale)
+        return np.concatenate(out)
+
+    res = least_squares(resid, x0=np.array([0.0, 0.0]), method="lm", xtol=1e-10)
+    M, D = model(res.x)
+    ev = np.linalg.eigvals(M)
+    if not (res.success and np.max(ev.real) < 0):
+        raise CalibrationError(
+            f"the RLC lag-covariance fit did not converge ({res.message}); use longer runs (--duration)."
+        )
+    diag = {
+        "method": "Boltzmann covariance + lag-autocovariance least squares (s, δ)",
+        "lags_tau": [float(lags[0] * step_tau), float(lags[-1] * step_tau)],
+        "residual_rel": float(np.linalg.norm(res.fun) / math.sqrt(len(lags))),
+        "noise_scale": float(math.exp(res.x[0])),
+        "diag_shift": float(res.x[1]),
+    }
+    return M, D, np.zeros(2 * n), diag
+
+
+# ------------------------------------------------------------------------------------------ the profile
+def _design_profile(spec: Any, circuit: Any, name: str) -> HardwareProfile:
+    """The uncalibrated profile of ``spec``'s design: component statistics from its non-idealities."""
+    ni = spec.nonideal
+    op = ni.opamp
+    stats: dict[str, Any] = {
+        "tolerance": ni.tolerance,
+        "capacitor_tolerance": ni.tolerance,
+        "coupling_bits": ni.coupling_bits,
+        "parasitic_capacitance_f": ni.parasitic_capacitance,
+        "opamp_gain": None if math.isinf(op.open_loop_gain) else float(op.open_loop_gain),
+        "opamp_gbw_hz": op.gbw_hz,
+        "opamp_offset_v": abs(op.input_offset),
+    }
+    from thermotrain._report import to_jsonable
+
+    meta = {"name": name, "n": spec.size, "nonideal": to_jsonable(ni.to_dict())}  # inf -> "inf"
+    if spec.family == "rc":
+        stats["input_full_scale_v"] = spec.dac_full_scale
+        return HardwareProfile.from_spec(
+            "rc",
+            circuit={"R_ohm": spec.unit_resistance, "C_f": spec.capacitance, **meta},
+            tau_s=spec.time_constant,
+            kappa0=spec.kappa0,
+            dac_bits=ni.dac_bits,
+            noise_interval_s=circuit.noise_interval,
+            **stats,
+        )
+    return HardwareProfile.from_spec(
+        "rlc",
+        circuit={
+            "C_f": spec.unit_capacitance,
+            "L_h": spec.inductance,
+            "R_ohm": spec.series_resistance + ni.inductor_resistance,
+            "noise_injection": "series",
+            **meta,
+        },
+        kappa0=spec.kappa0,
+        noise_interval_s=circuit.noise_interval,
+        **stats,
+    )
+
+
+def _nominal(profile: HardwareProfile, A: torch.Tensor, fitted: dict[str, float]):
+    """The profile's model of A with every tolerance off (the design device) and the given corrections."""
+    cs = profile.component_stats | {"tolerance": 0.0, "capacitor_tolerance": 0.0}
+    return dataclasses.replace(profile, component_stats=cs, fitted=fitted).instantiate(A)
+
+
+def _couplings(profile: HardwareProfile, M: np.ndarray, n: int) -> np.ndarray:
+    """The coupling matrix a device fit shows: RC −M (per τ); RLC the capacitance matrix 𝐂/c0."""
+    if profile.family == "rc":
+        return -M
+    return np.linalg.inv(-M[:n, n:] / profile.tau_s) / float(profile.circuit["C_f"])
+
+
+def _generative_fit(
+    profile: HardwareProfile,
+    A_user: np.ndarray,
+    M: np.ndarray,
+    cov: np.ndarray,
+    diag: dict[str, Any],
+    per_run: list[np.ndarray],
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The profile's corrections (f, s, δ) that best explain the device fit, and the element tolerance the
+    fit shows next to its estimation floor (from the spread of per-run estimates ``per_run``)."""
+    A = torch.tensor(A_user, dtype=torch.float64)
+    n = A.shape[0]
+    if profile.family == "rc":
+        # −M ≈ f(−M_nom) + f·δ·K0 I  (K0 = 1/(1 + 1/A0), the nominal 1/c): least squares in (f, f·δ)
+        Mn = _nominal(profile, A, dict(FITTED_DEFAULTS)).sde.M.numpy()
+        a0 = profile.component_stats["opamp_gain"]
+        K0 = 1.0 if a0 is None else 1.0 / (1.0 + 1.0 / float(a0))
+        X = np.stack([(-Mn).ravel(), (K0 * np.eye(n)).ravel()], axis=1)
+        (f, fd), *_ = np.linalg.lstsq(X, (-M).ravel(), rcond=None)
+        f = float(max(f, 1e-6))
+        delta = float(fd / f)
+    else:
+        f, delta = 1.0, float(diag["diag_shift"])
+    # s from the covariance level (measured far better than the drift/diffusion split)
+    nom = _nominal(profile, A, {"drift_scale": f, "noise_scale": 1.0, "diag_shift": delta})
+    Sn = device_covariance(nom.sde, nom.observe)
+    s = float(np.sum(cov * Sn) / np.sum(Sn * Sn))
+    ref = _couplings(profile, nom.sde.M.numpy(), n)
+    off = off_mask(n) & (np.abs(ref) > 0.1 * np.abs(ref[off_mask(n)]).max())
+    rel = _couplings(profile, M, n)[off] / ref[off] - 1.0
+    per = np.array([c[off] / ref[off] - 1.0 for c in per_run])
+    floor = float(np.sqrt(np.mean(per.var(axis=0, ddof=1)) / len(per_run))) if len(per_run) > 1 else None
+    seen = {
+        "tolerance_seen": float(np.sqrt(np.mean((rel - rel.mean()) ** 2))),
+        "tolerance_seen_floor": floor,
+        "coupling_entries_used": int(off.sum()),
+    }
+    return {"drift_scale": f, "noise_scale": s, "diag_shift": delta}, seen
+
+
+def off_mask(n: int) -> np.ndarray:
+    return ~np.eye(n, dtype=bool)
+
+
+# ------------------------------------------------------------------------------------------ public API
+def calibrate(
+    spec: Any,
+    settings: CalibrationSettings = CalibrationSettings(),
+    *,
+    out_dir: str | Path | None = None,
+    profile_path: str | Path | None = None,
+    executor: Executor | None = None,
+    progress: bool = True,
+    name: str | None = None,
+) -> Calibration:
+    """Fit the surrogate of ``spec`` (an RC or RLC array spec) to SPICE runs and build its hardware profile.
+
+    Writes ``out_dir/report.json``, ``summary.txt`` and plots (``traces.png``, ``autocorrelation.png``,
+    ``covariance.png``, ``fit_errors.png``) when ``out_dir`` is given, and the profile JSON to
+    ``profile_path``. Raises :class:`thermotrain.CalibrationError` when too few runs succeed or a fit fails.
+    Cost: the SPICE runs (seconds per 10³ τ at N = 8), then O(N³) per likelihood evaluation.
+    """
+    from thermotrain.circuits import Theory, linear_sde
+    from thermotrain.netlists._ngspice import ngspice_version
+    from thermotrain.netlists._validation import PHASES, ValidationSettings, noisy_runs
+
+    t_start = time.perf_counter()
+    s = settings
+    name = name or f"{spec.family}{spec.size}"
+    circuit = spec.build(s.seed)
+    sde_full = linear_sde(circuit)
+    theory = Theory(sde_full, circuit.noise_interval)
+    profile = _design_profile(spec, circuit, name)
+    tau_c, tau_p = circuit.time_constant, profile.tau_s
+    t_slow = theory.relaxation_time
+    vs = ValidationSettings(
+        runs=s.fit_runs + s.heldout_runs,
+        duration_tau=s.duration_tau,
+        noise=s.noise,
+        seed=s.seed,
+        workers=s.workers,
+        burn_in=s.burn_in,
+        engine=s.engine,
+        timeout=s.timeout,
+    )
+    t0 = time.perf_counter()
+    runs = noisy_runs(
+        circuit,
+        vs,
+        burn_in=s.burn_in * t_slow,
+        duration=s.duration_tau * tau_c,
+        executor=executor,
+        progress=progress,
+    )
+    t_spice = time.perf_counter() - t0
+    ok_idx = [i for i in range(vs.runs) if i not in {f["index"] for f in runs.failures}]
+    fit_ids = [i for i in ok_idx if i < s.fit_runs]
+    held_ids = [i for i in ok_idx if i >= s.fit_runs]
+    by_id = dict(zip(ok_idx, runs.series, strict=True))
+    if not fit_ids or len(held_ids) < 2:
+        raise CalibrationError(
+            f"calibration of {name} needs >= 1 fit run and >= 2 held-out runs that succeed; got {len(fit_ids)} "
+            f"and {len(held_ids)} (failures: {runs.failures})."
+        )
+    fit_series = [by_id[i] for i in fit_ids]
+    held_series = [by_id[i] for i in held_ids]
+    step_tau = runs.step / tau_p
+    t0 = time.perf_counter()
+    A_user = spec.target
+    if spec.family == "rc":
+        lag = max(1, int(round(s.lag_tau * tau_c / runs.step)))
+        shift = (
+            0 if circuit.noise_interval is None else int(math.ceil(2 * circuit.noise_interval / runs.step))
+        )
+        M, D, u, diag = _fit_rc(fit_series, step_tau, lag, shift=shift, mle=s.mle, max_iter=s.max_iter)
+        observe = np.eye(spec.size)
+    else:
+        M, D, u, diag = _fit_rlc(fit_series, step_tau, profile.circuit, spec.kappa0, tau_p)
+        observe = np.hstack([np.eye(spec.size), np.zeros((spec.size, spec.size))])
+        lag = 0
+    t_fit = time.perf_counter() - t0
+    device = LinearSDE(torch.tensor(M), torch.tensor(0.5 * (D + D.T)), torch.tensor(u))
+    obs = torch.tensor(observe)
+
+    # ---- checks: held-out runs, the symbolic model, the ideal array -------------------------------------
+    sur_cov = device_covariance(device, obs)
+    per_run = [
+        _couplings(profile, _quick_fit(x, spec.family, step_tau, lag, diag, profile), spec.size)
+        for x in fit_series
+    ]
+    fitted, seen = _generative_fit(profile, A_user, M, sur_cov, diag, per_run)
+    fit_cov, _ = _run_covariances(fit_series)
+    held_cov, held_per_run = _run_covariances(held_series)
+    fro = np.linalg.norm(held_cov)
+    spread = float(
+        np.sqrt(
+            np.sum([np.linalg.norm(c - held_per_run.mean(0)) ** 2 for c in held_per_run])
+            / (len(held_ids) - 1)
+        )
+        / fro
+    )
+    model_cov = theory.covariance(PHASES)
+    ideal_c = spec.ideal().build(s.seed)
+    ideal_cov = Theory(linear_sde(ideal_c), ideal_c.noise_interval).covariance(PHASES)
+    T_fit = sum((x.shape[0] - 1) * runs.step for x in fit_series)
+    T_held = sum((x.shape[0] - 1) * runs.step for x in held_series)
+    budget = theory.error_budget(T_fit, PHASES, seed=s.seed)
+    # surrogate (≈ the fit runs' covariance) minus the held-out covariance: two independent estimates, so
+    # the error variance adds: V/T_fit + V/T_held = V/T_eff
+    held_budget = theory.error_budget(1.0 / (1.0 / T_fit + 1.0 / T_held), PHASES, seed=s.seed)
+    order = spec.size if spec.family == "rc" else 2 * spec.size
+    red = balanced_truncation(
+        sde_full.M, sde_full.Q, sde_full.C, B=sde_full.B_z, D=sde_full.D, u=sde_full.u, time_unit=tau_p
+    )
+    red_fixed = balanced_truncation(
+        sde_full.M,
+        sde_full.Q,
+        sde_full.C,
+        B=sde_full.B_z,
+        D=sde_full.D,
+        u=sde_full.u,
+        order=min(order, red.full_order),
+        time_unit=tau_p,
+    )
+    sur_mean = (obs @ device.stationary_mean().double()).numpy()
+    held_mean = np.mean(np.vstack(held_series), axis=0)
+    fit_entry: dict[str, Any] = {
+        "train_covariance_rel_error": _rel(sur_cov, fit_cov),
+        "heldout_covariance_rel_error": _rel(sur_cov, held_cov),
+        "spice_spread_rel": spread,
+        "heldout_covariance_rel_error_ci95": held_budget.covariance_rel_error_ci95,
+        "heldout_mean_abs_error_v": float(np.max(np.abs(sur_mean - held_mean))),
+        "model_covariance_rel_error": _rel(sur_cov, model_cov),
+        "model_covariance_rel_error_ci95": budget.covariance_rel_error_ci95,
+        "ideal_vs_model_covariance_rel": _rel(ideal_cov, model_cov),
+        "fit_runs": len(fit_ids),
+        "heldout_runs": len(held_ids),
+        "duration_tau": s.duration_tau,
+        **seen,
+        "device": {
+            "n": spec.size,
+            "M": M.tolist(),
+            "D": (0.5 * (D + D.T)).tolist(),
+            "u": u.tolist(),
+            "observe": observe.tolist(),
+        },
+    }
+    seeds = [s.seed] + [1000 * s.seed + r + 1 for r in range(vs.runs)]
+    profile = dataclasses.replace(
+        profile, fitted=fitted, fit=fit_entry, seeds=seeds, ngspice_version=ngspice_version()
+    )
+    # the generative model at the calibration size, with its own (profile-seeded) tolerance draw
+    gen = profile.instantiate(torch.tensor(A_user))
+    gen_cov = device_covariance(gen.sde, gen.observe)
+    report: dict[str, Any] = {
+        "name": name,
+        "family": spec.family,
+        "size": spec.size,
+        "ngspice_version": profile.ngspice_version,
+        "nonideal": spec.nonideal.to_dict(),
+        "settings": dataclasses.asdict(s),
+        "tau_s": tau_p,
+        "noise_interval_s": circuit.noise_interval,
+        "fit": {k: v for k, v in fit_entry.items() if k != "device"},
+        "fitted": fitted,
+        "fit_method": diag,
+        "checks": {
+            "heldout_within_ci95": bool(
+                fit_entry["heldout_covariance_rel_error"] <= held_budget.covariance_rel_error_ci95
+            ),
+            "heldout_within_spread": bool(fit_entry["heldout_covariance_rel_error"] <= spread),
+        },
+        "pass": bool(fit_entry["heldout_covariance_rel_error"] <= held_budget.covariance_rel_error_ci95)
+        and not runs.failures,
+        "runs_failed": runs.failures,
+        "reduction": {"auto": red.report(), "surrogate_order": red_fixed.report()},
+        "generative_covariance_rel_error": _rel(gen_cov, model_cov),
+        "timings_s": {"spice": t_spice, "fit": t_fit, "total": None},
+        "surrogate_covariance_V2": sur_cov,
+        "heldout_covariance_V2": held_cov,
+        "model_covariance_V2": model_cov,
+    }
+    report["timings_s"]["total"] = time.perf_counter() - t_start
+    if profile_path is not None:
+        save_profile(profile, profile_path)
+        report["profile"] = str(profile_path)
+    if out_dir is not None:
+        from thermotrain._report import write_json
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _plots(out, name, held_series, device, obs, sur_cov, held_cov, step_tau, report)
+        write_json(out / "report.json", report)
+        (out / "summary.txt").write_text(summary(report) + "\n")
+    return Calibration(profile, report, device, obs)
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The calibration report as a table a person reads."""
+    from thermotrain._report import table
+
+    f = report["fit"]
+    red = report["reduction"]["surrogate_order"]
+    rows = [
+        (
+            "held-out covariance rel. error",
+            f["heldout_covariance_rel_error"],
+            f"<= {f['spice_spread_rel']:.3g} (spread), CI95 {f['heldout_covariance_rel_error_ci95']:.3g}",
+        ),
+        ("SPICE run-to-run spread (1 run)", f["spice_spread_rel"], "held-out runs"),
+        (
+            "fit-run covariance rel. error",
+            f["train_covariance_rel_error"],
+            "(moment fit: ~0 by construction)",
+        ),
+        (
+            "surrogate vs symbolic model",
+            f["model_covariance_rel_error"],
+            f"CI95 {f['model_covariance_rel_error_ci95']:.3g}",
+        ),
+        ("ideal array vs symbolic model", f["ideal_vs_model_covariance_rel"], "what the non-idealities do"),
+        ("generative profile vs model", report["generative_covariance_rel_error"], "own tolerance draw"),
+        (
+            "tolerance seen by the fit",
+            f["tolerance_seen"],
+            f"design {report['nonideal']['tolerance']:g}; floor {f['tolerance_seen_floor'] or float('nan'):.2g}",
+        ),
+        (
+            f"reduction {red['full_order']} -> {red['order']} states",
+            red["covariance_rel_error"],
+            f"H-inf bound {red['hinf_bound']:.2g}",
+        ),
+    ]
+    fitted = ", ".join(f"{k} = {v:.4g}" for k, v in report["fitted"].items())
+    head = (
+        f"{report['name']}: {report['family'].upper()} array, N = {report['size']}, ngspice "
+        f"{report['ngspice_version']}, {f['fit_runs']} fit + {f['heldout_runs']} held-out runs x "
+        f"{f['duration_tau']:g} tau, {report['timings_s']['total']:.1f} s -> {'PASS' if report['pass'] else 'FAIL'}"
+        f"\nfit: {report['fit_method']['method']}; fitted {fitted}"
+    )
+    return head + "\n" + table(rows, ("quantity", "value", "reference"))
+
+
+def _plots(out, name, held, device, obs, sur_cov, held_cov, step_tau, report) -> None:
+    from thermotrain._report import pyplot
+    from thermotrain.models._linear_sde import simulate
+
+    plt = pyplot()
+    x = held[0]
+    P = x.shape[1]
+    show = list(range(min(P, 3)))
+    n = min(x.shape[0], int(round(60 / step_tau)))
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.zeros(device.n, dtype=torch.float64)
+    sim = simulate(device, x0, step_tau, n + int(round(20 / step_tau)), generator=gen)[0]
+    y = (sim @ obs.T).numpy()[-n:]
+    t = np.arange(n) * step_tau
+    fig, axes = plt.subplots(len(show), 1, figsize=(9, 1.8 * len(show) + 0.6), sharex=True, squeeze=False)
+    for ax, i in zip(axes[:, 0], show, strict=True):
+        ax.plot(t, x[:n, i], lw=0.7, label=f"SPICE V{i} (held out)")
+        ax.plot(t, y[:, i], lw=0.7, alpha=0.8, label=f"surrogate V{i}")
+        ax.set_ylabel("V")
+        ax.legend(loc="upper right", fontsize=7)
+    axes[-1, 0].set_xlabel("time (tau)")
+    fig.suptitle(f"{name}: SPICE and calibrated-surrogate sample paths (independent noise)")
+    fig.tight_layout()
+    fig.savefig(out / "traces.png", dpi=110)
+    plt.close(fig)
+
+    lags = np.arange(0, int(round(6 / step_tau)), max(1, int(round(0.1 / step_tau))))
+    mu = np.mean(np.vstack(held), axis=0)
+    emp = _lag_autocov(held, mu, lags)
+    S = stationary_covariance(device.M, device.D).numpy()
+    Mn, On = device.M.numpy(), obs.numpy()
+    th = np.array([On @ sla.expm(Mn * (lag * step_tau)) @ S @ On.T for lag in lags])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i in show:
+        ax.plot(lags * step_tau, emp[:, i, i] / th[0, i, i], lw=1, label=f"SPICE V{i}")
+        ax.plot(lags * step_tau, th[:, i, i] / th[0, i, i], "k--", lw=0.8)
+    ax.set_xlabel("lag (tau)")
+    ax.set_ylabel("autocovariance / surrogate variance")
+    ax.set_title(f"{name}: held-out SPICE (solid) vs calibrated surrogate (dashed)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "autocorrelation.png", dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    vmax = np.abs(held_cov).max()
+    for ax, m, title in ((axes[0], sur_cov, "surrogate (V^2)"), (axes[1], held_cov, "held-out SPICE (V^2)")):
+        im = ax.imshow(m, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        ax.set_title(title)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    d = (sur_cov - held_cov) / vmax
+    im = axes[2].imshow(d, cmap="RdBu_r", vmin=-np.abs(d).max(), vmax=np.abs(d).max())
+    axes[2].set_title("(surrogate - SPICE) / max|SPICE|")
+    fig.colorbar(im, ax=axes[2], fraction=0.046)
+    fig.suptitle(f"{name}: stationary covariance")
+    fig.tight_layout()
+    fig.savefig(out / "covariance.png", dpi=110)
+    plt.close(fig)
+
+    f = report["fit"]
+    bars = [
+        ("held-out vs\nsurrogate", f["heldout_covariance_rel_error"]),
+        ("SPICE spread\n(1 run)", f["spice_spread_rel"]),
+        ("surrogate vs\nsymbolic model", f["model_covariance_rel_error"]),
+        ("model CI95\n(fit runs)", f["model_covariance_rel_error_ci95"]),
+        ("ideal vs\nsymbolic model", f["ideal_vs_model_covariance_rel"]),
+    ]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    ax.bar([b[0] for b in bars], [max(b[1], 1e-6) for b in bars], color=["C0", "C1", "C2", "C1", "C3"])
+    ax.set_yscale("log")
+    ax.set_ylabel("relative Frobenius error of the covariance")
+    ax.set_title(f"{name}: calibration errors")
+    fig.tight_layout()
+    fig.savefig(out / "fit_errors.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,70 @@
+"""CLI: ``thermotrain calibrate`` (fit a surrogate to SPICE runs and write a hardware profile)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from thermotrain.models._calibrate import CalibrationSettings, calibrate, summary
+    from thermotrain.netlists._cli import spec_from_args
+
+    spec = spec_from_args(args)
+    settings = CalibrationSettings(
+        fit_runs=args.fit_runs,
+        heldout_runs=args.heldout_runs,
+        duration_tau=args.duration,
+        lag_tau=args.lag,
+        noise=args.noise,
+        seed=args.seed,
+        workers=args.workers,
+        mle=args.mle,
+    )
+    name = args.preset if args.matrix is None else f"{args.preset}:{args.matrix.name}"
+    if args.corner != "ideal":
+        name += f"-{args.corner}"
+    report_dir = args.report or args.out.with_suffix("")
+    cal = calibrate(
+        spec, settings, out_dir=report_dir, profile_path=args.out, name=name, progress=not args.quiet
+    )
+    print(summary(cal.report))
+    print(f"profile: {args.out}; report and plots: {report_dir}/")
+    return 0 if cal.report["pass"] else 3
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from thermotrain.netlists._cli import add_array_arguments
+
+    p = sub.add_parser(
+        "calibrate",
+        help="fit the surrogate to SPICE runs and write a hardware profile (JSON)",
+        description=(
+            "Calibrate: run the array's netlist in ngspice (fit runs + held-out runs, seeded noise), fit the "
+            "reduced-order surrogate (RC: shifted lag-covariance identification, optionally refined by the "
+            "exact transition likelihood; RLC: Boltzmann covariance + lag-autocovariance fit), and write the versioned hardware "
+            "profile. The report (report.json, summary.txt, traces/autocorrelation/covariance/fit_errors PNG) "
+            "goes next to it. Exit code 3 when the held-out covariance error exceeds its CI95. Times in tau "
+            "(the array's time constant)."
+        ),
+    )
+    add_array_arguments(p)
+    p.add_argument("--fit-runs", type=int, default=4, help="SPICE runs the fit uses (count)")
+    p.add_argument(
+        "--heldout-runs", type=int, default=4, help="SPICE runs held out for the check (count, >= 2)"
+    )
+    p.add_argument("--duration", type=float, default=2000.0, help="observed time per run (tau)")
+    p.add_argument("--lag", type=float, default=0.5, help="identification lag (tau; RC family)")
+    p.add_argument("--noise", choices=("file", "trnoise"), default="file", help="noise generator")
+    p.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: cores)")
+    p.add_argument(
+        "--mle",
+        action="store_true",
+        help="refine the RC fit by the exact white-noise likelihood (biased by O(NT/lag) for sampled noise)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", type=Path, required=True, help="profile path, e.g. runs/rc8.json")
+    p.add_argument(
+        "--report", type=Path, default=None, help="report directory (default: the profile path without .json)"
+    )
+    p.set_defaults(func=_calibrate)
