@@ -136,6 +136,15 @@ class Transition(NamedTuple):
     Gamma: Tensor | None  # [..., n, n]  ∫₀^Δ e^{Ms} ds (None when not requested)
 
 
+def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` in ``dtype`` with entries below the smallest normal number of ``dtype`` set to 0: a float64
+    transition cast to float32 otherwise holds subnormals (e.g. e^{-λΔ·j} of fast modes), which make CPU
+    matrix products 100x slower; their contribution is below 1e-38 relative, far under float32 rounding."""
+    if t.dtype == dtype:
+        return t
+    return torch.where(t.abs() < torch.finfo(dtype).tiny, torch.zeros((), dtype=t.dtype), t).to(dtype)
+
+
 def _block(a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> Tensor:
     return torch.cat([torch.cat([a, b], dim=-1), torch.cat([c, d], dim=-1)], dim=-2)
 
@@ -178,7 +187,9 @@ def transition(M: Tensor, D: Tensor, dt: float, *, with_input: bool = True) -> T
             Gamma = Gamma + Phi @ Gamma
         S = _sym(S + Phi @ S @ Phi.mT)
         Phi = Phi @ Phi
-    return Transition(Phi.to(out_dtype), S.to(out_dtype), None if Gamma is None else Gamma.to(out_dtype))
+    return Transition(
+        _cast(Phi, out_dtype), _cast(S, out_dtype), None if Gamma is None else _cast(Gamma, out_dtype)
+    )
 
 
 def stationary_covariance(
@@ -262,6 +273,11 @@ def _check_batch(batch: int) -> None:
 
 
 _LOOP_MAX_STEPS = 64  # below this many steps the plain loop is as fast as the blocked evaluation
+# The blocked evaluation trades n_steps sequential products (each ~15 µs of dispatch overhead on CPU) for
+# ⌈sqrt(n_steps)⌉ powers of Φ (n³ flops each): worth it while sqrt(n_steps)·n³ < _OVERHEAD_FLOPS·n_steps
+# (at ~1e10 flop/s, 15 µs ≈ 1.5e5 flops). For n = 785 and 2000 steps the powers alone cost 43 GFLOP, the loop
+# 0.15 s, so large states keep the loop.
+_OVERHEAD_FLOPS = 1.5e5
 
 
 def _mv(x: Tensor, AT: Tensor, batched: bool) -> Tensor:
@@ -296,9 +312,9 @@ def _step_blocked(Phi64: Tensor, x: Tensor, noise: Tensor, out: Tensor) -> None:
     powers = [Phi64]  # Φ¹ … Φᴮ
     for _ in range(B - 1):
         powers.append(powers[-1] @ Phi64)
-    PhiT = Phi64.mT.to(dtype)
-    PhiBT = powers[-1].mT.to(dtype)
-    powers_T = torch.cat([P.mT for P in powers], dim=-1).to(dtype)  # [..., n, B·n]
+    PhiT = _cast(Phi64.mT, dtype)
+    PhiBT = _cast(powers[-1].mT, dtype)
+    powers_T = _cast(torch.cat([P.mT for P in powers], dim=-1), dtype)  # [..., n, B·n]
     W = noise[: nb * B].unflatten(0, (nb, B))  # [nb, B, *lead, n] (view)
     Y = out[..., 1 : nb * B + 1, :].unflatten(-2, (nb, B))  # [*lead, nb, B, n] (view into out)
     # (1) zero-start recurrence inside every block, all blocks at once; y: [nb, *lead, n]
@@ -353,16 +369,16 @@ def simulate(
     lead, x = _lead_and_x0(sde, x0, batch)
     has_input = bool((sde.u != 0).any())
     Phi64, S, Gamma = transition(sde.M.to(_WORK), sde.D, dt, with_input=has_input)
-    Phi, S = Phi64.to(sde.dtype), S.to(sde.dtype)
-    c = (Gamma.to(sde.dtype) @ sde.u[..., None])[..., 0] if has_input else 0.0
-    L = psd_factor(S.to(_WORK)).to(sde.dtype)
+    Phi, S = _cast(Phi64, sde.dtype), _cast(S, sde.dtype)
+    c = (_cast(Gamma, sde.dtype) @ sde.u[..., None])[..., 0] if has_input else 0.0
+    L = _cast(psd_factor(S.to(_WORK)), sde.dtype)
     xi = torch.randn((n_steps, *lead, sde.n), generator=generator, dtype=sde.dtype, device=sde.device)
     batched = Phi.ndim > 2
     # one GEMM for all steps when the SDE is unbatched; batched matrix-vector products otherwise
     noise = ((L @ xi[..., None])[..., 0] if batched else xi @ L.T) + c  # [n_steps, *lead, n]
     out = torch.empty((*lead, n_steps + 1, sde.n), dtype=sde.dtype, device=sde.device)
     out[..., 0, :] = x
-    if n_steps < _LOOP_MAX_STEPS:
+    if n_steps < _LOOP_MAX_STEPS or math.sqrt(n_steps) * sde.n**3 > _OVERHEAD_FLOPS * n_steps:
         _step_loop(Phi, x, noise, out)
     else:
         _step_blocked(Phi64, x, noise, out)

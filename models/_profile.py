@@ -406,6 +406,7 @@ class HardwareProfile:
         A_hw = Quantizer(
             None if bits is None else bits + 1, float(cs["coupling_full_scale"])
         ).quantize_symmetric(alpha * A, rounding=rounding, generator=generator)
+        _check_loaded_pd(A_hw, alpha, bits)
         seed = self.seeds[0] if instance_seed is None else int(instance_seed)
         g = torch.Generator().manual_seed(seed)
         eps_el = torch.randn((n, n), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
@@ -473,6 +474,23 @@ class HardwareProfile:
             readout=self.readout(),
             kappa0=k0,
         )
+
+
+def _check_loaded_pd(A_hw: Tensor, alpha: float, bits: int | None) -> None:
+    """Refuse a loaded matrix that is not positive definite: the array's drift −A_hw would be unstable and
+    every readout would diverge. Quantization does this when its error (≈ √n·Δ/√3 in spectral norm, Δ the
+    coupling step) exceeds the smallest eigenvalue. Cost O(n³/3) (one Cholesky)."""
+    sym = 0.5 * (A_hw + A_hw.mT).double()
+    _, info = torch.linalg.cholesky_ex(sym)
+    if int(info) == 0:
+        return
+    lam = float(torch.linalg.eigvalsh(sym)[0])
+    what = f"{bits}-bit loaded" if bits is not None else "loaded"
+    raise CircuitError(
+        f"the {what} matrix is not positive definite (smallest eigenvalue {lam:.3g} in units of the coupling "
+        f"full scale, n = {A_hw.shape[0]}): the array would be unstable. Raise the damping by more than "
+        f"{-lam / alpha:.3g} (the caller's units), use more coupling bits, or a smaller matrix."
+    )
 
 
 def _is_int(v: Any) -> bool:

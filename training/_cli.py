@@ -12,7 +12,15 @@ from thermotrain.training._nets import MODELS
 
 __all__ = ["add_parser"]
 
-EXPERIMENTS = ("optimizers", "tngd-time", "tngd-delay", "tngd-noise", "kfac-quantization", "cost-model")
+EXPERIMENTS = (
+    "optimizers",
+    "tngd-time",
+    "tngd-delay",
+    "tngd-noise",
+    "kfac-quantization",
+    "cost-model",
+    "kfac-claims",
+)
 
 
 def _positive_int(text: str) -> int:
@@ -78,7 +86,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         default="exact",
-        help="where K-FAC's inverses/solves run: exact (digital), ideal (ideal device) or PROFILE.json "
+        help="where K-FAC's inverses/solves run: exact (digital), ideal (ideal device), rc8/rlc8 (shipped "
+        "calibrated profiles) or PROFILE.json "
         "(a hardware profile); first-order optimizers ignore it, TNGD always runs the ideal device",
     )
     p.add_argument("--epochs", type=_positive_int, default=3, help="passes over the training set (count)")
@@ -125,13 +134,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument("name", choices=EXPERIMENTS, help="experiment name")
     e.add_argument("--out", default="runs/experiments", help="output folder (path)")
-    e.add_argument("--dataset", choices=DATASETS, default="digits", help="data set")
+    e.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default=None,
+        help="data set (default: digits; fashion-mnist for kfac-claims)",
+    )
     e.add_argument(
         "--epochs", type=_positive_int, default=None, help="epochs per run (count; default per study)"
     )
     e.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds per setting (count)")
     e.add_argument("--subset", type=_positive_int, default=None, help="use only this many examples (count)")
     e.add_argument(
-        "--profile", default=None, help="hardware-profile JSON (path) for kfac-quantization/cost-model"
+        "--profile",
+        default=None,
+        help="hardware-profile JSON (path) for kfac-quantization/cost-model/kfac-claims (default: shipped rc8)",
     )
     e.set_defaults(func=_experiment)

@@ -7,6 +7,10 @@
 - ``kfac-quantization``: thermodynamic K-FAC (solve mode) on profiles with coupling bits {4, 6, 8, 12} and
   tolerance {0, 1 %}, built with ``HardwareProfile.from_spec`` (or derived from ``--profile``).
 - ``cost-model``: predicted per-step time of digital vs thermodynamic K-FAC vs layer width n ∈ {64 … 4096}.
+- ``kfac-claims``: the issue's bar on one data set (default Fashion-MNIST): Adam for ``--epochs`` (3), digital
+  K-FAC and thermodynamic K-FAC on a hardware profile (``--profile``, default the shipped rc8 profile),
+  test accuracy every quarter epoch; reports the first step at which digital K-FAC reaches Adam's final
+  accuracy (claim: ≤ half of Adam's steps) and the final thermodynamic − digital gap (claim: within 1 point).
 
 Defaults are sized for a 2-core CPU (digits, small MLP); ``--dataset fashion-mnist --subset N`` scales up.
 """
@@ -135,6 +139,10 @@ def run_experiment(name: str, out_dir: str | Path, options: dict[str, Any] | Non
 
     if name == "cost-model":
         return _cost_model(out, _profile(opts.get("profile")))
+    if name == "kfac-claims":
+        return _kfac_claims(
+            out, opts, base if opts.get("dataset") else dataclasses.replace(base, dataset="fashion-mnist")
+        )
     data = load_dataset(dataset, subset)
     if name == "optimizers":
         settings = {
@@ -251,5 +259,84 @@ def _cost_model(out: Path, profile: Any) -> dict[str, Any]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "cost-model.png", dpi=120)
+    plt.close(fig)
+    return payload
+
+
+def _kfac_claims(out: Path, opts: dict[str, Any], base: TrainConfig) -> dict[str, Any]:
+    """Adam vs digital K-FAC vs thermodynamic K-FAC (profile) with quarter-epoch evaluations; the claims."""
+    from thermotrain.training._demo import PROFILE, shipped_profile
+
+    path = opts.get("profile") or shipped_profile()[0]
+    if path is None:
+        raise TrainingError("kfac-claims needs a hardware profile: pass --profile PROFILE.json.")
+    prof = _profile(str(path))
+    epochs = int(opts.get("epochs") or 3)
+    data = load_dataset(base.dataset, base.subset)
+    steps_per_epoch = -(-len(data.y_train) // base.batch_size)
+    base = dataclasses.replace(base, epochs=epochs, eval_every=max(1, steps_per_epoch // 4))
+    thermo = {
+        "optimizer": "kfac",
+        "backend": str(path),
+        "kfac_mode": PROFILE["mode"],
+        "analog_time": PROFILE["analog_time"],
+        "analog_dt": max(float(PROFILE["analog_dt"]), prof.sample_interval_tau),
+        "kappa0": float(prof.kappa0),
+        "inv_update_steps": int(opts.get("inv_update_steps") or 10),
+    }
+    settings = {
+        "adam": {"optimizer": "adam", "lr": 3e-3},
+        "kfac (digital)": {"optimizer": "kfac", "inv_update_steps": thermo["inv_update_steps"]},
+        f"kfac (thermo, {prof.name})": thermo,
+    }
+    runs = _sweep(base, settings, int(opts.get("seeds") or 1), data)
+
+    def evals(summary: dict[str, Any]) -> list[tuple[int, float]]:
+        return [(h["step"], h["test_accuracy"]) for h in summary["history"] if h["kind"] in ("eval", "epoch")]
+
+    claims: dict[str, Any] = {}
+    if "adam" in runs and "kfac (digital)" in runs:
+        adam_final = float(np.mean([s["test_accuracy"] for s in runs["adam"]]))
+        adam_steps = int(runs["adam"][0]["steps"])
+        per_seed = []
+        for s_ in runs["kfac (digital)"]:
+            hit = next((st for st, acc in sorted(evals(s_)) if acc >= adam_final), None)
+            per_seed.append(hit)
+        claims["adam_final_accuracy"] = adam_final
+        claims["adam_steps"] = adam_steps
+        claims["kfac_steps_to_adam_final"] = per_seed
+        claims["kfac_half_steps_claim_holds"] = all(h is not None and h <= adam_steps / 2 for h in per_seed)
+    thermo_label = f"kfac (thermo, {prof.name})"
+    if thermo_label in runs and "kfac (digital)" in runs:
+        gap = float(
+            np.mean([s["test_accuracy"] for s in runs[thermo_label]])
+            - np.mean([s["test_accuracy"] for s in runs["kfac (digital)"]])
+        )
+        claims["thermo_minus_digital_accuracy"] = gap
+        claims["thermo_within_1_point"] = abs(gap) <= 0.01
+    payload = {
+        "experiment": "kfac-claims",
+        "dataset": base.dataset,
+        "subset": base.subset,
+        "profile": str(path),
+        "claims": claims,
+        "table": _table(runs),
+        "failed": dict(failures),
+        "runs": runs,
+    }
+    _write(out, "kfac-claims", payload)
+    print(json.dumps({"claims": claims}))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, summaries in runs.items():
+        pts = sorted(evals(summaries[0]))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=label)
+    if "adam_final_accuracy" in claims:
+        ax.axhline(claims["adam_final_accuracy"], color="k", lw=0.6, ls="--", label="Adam final")
+        ax.axvline(claims["adam_steps"] / 2, color="k", lw=0.6, ls=":", label="half of Adam's steps")
+    ax.set(xlabel="step", ylabel="test accuracy", title=f"K-FAC claims on {base.dataset}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "kfac-claims.png", dpi=120)
     plt.close(fig)
     return payload

@@ -176,6 +176,16 @@ class AnalogConfig:
         return self.analog_time / 10 if self.burn_in is None else self.burn_in
 
 
+def _device_call(fn, *args, **kwargs):
+    """Call the device; a matrix the hardware cannot hold (CircuitError) becomes a TrainingError naming it."""
+    from thermotrain._errors import CircuitError
+
+    try:
+        return fn(*args, **kwargs)
+    except CircuitError as exc:
+        raise TrainingError(f"the analog device refused the curvature matrix: {exc}") from exc
+
+
 def _models():
     """Import :mod:`thermotrain.models` lazily; explain what is missing when it is not there yet."""
     import thermotrain.models as models
@@ -252,7 +262,8 @@ class AnalogSolver(CurvatureSolver):
         M = 0.5 * (M + M.T)
         s = self._scale(M)
         c = self.config
-        result = _models().inverse(
+        result = _device_call(
+            _models().inverse,
             M * s,
             backend=self.backend,
             t=c.analog_time,
@@ -276,7 +287,8 @@ class AnalogSolver(CurvatureSolver):
             if c.normalize
             else torch.ones(B.shape[1], dtype=B.dtype)
         )
-        result = _models().solve(
+        result = _device_call(
+            _models().solve,
             M * s,
             B * beta,
             backend=self.backend,
@@ -301,6 +313,18 @@ class AnalogSolver(CurvatureSolver):
 
 Backend = Literal["exact", "ideal"] | str | Path | Any
 
+SHIPPED_PROFILES = ("rc8", "rlc8")
+"""Names of the calibrated profiles shipped with thermotrain (``thermotrain/models/profiles/NAME.json``)."""
+
+
+def shipped_profile_path(name: str) -> Path:
+    """Path of a shipped profile (``"rc8"`` or ``"rlc8"``)."""
+    import importlib.resources
+
+    if name not in SHIPPED_PROFILES:
+        raise TrainingError(f"no shipped profile {name!r}; choose one of {', '.join(SHIPPED_PROFILES)}.")
+    return Path(str(importlib.resources.files("thermotrain.models") / "profiles" / f"{name}.json"))
+
 
 def make_solver(
     backend: Backend = "exact", config: AnalogConfig | None = None, generator: torch.Generator | None = None
@@ -310,11 +334,13 @@ def make_solver(
         return backend
     if backend == "exact":
         return ExactSolver()
+    if isinstance(backend, str) and backend in SHIPPED_PROFILES:
+        backend = shipped_profile_path(backend)
     if backend == "ideal" or isinstance(backend, str | Path):
         if isinstance(backend, str | Path) and backend != "ideal" and not Path(backend).exists():
             raise TrainingError(
-                f"Unknown backend {str(backend)!r}: use 'exact', 'ideal' or the path of a hardware-profile JSON "
-                "(e.g. one written by `thermotrain calibrate`)."
+                f"Unknown backend {str(backend)!r}: use 'exact', 'ideal', a shipped profile (rc8, rlc8) or the path "
+                "of a hardware-profile JSON (e.g. one written by `thermotrain calibrate`)."
             )
         return AnalogSolver(backend, config, generator)
     return AnalogSolver(backend, config, generator)

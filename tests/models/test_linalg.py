@@ -267,3 +267,29 @@ def test_profile_solve_with_noise_and_adc_reads_quantized_voltages() -> None:
     assert float((r.x - exact).norm() / exact.norm()) < 0.05  # 1 % parts, 10-bit DAC/ADC
     with pytest.raises(ValueError, match="readout='average' only"):
         solve(A, b, backend=p, burn_in=1.0)
+
+
+def test_profile_refuses_a_loaded_matrix_that_quantization_made_indefinite() -> None:
+    # eigenvalues 1e-3 .. 1 in a random basis: 4-bit couplings (step 1/15 of max|A|) destroy the small ones
+    g = torch.Generator().manual_seed(5)
+    Q, _ = torch.linalg.qr(torch.randn(24, 24, generator=g, dtype=torch.float64))
+    A = Q @ torch.diag(torch.logspace(-3, 0, 24, dtype=torch.float64)) @ Q.T
+    p = HardwareProfile.from_spec("rc", coupling_bits=4)
+    with pytest.raises(CircuitError, match="not positive definite.*Raise the damping"):
+        inverse(A, backend=p, t=10.0, dt=1.0)
+    A_damped = A + 0.5 * torch.eye(24, dtype=torch.float64)  # the fix the message names
+    assert torch.isfinite(inverse(A_damped, backend=p, t=10.0, dt=1.0).inverse).all()
+
+
+def test_analog_solver_reports_a_refused_matrix_as_a_training_error() -> None:
+    from thermotrain._errors import TrainingError
+    from thermotrain.training import AnalogConfig, AnalogSolver
+
+    g = torch.Generator().manual_seed(5)
+    Q, _ = torch.linalg.qr(torch.randn(24, 24, generator=g, dtype=torch.float64))
+    A = Q @ torch.diag(torch.logspace(-3, 0, 24, dtype=torch.float64)) @ Q.T
+    solver = AnalogSolver(
+        HardwareProfile.from_spec("rc", coupling_bits=4), AnalogConfig(analog_time=10.0, dt=1.0)
+    )
+    with pytest.raises(TrainingError, match="refused the curvature matrix"):
+        solver.inverse(A)

@@ -27,7 +27,7 @@ def test_a_corrupt_shipped_profile_is_reported_not_used(tmp_path: Path, monkeypa
     bad = tmp_path / "models" / "profiles" / "rc8.json"
     bad.parent.mkdir(parents=True)
     bad.write_text("{not json")
-    monkeypatch.setattr(_demo.importlib.resources, "files", lambda pkg: tmp_path / "models")
+    monkeypatch.setattr(_demo, "shipped_profile_path", lambda name: bad)
     path, why = _demo.shipped_profile()
     assert path is None and "does not load" in why
 
@@ -36,9 +36,25 @@ def test_demo_uses_a_loadable_profile_with_its_own_noise(tmp_path: Path, monkeyp
     models = pytest.importorskip("thermotrain.models")
     prof = models.HardwareProfile.from_spec("rc", coupling_bits=8, kappa0=0.02, circuit={"name": "rc8"})
     models.save_profile(prof, tmp_path / "models" / "profiles" / "rc8.json")
-    monkeypatch.setattr(_demo.importlib.resources, "files", lambda pkg: tmp_path / "models")
+    monkeypatch.setattr(
+        _demo, "shipped_profile_path", lambda name: tmp_path / "models" / "profiles" / f"{name}.json"
+    )
     seen = {}
     monkeypatch.setattr(_demo, "train_comparison", lambda out, **kw: seen.update(kw))
     _demo.demo_train(tmp_path, quick=True)
     assert seen["backend_profile"] == tmp_path / "models" / "profiles" / "rc8.json"
     assert seen["kappa0"] == 0.02 and seen["mode"] == "inverse"
+
+
+def test_the_shipped_profiles_load_and_are_calibrated() -> None:
+    from thermotrain.models import load_profile
+    from thermotrain.training._solvers import shipped_profile_path
+
+    for name in ("rc8", "rlc8"):
+        prof = load_profile(shipped_profile_path(name))
+        assert prof.calibrated and prof.ngspice_version and prof.component_stats["coupling_bits"] == 8
+        f = prof.fit
+        # the bar, as measured when the profile was made (regenerate: docs/calibration.md)
+        assert f["heldout_covariance_rel_error"] <= f["spice_spread_rel"]
+        assert f["heldout_covariance_rel_error"] <= f["heldout_covariance_rel_error_ci95"]
+        assert prof.calibration_device() is not None
