@@ -108,6 +108,17 @@ def _check_time(t: float, burn_in: float) -> None:
         raise ValueError(f"burn_in = {burn_in!r} must be in [0, t) with t = {t!r} (units of τ).")
 
 
+def _check_rounding(backend: object, rounding: str, roundings: int) -> None:
+    if rounding not in ("nearest", "stochastic"):
+        raise ValueError(f"rounding must be 'nearest' or 'stochastic'; got {rounding!r}.")
+    if not (isinstance(roundings, int) and roundings >= 1):
+        raise ValueError(f"roundings = {roundings!r} must be a positive int (independent loads averaged).")
+    if (rounding != "nearest" or roundings != 1) and not isinstance(backend, HardwareProfile):
+        raise ValueError(
+            f"rounding/roundings describe a hardware profile's DACs; backend {backend!r} quantizes nothing."
+        )
+
+
 def _check_backend(backend: object) -> None:
     if backend in ("exact", "ideal") or isinstance(backend, HardwareProfile):
         return
@@ -157,6 +168,8 @@ def solve(
     readout: Literal["state", "average"] = "state",
     burn_in: float = 0.0,
     generator: torch.Generator | None = None,
+    rounding: Literal["nearest", "stochastic"] = "nearest",
+    roundings: int = 1,
 ) -> SolveResult:
     """x ≈ A⁻¹ b on the device dx = -(A x - b) dt + sqrt(2κ0) dW (time in τ) run for analog time t.
 
@@ -172,11 +185,16 @@ def solve(
             ``"average"`` reads the exact time average over [burn_in, t] (covariance → 2κ0A⁻²/(t - burn_in)).
         burn_in: start of the averaging window (τ); ``"average"`` only.
         generator: torch generator for the noise and stochastic rounding (on A's device).
+        rounding, roundings: how a profile's DACs round the loaded A and b (``"nearest"`` or
+            ``"stochastic"``), and over how many independent loads the answer is averaged (error mitigation:
+            with stochastic rounding the first-order quantization error cancels, ε → ε²). Each load is a full
+            device run of ``t``; the analog time reported is ``roundings·t``. Profiles only.
     Returns:
         :class:`SolveResult`. Cost: exact O(n³); ideal one eigh O(n³) + O(n²k); profile O(N³) for the
         surrogate's N states (time average: exponentials of size 4N).
     """
     _check_backend(backend)
+    _check_rounding(backend, rounding, roundings)
     Lc = check_spd(A)
     n = A.shape[0]
     B, squeeze = _as_columns(b, n, A)
@@ -204,17 +222,20 @@ def solve(
             mean = mean + var.sqrt() * xi
         X = U @ mean
     else:
-        inst = backend.instantiate(A, B, generator=generator, kappa0=kappa0)
-        beta = inst.input_scale  # [k]
-        x0_hw = (X0 * (beta / inst.matrix_scale)).T  # [k, n]
-        if readout == "state":
-            m, C = state_moments(inst.sde, x0_hw, t)
-        else:
-            m, C = time_average_moments(inst.sde, x0_hw, burn_in, t - burn_in)
-        xi = torch.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
-        state = m + (xi @ psd_factor(C).mT if inst.kappa0 > 0 else 0.0)
-        y = inst.readout(state @ inst.observe.T)  # [k, n] volts
-        X = (y * (inst.matrix_scale / beta)[:, None]).T
+        X = 0.0
+        for _ in range(roundings):
+            inst = backend.instantiate(A, B, generator=generator, kappa0=kappa0, rounding=rounding)
+            beta = inst.input_scale  # [k]
+            x0_hw = (X0 * (beta / inst.matrix_scale)).T  # [k, n]
+            if readout == "state":
+                m, C = state_moments(inst.sde, x0_hw, t)
+            else:
+                m, C = time_average_moments(inst.sde, x0_hw, burn_in, t - burn_in)
+            xi = torch.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
+            state = m + (xi @ psd_factor(C).mT if inst.kappa0 > 0 else 0.0)
+            y = inst.readout(state @ inst.observe.T)  # [k, n] volts
+            X = X + (y * (inst.matrix_scale / beta)[:, None]).T / roundings
+        loaded, read, t = loaded * roundings, read * roundings, t * roundings
     return SolveResult(X[:, 0] if squeeze else X, float(t), loaded, read)
 
 
@@ -227,6 +248,8 @@ def inverse(
     dt: float = 0.1,
     burn_in: float | None = None,
     generator: torch.Generator | None = None,
+    rounding: Literal["nearest", "stochastic"] = "nearest",
+    roundings: int = 1,
 ) -> InverseResult:
     """A⁻¹ ≈ Ĉov(x)/κ0 from the device dx = -A x dt + sqrt(2κ0) dW (b = 0) sampled every dt.
 
@@ -240,12 +263,15 @@ def inverse(
         burn_in: None = the device starts in its stationary law (it has been running; samples over [0, t]).
             A number = it starts at x = 0 and the samples over [burn_in, t] are used.
         generator: torch generator for the noise.
+        rounding, roundings: as in :func:`solve` (profiles only): the estimate averages ``roundings``
+            independent loads, each a full run of ``t``.
     Returns:
         :class:`InverseResult`; the estimate is (1/N) Σ x_i x_iᵀ / κ0 over the N samples (known zero mean),
         symmetric by construction; relative error ~ sqrt(2·relaxation/T) for the slowest mode.
         Cost: ideal one eigh O(n³) + O(n·N) steps + O(n²N); profile O(N_s³) set-up + N steps of O(N_s²).
     """
     _check_backend(backend)
+    _check_rounding(backend, rounding, roundings)
     Lc = check_spd(A)
     n = A.shape[0]
     if backend == "exact":
@@ -287,16 +313,19 @@ def inverse(
                 f"dt = {dt:g} τ is shorter than the profile's ADC sample interval "
                 f"{backend.sample_interval_tau:g} τ (adc_rate_hz = {backend.adc_rate_hz:g}); use dt >= that."
             )
-        inst = backend.instantiate(A, generator=generator, kappa0=kappa0)
-        sde = inst.sde
-        if burn_in is None:
-            P = stationary_covariance(sde.M, sde.D)
-            x0 = sde.stationary_mean() + psd_factor(P) @ torch.randn(
-                sde.n, generator=generator, dtype=sde.dtype, device=sde.device
-            )
-        else:
-            x0 = simulate(sde, None, start, 1, generator=generator)[0, -1] if start > 0 else None
-        X = simulate(sde, x0, dt, n_steps, generator=generator)[0]  # [N+1, state]
-        Y = inst.readout(X @ inst.observe.T)
-        inv = inst.matrix_scale * ((Y.T @ Y) / (n_steps + 1)) / inst.kappa0
+        inv = 0.0
+        for _ in range(roundings):
+            inst = backend.instantiate(A, generator=generator, kappa0=kappa0, rounding=rounding)
+            sde = inst.sde
+            if burn_in is None:
+                P = stationary_covariance(sde.M, sde.D)
+                x0 = sde.stationary_mean() + psd_factor(P) @ torch.randn(
+                    sde.n, generator=generator, dtype=sde.dtype, device=sde.device
+                )
+            else:
+                x0 = simulate(sde, None, start, 1, generator=generator)[0, -1] if start > 0 else None
+            X = simulate(sde, x0, dt, n_steps, generator=generator)[0]  # [N+1, state]
+            Y = inst.readout(X @ inst.observe.T)
+            inv = inv + inst.matrix_scale * ((Y.T @ Y) / (n_steps + 1)) / inst.kappa0 / roundings
+        loaded, read, t = loaded * roundings, read * roundings, t * roundings
     return InverseResult(0.5 * (inv + inv.T), float(t), loaded, read)

@@ -49,6 +49,9 @@ def _train(args: argparse.Namespace) -> int:
         delay=args.delay,
         kappa0=args.kappa0,
         kfac_mode=args.kfac_mode,
+        analog_dt=args.analog_dt,
+        rounding=args.rounding,
+        roundings=args.roundings,
         inv_update_steps=args.inv_update_steps,
         subset=args.subset,
         eval_every=args.eval_every,
@@ -120,6 +123,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=("constant", "cosine"),
         default="constant",
         help="lr schedule over the run's steps",
+    )
+    p.add_argument(
+        "--analog-dt",
+        type=float,
+        default=0.1,
+        help="covariance-readout sample interval (tau; K-FAC inverse mode)",
+    )
+    p.add_argument(
+        "--rounding",
+        choices=("nearest", "stochastic"),
+        default="nearest",
+        help="a hardware profile's DAC rounding of the loaded matrix",
+    )
+    p.add_argument(
+        "--roundings",
+        type=_positive_int,
+        default=1,
+        help="independent loads averaged per device call (randomized-rounding mitigation; count)",
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (count; 0 = torch's default)")
     p.add_argument("--out", default="runs/train", help="output folder (path)")

@@ -5,7 +5,8 @@
 - ``tngd-delay``: TNGD with t_d ∈ {0, 0.2, 1} τ.
 - ``tngd-noise``: TNGD vs κ0 ∈ {0, 1e-4, 1e-3, 1e-2, 1e-1}; a profile's κ0 (``--profile``) is marked.
 - ``kfac-quantization``: thermodynamic K-FAC (solve mode) on profiles with coupling bits {4, 6, 8, 12} and
-  tolerance {0, 1 %}, built with ``HardwareProfile.from_spec`` (or derived from ``--profile``).
+  tolerance {0, 1 %}, derived from a calibrated profile (``--profile``; default the shipped rc8 one), each
+  with nearest rounding and with randomized rounding merged over 4 loads (error mitigation).
 - ``cost-model``: predicted per-step time of digital vs thermodynamic K-FAC vs layer width n ∈ {64 … 4096}.
 - ``kfac-claims``: the issue's bar on one data set (default Fashion-MNIST): Adam for ``--epochs`` (3), digital
   K-FAC and thermodynamic K-FAC on a hardware profile (``--profile``, default the shipped rc8 profile),
@@ -117,6 +118,13 @@ def _write(out: Path, name: str, payload: dict[str, Any]) -> None:
         print(json.dumps({"setting": label, "failed": messages}))
 
 
+def _calibrated(path: str | None) -> Any:
+    """The profile at ``path``, or the shipped SPICE-calibrated rc8 profile."""
+    from thermotrain.training._solvers import shipped_profile_path
+
+    return _profile(path or str(shipped_profile_path("rc8")))
+
+
 def _profile(path: str | None) -> Any:
     if path is None:
         return None
@@ -187,8 +195,9 @@ def run_experiment(name: str, out_dir: str | Path, options: dict[str, Any] | Non
             for k in (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
         }
         runs = _sweep(base, settings, seeds, data)
-        profile = _profile(opts.get("profile"))
-        title = "TNGD noise κ0" + (f" (profile κ0 = {profile.kappa0:g})" if profile is not None else "")
+        profile = _calibrated(opts.get("profile"))
+        level = profile.kappa0 * profile.fitted["noise_scale"]
+        title = f"TNGD noise κ0 (SPICE-calibrated {profile.name}: κ0·s = {level:.3g})"
     elif name == "kfac-quantization":
         runs, title = _kfac_quantization(base, seeds, data, out, _profile(opts.get("profile")))
     else:
@@ -206,21 +215,33 @@ def run_experiment(name: str, out_dir: str | Path, options: dict[str, Any] | Non
 
 
 def _kfac_quantization(base: TrainConfig, seeds: int, data: Any, out: Path, profile: Any):
-    from thermotrain.models import HardwareProfile, save_profile
+    """Thermodynamic K-FAC (solve mode) on profiles derived from a calibrated one (default: the shipped rc8
+    profile, made by ``thermotrain calibrate``): its fitted corrections and noise kept, coupling bits and
+    tolerance replaced; each with nearest rounding and with randomized rounding merged over 4 loads."""
+    from thermotrain.models import load_profile, save_profile
+    from thermotrain.training._solvers import shipped_profile_path
 
+    if profile is None:
+        profile = load_profile(shipped_profile_path("rc8"))
     settings: dict[str, dict[str, Any]] = {"digital": {"optimizer": "kfac"}}
     thermo = {"optimizer": "kfac", "kfac_mode": "solve", "analog_time": 1000.0, "kappa0": 1e-3}
     for bits in (4, 6, 8, 12):
         for tol in (0.0, 0.01):
-            if profile is not None:
-                stats = profile.component_stats | {"coupling_bits": bits, "tolerance": tol}
-                prof = dataclasses.replace(profile, component_stats=stats)
-            else:
-                prof = HardwareProfile.from_spec("rc", coupling_bits=bits, tolerance=tol)
+            stats = profile.component_stats | {"coupling_bits": bits, "tolerance": tol}
+            prof = dataclasses.replace(profile, component_stats=stats)
             path = save_profile(prof, out / f"profile_b{bits}_tol{tol:g}.json")
-            settings[f"{bits} bit, tol {100 * tol:g}%"] = thermo | {"backend": str(path)}
+            label = f"{bits} bit, tol {100 * tol:g}%"
+            settings[label] = thermo | {"backend": str(path)}
+            settings[label + ", rand. rounding x4"] = thermo | {
+                "backend": str(path),
+                "rounding": "stochastic",
+                "roundings": 4,
+            }
     runs = _sweep(base, settings, seeds, data)
-    return runs, "thermodynamic K-FAC vs coupling bits (nearest rounding)"
+    return (
+        runs,
+        f"thermodynamic K-FAC vs coupling bits ({profile.name} profile; nearest vs randomized rounding)",
+    )
 
 
 def _cost_model(out: Path, profile: Any) -> dict[str, Any]:

@@ -67,6 +67,8 @@ _RESUME_KEYS = (
     "delay",
     "kappa0",
     "analog_dt",
+    "rounding",
+    "roundings",
     "kfac_mode",
     "inv_update_steps",
     "cg_iters",
@@ -95,6 +97,8 @@ class TrainConfig:
         delay: TNGD delay t_d, in τ.
         kappa0: device noise κ0 (dimensionless).
         analog_dt: sample interval of thermodynamic K-FAC's covariance readout (τ; ≥ a profile's ADC interval).
+        rounding, roundings: a hardware profile's DAC rounding ("nearest"/"stochastic") and the number of
+            independent loads averaged per device call (randomized-rounding mitigation; costs × roundings).
         kfac_mode: ``"inverse"`` or ``"solve"``.
         inv_update_steps: K-FAC inverse (device reload) interval, in steps.
         cg_iters: CG iterations per step for ``ngd-cg``.
@@ -122,6 +126,8 @@ class TrainConfig:
     delay: float = 0.0
     kappa0: float = 1e-2
     analog_dt: float = 0.1
+    rounding: str = "nearest"
+    roundings: int = 1
     kfac_mode: str = "inverse"
     inv_update_steps: int = 10
     cg_iters: int = 10
@@ -189,7 +195,13 @@ class Method:
         if name == "kfac":
             solver = make_solver(
                 cfg.backend,
-                AnalogConfig(analog_time=cfg.analog_time, kappa0=cfg.kappa0, dt=cfg.analog_dt),
+                AnalogConfig(
+                    analog_time=cfg.analog_time,
+                    kappa0=cfg.kappa0,
+                    dt=cfg.analog_dt,
+                    rounding=cfg.rounding,
+                    roundings=cfg.roundings,
+                ),
                 generator=noise,
             )
             kcfg = KFACConfig(

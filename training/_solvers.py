@@ -152,6 +152,9 @@ class AnalogConfig:
         normalize: scale M by s = 1/(Gershgorin bound of λ_max) and each right-hand side b by β = 1/max|b|
             before loading, so entries, rates and inputs fit the device's range (the noise κ0 is then relative
             to full scale); the answer is rescaled digitally (one O(n²) pass).
+        rounding, roundings: a hardware profile's DAC rounding (``"nearest"`` or ``"stochastic"``) and the
+            number of independent loads averaged per call (randomized-rounding error mitigation; each load is
+            a full run, so the analog time and I/O grow by ``roundings``).
     """
 
     analog_time: float = 50.0
@@ -159,6 +162,8 @@ class AnalogConfig:
     dt: float = 0.1
     burn_in: float | None = None
     normalize: bool = True
+    rounding: str = "nearest"
+    roundings: int = 1
 
     def __post_init__(self) -> None:
         for field, value in (("analog_time", self.analog_time), ("dt", self.dt)):
@@ -166,6 +171,12 @@ class AnalogConfig:
                 raise TrainingError(f"AnalogConfig.{field} must be a positive number of τ; got {value!r}.")
         if not (math.isfinite(self.kappa0) and self.kappa0 >= 0):
             raise TrainingError(f"AnalogConfig.kappa0 must be ≥ 0 (dimensionless); got {self.kappa0!r}.")
+        if self.rounding not in ("nearest", "stochastic"):
+            raise TrainingError(
+                f"AnalogConfig.rounding must be 'nearest' or 'stochastic'; got {self.rounding!r}."
+            )
+        if not (isinstance(self.roundings, int) and self.roundings >= 1):
+            raise TrainingError(f"AnalogConfig.roundings must be a positive int; got {self.roundings!r}.")
         if self.burn_in is not None and not (0 <= self.burn_in < self.analog_time):
             raise TrainingError(
                 f"AnalogConfig.burn_in must lie in [0, analog_time={self.analog_time}) τ; got {self.burn_in!r}."
@@ -247,6 +258,12 @@ class AnalogSolver(CurvatureSolver):
         lam_min = float(torch.linalg.eigvalsh(Ms.double())[0])
         return math.sqrt(2.0 / (lam_min * (self.config.analog_time - self.config.burn_in_tau)))
 
+    def _rounding(self) -> dict[str, Any]:
+        """The DAC rounding options, passed only to a hardware profile (the ideal device quantizes nothing)."""
+        if self.backend == "ideal":
+            return {}
+        return {"rounding": self.config.rounding, "roundings": self.config.roundings}
+
     def _account(self, result: Any) -> None:
         self.stats.calls += 1
         self.stats.analog_time_tau += float(result.analog_time_tau)
@@ -271,6 +288,7 @@ class AnalogSolver(CurvatureSolver):
             dt=c.dt,
             burn_in=c.burn_in_tau,
             generator=self.generator,
+            **self._rounding(),
         )
         self._account(result)
         inv = result.inverse.to(M.dtype) * s
@@ -298,6 +316,7 @@ class AnalogSolver(CurvatureSolver):
             readout="average",
             burn_in=c.burn_in_tau,
             generator=self.generator,
+            **self._rounding(),
         )
         self._account(result)
         return (result.x.reshape(B.shape) * (s / beta)).to(B.dtype)

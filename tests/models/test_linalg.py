@@ -293,3 +293,30 @@ def test_analog_solver_reports_a_refused_matrix_as_a_training_error() -> None:
     )
     with pytest.raises(TrainingError, match="refused the curvature matrix"):
         solver.inverse(A)
+
+
+def test_randomized_rounding_loads_are_averaged_and_accounted() -> None:
+    A = spd(4, 10, lam_min=0.5)
+    b = torch.ones(4, dtype=torch.float64)
+    p = HardwareProfile.from_spec("rc", coupling_bits=6, kappa0=0.0)
+    g = torch.Generator().manual_seed(0)
+    one = solve(A, b, backend=p, t=60.0, readout="average", burn_in=30.0, kappa0=0.0)
+    many = solve(
+        A,
+        b,
+        backend=p,
+        t=60.0,
+        readout="average",
+        burn_in=30.0,
+        kappa0=0.0,
+        rounding="stochastic",
+        roundings=64,
+        generator=g,
+    )
+    assert many.analog_time_tau == 64 * 60.0 and many.values_loaded == 64 * one.values_loaded
+    exact = torch.linalg.solve(A, b)
+    # nearest rounding leaves a fixed O(ε) bias; the mean over randomized roundings removes its first order
+    # (the ε -> ε² law itself is tested on merge_over_roundings in test_quantize.py)
+    assert (many.x - exact).norm() < (one.x - exact).norm()
+    with pytest.raises(ValueError, match="quantizes nothing"):
+        solve(A, b, backend="ideal", rounding="stochastic")
