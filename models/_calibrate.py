@@ -47,6 +47,7 @@ import torch
 from scipy.optimize import least_squares
 
 from thermotrain._errors import CalibrationError
+from thermotrain._report import covariance_heatmaps, pyplot, table, to_jsonable, write_json
 from thermotrain.models._linear_sde import LinearSDE, log_likelihood, stationary_covariance
 from thermotrain.models._profile import FITTED_DEFAULTS, HardwareProfile, save_profile
 from thermotrain.models._reduce import balanced_truncation
@@ -330,8 +331,6 @@ def _design_profile(spec: Any, circuit: Any, name: str) -> HardwareProfile:
         "opamp_gbw_hz": op.gbw_hz,
         "opamp_offset_v": abs(op.input_offset),
     }
-    from thermotrain._report import to_jsonable
-
     meta = {"name": name, "n": spec.size, "nonideal": to_jsonable(ni.to_dict())}  # inf -> "inf"
     if spec.family == "rc":
         stats["input_full_scale_v"] = spec.dac_full_scale
@@ -599,8 +598,6 @@ def calibrate(
         save_profile(profile, profile_path)
         report["profile"] = str(profile_path)
     if out_dir is not None:
-        from thermotrain._report import write_json
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         _plots(out, name, held_series, device, obs, sur_cov, held_cov, step_tau, report)
@@ -611,8 +608,6 @@ def calibrate(
 
 def summary(report: dict[str, Any]) -> str:
     """The calibration report as a table a person reads."""
-    from thermotrain._report import table
-
     f = report["fit"]
     red = report["reduction"]["surrogate_order"]
     rows = [
@@ -656,7 +651,6 @@ def summary(report: dict[str, Any]) -> str:
 
 
 def _plots(out, name, held, device, obs, sur_cov, held_cov, step_tau, report) -> None:
-    from thermotrain._report import pyplot
     from thermotrain.models._linear_sde import simulate
 
     plt = pyplot()
@@ -699,20 +693,13 @@ def _plots(out, name, held, device, obs, sur_cov, held_cov, step_tau, report) ->
     fig.savefig(out / "autocorrelation.png", dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    vmax = np.abs(held_cov).max()
-    for ax, m, title in ((axes[0], sur_cov, "surrogate (V^2)"), (axes[1], held_cov, "held-out SPICE (V^2)")):
-        im = ax.imshow(m, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        ax.set_title(title)
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    d = (sur_cov - held_cov) / vmax
-    im = axes[2].imshow(d, cmap="RdBu_r", vmin=-np.abs(d).max(), vmax=np.abs(d).max())
-    axes[2].set_title("(surrogate - SPICE) / max|SPICE|")
-    fig.colorbar(im, ax=axes[2], fraction=0.046)
-    fig.suptitle(f"{name}: stationary covariance")
-    fig.tight_layout()
-    fig.savefig(out / "covariance.png", dpi=110)
-    plt.close(fig)
+    covariance_heatmaps(
+        out / "covariance.png",
+        f"{name}: stationary covariance",
+        held_cov,
+        sur_cov,
+        ("held-out SPICE", "surrogate"),
+    )
 
     f = report["fit"]
     bars = [

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from thermotrain._errors import SpiceError
-from thermotrain._report import pyplot, table, write_json
+from thermotrain._report import covariance_heatmaps, pyplot, table, write_json
 from thermotrain.circuits import ArraySpec, Capacitor, Circuit, Theory, bonferroni_z, linear_sde
 from thermotrain.netlists._ngspice import (
     RunFailure,
@@ -368,20 +368,9 @@ def _plots(out, name, x, step, theory, model_cov, cov, lags, emp_ac, th_ac, rela
     fig.savefig(out / "traces.png", dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    vmax = np.abs(model_cov).max()
-    for ax, m, title in ((axes[0], model_cov, "model (V^2)"), (axes[1], cov, "SPICE (V^2)")):
-        im = ax.imshow(m, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        ax.set_title(title)
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    d = (cov - model_cov) / vmax
-    im = axes[2].imshow(d, cmap="RdBu_r", vmin=-np.abs(d).max(), vmax=np.abs(d).max())
-    axes[2].set_title("(SPICE - model) / max|model|")
-    fig.colorbar(im, ax=axes[2], fraction=0.046)
-    fig.suptitle(f"{name}: stationary covariance")
-    fig.tight_layout()
-    fig.savefig(out / "covariance.png", dpi=110)
-    plt.close(fig)
+    covariance_heatmaps(
+        out / "covariance.png", f"{name}: stationary covariance", model_cov, cov, ("model", "SPICE")
+    )
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for i in show:

@@ -171,4 +171,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="hardware-profile JSON (path) for kfac-quantization/cost-model/kfac-claims (default: shipped rc8)",
     )
+    e.add_argument(
+        "--damping", type=float, default=None, help="K-FAC damping λ for kfac-claims (default 0.1)"
+    )
+    e.add_argument(
+        "--inv-update-steps",
+        type=_positive_int,
+        default=None,
+        help="K-FAC inverse interval for kfac-claims (steps)",
+    )
+    e.add_argument(
+        "--adam-lr", type=float, default=None, help="Adam's learning rate for kfac-claims (default 1e-3)"
+    )
     e.set_defaults(func=_experiment)

@@ -304,10 +304,15 @@ def _kfac_claims(out: Path, opts: dict[str, Any], base: TrainConfig) -> dict[str
         "analog_dt": max(float(PROFILE["analog_dt"]), prof.sample_interval_tau),
         "kappa0": float(prof.kappa0),
         "inv_update_steps": int(opts.get("inv_update_steps") or 10),
+        "damping": float(opts.get("damping") or 0.1),
     }
     settings = {
-        "adam": {"optimizer": "adam", "lr": 3e-3},
-        "kfac (digital)": {"optimizer": "kfac", "inv_update_steps": thermo["inv_update_steps"]},
+        "adam": {"optimizer": "adam", "lr": float(opts.get("adam_lr") or 1e-3)},
+        "kfac (digital)": {
+            "optimizer": "kfac",
+            "inv_update_steps": thermo["inv_update_steps"],
+            "damping": thermo["damping"],
+        },
         f"kfac (thermo, {prof.name})": thermo,
     }
     runs = _sweep(base, settings, int(opts.get("seeds") or 1), data)

@@ -58,3 +58,25 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def covariance_heatmaps(
+    path: str | Path, title: str, reference: np.ndarray, other: np.ndarray, labels: tuple[str, str]
+) -> None:
+    """Three panels: ``reference`` and ``other`` covariances (V²) on one colour scale, and their difference
+    (other − reference) / max|reference|. ``labels`` name the two (e.g. ("model", "SPICE"))."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    vmax = np.abs(reference).max()
+    for ax, m, name in ((axes[0], reference, labels[0]), (axes[1], other, labels[1])):
+        im = ax.imshow(m, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        ax.set_title(f"{name} (V^2)")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    d = (other - reference) / vmax
+    im = axes[2].imshow(d, cmap="RdBu_r", vmin=-np.abs(d).max(), vmax=np.abs(d).max())
+    axes[2].set_title(f"({labels[1]} - {labels[0]}) / max|{labels[0]}|")
+    fig.colorbar(im, ax=axes[2], fraction=0.046)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
