@@ -134,9 +134,13 @@ def noisy_runs(
     jobs = []
     for r in range(s.runs):
         nl = write_netlist(
-            circuit, noise=s.noise, seed=1000 * s.seed + r + 1, duration=burn_in + duration + 2 * step
+            circuit, noise=s.noise, seed=1000 * s.seed + r + 1, duration=burn_in + duration + 3 * step
         )
-        jobs.append(SpiceJob(nl, step=step, stop=burn_in + duration, engine=s.engine, timeout=s.timeout))
+        # one grid step beyond burn-in + duration, so the observed span is >= duration even when rounding
+        # drops the sample at exactly the end of the burn-in
+        jobs.append(
+            SpiceJob(nl, step=step, stop=burn_in + duration + step, engine=s.engine, timeout=s.timeout)
+        )
     t_netlist = time.perf_counter() - t0
     if executor is None and s.workers is not None:
         import multiprocessing as mp
