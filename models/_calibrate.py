@@ -515,8 +515,8 @@ def calibrate(
     model_cov = theory.covariance(PHASES)
     ideal_c = spec.ideal().build(s.seed)
     ideal_cov = Theory(linear_sde(ideal_c), ideal_c.noise_interval).covariance(PHASES)
-    T_fit = sum((x.shape[0] - 1) * runs.step for x in fit_series)
-    T_held = sum((x.shape[0] - 1) * runs.step for x in held_series)
+    T_fit = sum(x.shape[0] * runs.step for x in fit_series)
+    T_held = sum(x.shape[0] * runs.step for x in held_series)
     budget = theory.error_budget(T_fit, PHASES, seed=s.seed)
     # surrogate (≈ the fit runs' covariance) minus the held-out covariance: two independent estimates, so
     # the error variance adds: V/T_fit + V/T_held = V/T_eff

@@ -185,7 +185,7 @@ def validate(
     ok, failures, series, t_netlist = noisy.transients, noisy.failures, noisy.series, noisy.t_netlist
     if not ok:
         raise SpiceError(f"every SPICE run of {name} failed: {failures}")
-    T_total = sum((x.shape[0] - 1) * step for x in series)
+    T_total = sum(x.shape[0] * step for x in series)  # each grid sample stands for one step of observed time
     pooled_mean = np.mean(np.vstack(series), axis=0)
     per_run_cov = np.array([np.cov(x.T, bias=True).reshape(len(sde.outputs), -1) for x in series])
     cov = np.mean([((x - pooled_mean).T @ (x - pooled_mean)) / x.shape[0] for x in series], axis=0).reshape(
