@@ -322,9 +322,15 @@ def inverse(
                 x0 = sde.stationary_mean() + psd_factor(P) @ torch.randn(
                     sde.n, generator=generator, dtype=sde.dtype, device=sde.device
                 )
+                X = simulate(sde, x0, dt, n_steps, generator=generator)[0]  # [N+1, state]
             else:
-                x0 = simulate(sde, None, start, 1, generator=generator)[0, -1] if start > 0 else None
-            X = simulate(sde, x0, dt, n_steps, generator=generator)[0]  # [N+1, state]
+                n_burn = round(start / dt)
+                if abs(n_burn * dt - start) <= 1e-9 * max(start, dt):
+                    # burn-in on the same grid: one transition serves both (exact; n_burn more matvecs)
+                    X = simulate(sde, None, dt, n_burn + n_steps, generator=generator)[0, n_burn:]
+                else:
+                    x0 = simulate(sde, None, start, 1, generator=generator)[0, -1] if start > 0 else None
+                    X = simulate(sde, x0, dt, n_steps, generator=generator)[0]
             Y = inst.readout(X @ inst.observe.T)
             inv = inv + inst.matrix_scale * ((Y.T @ Y) / (n_steps + 1)) / inst.kappa0 / roundings
         loaded, read, t = loaded * roundings, read * roundings, t * roundings
