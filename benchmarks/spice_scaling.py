@@ -22,47 +22,25 @@ from pathlib import Path
 from thermotrain._report import pyplot, table, write_json
 
 
-def _build(n: int):
-    """The rc8 array at size N. At larger N (64 here) a few off-diagonal entries of the seeded target are so
-    small that their crossbar resistor exceeds the realistic range (> 1e8 ohm) and ``build`` refuses; such
-    entries (|A_ij| < 1e-4 max|A|, an absent coupling in hardware) are zeroed. Returns (circuit, pruned)."""
-    import dataclasses
-
-    import numpy as np
-
-    from thermotrain._errors import CircuitError
-    from thermotrain.circuits import preset
-
-    spec = preset("rc8", size=n)
-    try:
-        return spec.build(0), 0
-    except CircuitError:
-        A = np.asarray(spec.matrix, float)
-        off = ~np.eye(n, dtype=bool)
-        small = off & (np.abs(A) < 1e-4 * np.abs(A).max())
-        A = np.where(small, 0.0, A)
-        pruned = dataclasses.replace(spec, matrix=tuple(tuple(float(v) for v in row) for row in A))
-        return pruned.build(0), int(small.sum())
-
-
 def _setup(n: int, duration_tau: float):
-    from thermotrain.circuits import Theory, linear_sde
+    from thermotrain.circuits import Theory, linear_sde, preset
     from thermotrain.netlists import write_netlist
 
     t0 = time.perf_counter()
-    circuit, pruned = _build(n)
+    spec = preset("rc8", size=n)
+    circuit = spec.build(0)
     Theory(linear_sde(circuit), circuit.noise_interval)
     t_model = time.perf_counter() - t0
     t0 = time.perf_counter()
     nl = write_netlist(circuit, noise="file", seed=1, duration=duration_tau * circuit.time_constant)
     t_net = time.perf_counter() - t0
-    return circuit, nl, t_model, t_net, pruned
+    return circuit, nl, t_model, t_net
 
 
 def _measure(n: int, duration_tau: float, engine: str) -> dict:
     from thermotrain.netlists import run_transient
 
-    circuit, nl, t_model, t_net, pruned = _setup(n, duration_tau)
+    circuit, nl, t_model, t_net = _setup(n, duration_tau)
     t0 = time.perf_counter()
     tr = run_transient(
         nl, step=circuit.noise_interval / 2, stop=duration_tau * circuit.time_constant, engine=engine
@@ -76,7 +54,6 @@ def _measure(n: int, duration_tau: float, engine: str) -> dict:
         "duration_tau": duration_tau,
         "noise_samples": int(round(duration_tau * circuit.time_constant / circuit.noise_interval)),
         "elements": len(circuit.elements),
-        "pruned_entries": pruned,
         "model_setup_s": t_model,
         "netlist_s": t_net,
         "wall_s": wall,
@@ -92,9 +69,10 @@ def _in_fresh_process(fn, *args):
 
 
 def _sweep(n: int, duration_tau: float, jobs: int, workers: int) -> float:
+    from thermotrain.circuits import preset
     from thermotrain.netlists import SpiceJob, run_many, write_netlist
 
-    circuit, _ = _build(n)
+    circuit = preset("rc8", size=n).build(0)
     stop = duration_tau * circuit.time_constant
     js = [
         SpiceJob(
