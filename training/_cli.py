@@ -181,6 +181,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="K-FAC inverse interval for kfac-claims (steps)",
     )
     e.add_argument(
+        "--analog-time",
+        type=float,
+        default=None,
+        help="device time per inverse for kfac-claims (tau; default 4000)",
+    )
+    e.add_argument(
         "--adam-lr", type=float, default=None, help="Adam's learning rate for kfac-claims (default 1e-3)"
     )
     e.set_defaults(func=_experiment)

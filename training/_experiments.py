@@ -300,7 +300,7 @@ def _kfac_claims(out: Path, opts: dict[str, Any], base: TrainConfig) -> dict[str
         "optimizer": "kfac",
         "backend": str(path),
         "kfac_mode": PROFILE["mode"],
-        "analog_time": PROFILE["analog_time"],
+        "analog_time": float(opts.get("analog_time") or PROFILE["analog_time"]),
         "analog_dt": max(float(PROFILE["analog_dt"]), prof.sample_interval_tau),
         "kappa0": float(prof.kappa0),
         "inv_update_steps": int(opts.get("inv_update_steps") or 10),
