@@ -134,7 +134,8 @@ class NonIdealities:
     @classmethod
     def from_dict(cls, d: dict) -> NonIdealities:
         d = dict(d)
-        op = OpAmp(**d.pop("opamp", {}))
+        # JSON reports write infinite gains as "inf" (thermotrain._report.to_jsonable)
+        op = OpAmp(**{k: float(v) if v in ("inf", "-inf") else v for k, v in d.pop("opamp", {}).items()})
         if d.get("coupling_bank") is not None:
             d["coupling_bank"] = tuple(d["coupling_bank"])
         return cls(opamp=op, **d)

@@ -425,8 +425,12 @@ def calibrate(
     executor: Executor | None = None,
     progress: bool = True,
     name: str | None = None,
+    runs: Any = None,
 ) -> Calibration:
     """Fit the surrogate of ``spec`` (an RC or RLC array spec) to SPICE runs and build its hardware profile.
+
+    ``runs``: SPICE runs made already (a :class:`thermotrain.netlists._validation.NoisyRuns`, e.g. from
+    :func:`load_validation_runs`) instead of new ones; the last ``settings.heldout_runs`` are held out.
 
     Writes ``out_dir/report.json``, ``summary.txt`` and plots (``traces.png``, ``autocorrelation.png``,
     ``covariance.png``, ``fit_errors.png``) when ``out_dir`` is given, and the profile JSON to
@@ -457,18 +461,23 @@ def calibrate(
         timeout=s.timeout,
     )
     t0 = time.perf_counter()
-    runs = noisy_runs(
-        circuit,
-        vs,
-        burn_in=s.burn_in * t_slow,
-        duration=s.duration_tau * tau_c,
-        executor=executor,
-        progress=progress,
-    )
+    if runs is None:
+        runs = noisy_runs(
+            circuit,
+            vs,
+            burn_in=s.burn_in * t_slow,
+            duration=s.duration_tau * tau_c,
+            executor=executor,
+            progress=progress,
+        )
+        n_fit = s.fit_runs
+        ok_idx = [i for i in range(vs.runs) if i not in {f["index"] for f in runs.failures}]
+    else:
+        n_fit = len(runs.series) - s.heldout_runs
+        ok_idx = list(range(len(runs.series)))
     t_spice = time.perf_counter() - t0
-    ok_idx = [i for i in range(vs.runs) if i not in {f["index"] for f in runs.failures}]
-    fit_ids = [i for i in ok_idx if i < s.fit_runs]
-    held_ids = [i for i in ok_idx if i >= s.fit_runs]
+    fit_ids = [i for i in ok_idx if i < n_fit]
+    held_ids = [i for i in ok_idx if i >= n_fit]
     by_id = dict(zip(ok_idx, runs.series, strict=True))
     if not fit_ids or len(held_ids) < 2:
         raise CalibrationError(
@@ -547,6 +556,7 @@ def calibrate(
         "model_covariance_rel_error_ci95": budget.covariance_rel_error_ci95,
         "ideal_vs_model_covariance_rel": _rel(ideal_cov, model_cov),
         "fit_runs": len(fit_ids),
+        "duration_tau_observed": float(np.mean([x.shape[0] for x in runs.series]) * runs.step / tau_c),
         "heldout_runs": len(held_ids),
         "duration_tau": s.duration_tau,
         **seen,
@@ -558,7 +568,7 @@ def calibrate(
             "observe": observe.tolist(),
         },
     }
-    seeds = [s.seed] + [1000 * s.seed + r + 1 for r in range(vs.runs)]
+    seeds = [s.seed] + [1000 * s.seed + r + 1 for r in range(len(ok_idx) + len(runs.failures))]
     profile = dataclasses.replace(
         profile, fitted=fitted, fit=fit_entry, seeds=seeds, ngspice_version=ngspice_version()
     )
@@ -717,3 +727,40 @@ def _plots(out, name, held, device, obs, sur_cov, held_cov, step_tau, report) ->
     fig.tight_layout()
     fig.savefig(out / "fit_errors.png", dpi=110)
     plt.close(fig)
+
+
+def load_validation_runs(directory: str | Path) -> tuple[Any, Any, CalibrationSettings]:
+    """The spec, runs and settings of a ``thermotrain validate --save-traces`` directory (``report.json`` +
+    ``traces.npz``), for :func:`calibrate` without new SPICE runs. Raises CalibrationError naming what is
+    missing."""
+    import json
+
+    from thermotrain.circuits import ArraySpec
+    from thermotrain.netlists._validation import NoisyRuns
+
+    d = Path(directory)
+    try:
+        report = json.loads((d / "report.json").read_text())
+        spec = ArraySpec.from_dict(report["spec"])
+        with np.load(d / "traces.npz", allow_pickle=False) as z:
+            series = [z[f"run{i}"] for i in range(int(z["runs"]))]
+            step, burn = float(z["step"]), float(z["burn_in"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise CalibrationError(
+            f"{d} is not a validation directory with traces ({exc}); run `thermotrain validate ... "
+            "--save-traces --out DIR` first."
+        ) from exc
+    if len(series) < 3:
+        raise CalibrationError(
+            f"{d} holds {len(series)} SPICE runs; calibration needs >= 3 (>= 1 fit, >= 2 held out). "
+            "Validate with --runs 4 or more."
+        )
+    runs = NoisyRuns([], series, [], step, burn, 0.0)
+    settings = CalibrationSettings(
+        fit_runs=len(series) - max(2, len(series) // 2),
+        heldout_runs=max(2, len(series) // 2),
+        duration_tau=float(report["duration_tau"]),
+        noise=report["noise"],
+        seed=int(report["seed"]),
+    )
+    return spec, runs, settings

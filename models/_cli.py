@@ -7,9 +7,23 @@ from pathlib import Path
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from thermotrain.models._calibrate import CalibrationSettings, calibrate, summary
+    from thermotrain._errors import CalibrationError
+    from thermotrain.models._calibrate import CalibrationSettings, calibrate, load_validation_runs, summary
     from thermotrain.netlists._cli import spec_from_args
 
+    report_dir = args.report or args.out.with_suffix("")
+    if args.from_dir is not None:
+        spec, runs, settings = load_validation_runs(args.from_dir)
+        cal = calibrate(
+            spec, settings, out_dir=report_dir, profile_path=args.out, name=args.from_dir.name, runs=runs
+        )
+        print(summary(cal.report))
+        print(f"profile: {args.out}; report and plots: {report_dir}/")
+        return 0 if cal.report["pass"] else 3
+    if args.preset is None:
+        raise CalibrationError(
+            "give --preset (new SPICE runs) or --from DIR (a `validate --save-traces` folder)."
+        )
     spec = spec_from_args(args)
     settings = CalibrationSettings(
         fit_runs=args.fit_runs,
@@ -24,7 +38,6 @@ def _calibrate(args: argparse.Namespace) -> int:
     name = args.preset if args.matrix is None else f"{args.preset}:{args.matrix.name}"
     if args.corner != "ideal":
         name += f"-{args.corner}"
-    report_dir = args.report or args.out.with_suffix("")
     cal = calibrate(
         spec, settings, out_dir=report_dir, profile_path=args.out, name=name, progress=not args.quiet
     )
@@ -49,6 +62,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_array_arguments(p)
+    for action in p._actions:  # --preset is not needed with --from
+        if action.dest == "preset":
+            action.required = False
+    p.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        default=None,
+        help="calibrate on the runs of a `validate --save-traces` folder instead of new SPICE runs",
+    )
     p.add_argument("--fit-runs", type=int, default=4, help="SPICE runs the fit uses (count)")
     p.add_argument(
         "--heldout-runs", type=int, default=4, help="SPICE runs held out for the check (count, >= 2)"

@@ -79,7 +79,9 @@ def _validate(args: argparse.Namespace) -> int:
     name = args.preset if args.matrix is None else f"{args.preset}:{args.matrix.name}"
     if args.corner != "ideal":
         name += f"-{args.corner}"
-    report = validate(spec, settings, out_dir=args.out, name=name, progress=not args.quiet)
+    report = validate(
+        spec, settings, out_dir=args.out, name=name, progress=not args.quiet, save_traces=args.save_traces
+    )
     print(summary(report))
     print(f"report: {args.out / 'report.json'}; plots: {args.out}/*.png")
     return 0 if report["pass"] else 3
@@ -143,6 +145,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", choices=("file", "trnoise"), default="file", help="noise generator")
     p.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--save-traces", action="store_true", help="also write DIR/traces.npz (for `calibrate --from DIR`)"
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.set_defaults(func=_validate)
 

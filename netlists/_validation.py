@@ -164,9 +164,11 @@ def validate(
     executor: Executor | None = None,
     progress: bool = True,
     name: str = "array",
+    save_traces: bool = False,
 ) -> dict[str, Any]:
     """Run ``spec`` in ngspice and compare with its model. Returns the report (also written to
-    ``out_dir/report.json`` with PNG plots when ``out_dir`` is given)."""
+    ``out_dir/report.json`` with PNG plots when ``out_dir`` is given; ``save_traces`` also writes the
+    post-burn-in traces to ``out_dir/traces.npz`` for ``thermotrain calibrate --from out_dir``)."""
     t_start = time.perf_counter()
     s = settings
     t0 = time.perf_counter()
@@ -304,6 +306,7 @@ def validate(
         "checks": checks,
         "pass": bool(all(checks.values())) and not failures,
         "scaling": dataclasses.asdict(sc),
+        "spec": spec.to_dict(),
         "nonideal": spec.nonideal.to_dict(),
         "model_mean_V": theory.mean,
         "spice_mean_V": pooled_mean,
@@ -316,6 +319,14 @@ def validate(
         out.mkdir(parents=True, exist_ok=True)
         _plots(out, name, series[0], step, theory, model_cov, cov, lags, emp_ac, th_ac, relax, model_relax)
         write_json(out / "report.json", report)
+        if save_traces:  # for `thermotrain calibrate --from DIR`
+            np.savez_compressed(
+                out / "traces.npz",
+                runs=len(series),
+                step=step,
+                burn_in=burn,
+                **{f"run{i}": x for i, x in enumerate(series)},
+            )
         (out / "summary.txt").write_text(summary(report) + "\n")
     return report
 

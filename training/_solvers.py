@@ -187,14 +187,18 @@ class AnalogConfig:
         return self.analog_time / 10 if self.burn_in is None else self.burn_in
 
 
-def _device_call(fn, *args, **kwargs):
-    """Call the device; a matrix the hardware cannot hold (CircuitError) becomes a TrainingError naming it."""
+def _device_call(fn, *args, scale: float = 1.0, **kwargs):
+    """Call the device; a matrix the hardware cannot hold (CircuitError) becomes a TrainingError naming it
+    (and the normalisation ``scale`` s the solver applied, so damping quoted for M·s maps back to M)."""
     from thermotrain._errors import CircuitError
 
     try:
         return fn(*args, **kwargs)
     except CircuitError as exc:
-        raise TrainingError(f"the analog device refused the curvature matrix: {exc}") from exc
+        raise TrainingError(
+            f"the analog device refused the curvature matrix: {exc} (The solver loaded M·s with "
+            f"s = {scale:.3g}: divide a damping quoted above by s to get the damping of the factor itself.)"
+        ) from exc
 
 
 def _models():
@@ -282,6 +286,7 @@ class AnalogSolver(CurvatureSolver):
         result = _device_call(
             _models().inverse,
             M * s,
+            scale=s,
             backend=self.backend,
             t=c.analog_time,
             kappa0=c.kappa0,
@@ -308,6 +313,7 @@ class AnalogSolver(CurvatureSolver):
         result = _device_call(
             _models().solve,
             M * s,
+            scale=s,
             B * beta,
             backend=self.backend,
             t=c.analog_time,

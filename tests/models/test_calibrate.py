@@ -154,3 +154,39 @@ def test_profile_device_field_must_be_well_formed(tmp_path) -> None:
     with pytest.raises(ProfileError, match="observe"):
         bad.calibration_device()
     torch.manual_seed(0)
+
+
+@pytest.mark.spice
+def test_calibrate_from_a_validation_directory_reuses_its_runs(tmp_path) -> None:
+    from thermotrain.cli import main
+
+    spec_args = ["--preset", "rlc8", "--size", "3", "--seed", "2"]
+    rc = main(
+        [
+            "validate",
+            *spec_args,
+            "--runs",
+            "4",
+            "--duration",
+            "200",
+            "--save-traces",
+            "--quiet",
+            "--out",
+            str(tmp_path / "v"),
+        ]
+    )
+    assert rc in (0, 3) and (tmp_path / "v" / "traces.npz").exists()
+    rc = main(["calibrate", "--from", str(tmp_path / "v"), "--out", str(tmp_path / "p.json")])
+    assert rc in (0, 3)
+    prof = load_profile(tmp_path / "p.json")
+    report = __import__("json").loads((tmp_path / "p" / "report.json").read_text())
+    assert report["fit"]["fit_runs"] == 2 and report["fit"]["heldout_runs"] == 2
+    assert prof.family == "rlc" and prof.seeds[0] == 2
+    assert report["fit"]["heldout_covariance_rel_error"] <= report["fit"]["heldout_covariance_rel_error_ci95"]
+
+
+def test_calibrate_from_a_folder_without_traces_says_what_to_run(tmp_path) -> None:
+    from thermotrain.models._calibrate import load_validation_runs
+
+    with pytest.raises(CalibrationError, match="--save-traces"):
+        load_validation_runs(tmp_path)
