@@ -313,8 +313,8 @@ class AnalogSolver(CurvatureSolver):
         result = _device_call(
             _models().solve,
             M * s,
-            scale=s,
             B * beta,
+            scale=s,
             backend=self.backend,
             t=c.analog_time,
             kappa0=c.kappa0,
