@@ -53,6 +53,16 @@ def plot_curves(summaries: list[dict[str, Any]], labels: list[str], path: Path, 
     plt.close(fig)
 
 
+def _profile_name(path: str | Path) -> str:
+    """A profile's own name (``circuit["name"]``), or its file name when it does not load."""
+    try:
+        from thermotrain.models import load_profile
+
+        return load_profile(path).name
+    except Exception:  # noqa: BLE001 - a label only; training reports a bad profile itself
+        return Path(path).stem
+
+
 def train_comparison(
     out_dir: str | Path,
     backend_profile: str | Path | None = None,
@@ -93,7 +103,7 @@ def train_comparison(
             TrainConfig(optimizer="kfac", backend="exact", out=str(out / "kfac-digital"), **kfac, **common),
         ),  # type: ignore[arg-type]
         (
-            f"kfac (thermo, {'ideal' if backend_profile is None else Path(backend_profile).stem})",
+            f"kfac (thermo, {'ideal' if backend_profile is None else _profile_name(backend_profile)})",
             TrainConfig(
                 optimizer="kfac",
                 backend=thermo_backend,

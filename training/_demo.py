@@ -4,9 +4,10 @@
 (optimizer, test accuracy, test loss, steps, wall s, analog time τ); it writes ``out/train/comparison.json``,
 ``out/train/comparison.png`` and one run folder per optimizer.
 
-Thermodynamic K-FAC runs on the shipped 8-bit-coupling hardware profile
-``thermotrain.models/profiles/rc8.json`` when that file exists and :func:`thermotrain.models.load_profile`
-accepts it, else on the ideal device; the choice (and why) is printed. On a profile the factors are inverted by
+Thermodynamic K-FAC runs on the profile the demo's calibration step just wrote (``out/calibrate-rc8``), else
+on the shipped 8-bit-coupling hardware profile ``thermotrain.models/profiles/rc8.json`` when that file exists
+and :func:`thermotrain.models.load_profile` accepts it, else on the ideal device; the choice (and why) is
+printed. On a profile the factors are inverted by
 the covariance readout (``mode="inverse"``, 4000 τ sampled every 2 τ, one device run per factor every 10
 steps), because a
 mean-readout solve on the surrogate costs an exact time-average of a 4N-state system per call (too slow for a
@@ -26,7 +27,7 @@ import torch
 from thermotrain.training._compare import train_comparison
 from thermotrain.training._solvers import shipped_profile_path
 
-__all__ = ["demo_train", "shipped_profile"]
+__all__ = ["demo_profile", "demo_train", "shipped_profile"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,22 @@ def shipped_profile() -> tuple[Path | None, str]:
     return path, f"using the shipped hardware profile {path}"
 
 
+def demo_profile(out: Path) -> tuple[Path | None, str]:
+    """The profile the demo's calibration step just wrote (``out/calibrate-rc8/profile.json``) when it
+    loads, else the shipped one (:func:`shipped_profile`); and a sentence saying which and why."""
+    fresh = out / "calibrate-rc8" / "profile.json"
+    if fresh.exists():
+        try:
+            from thermotrain.models import load_profile
+
+            load_profile(fresh)
+            return fresh, f"using the profile calibrated against SPICE in step 3 ({fresh})"
+        except Exception as exc:  # noqa: BLE001 - fall back to the shipped profile, and say why
+            path, why = shipped_profile()
+            return path, f"step 3's profile {fresh} does not load ({exc}); {why}"
+    return shipped_profile()
+
+
 def demo_train(out: Path, quick: bool = False) -> None:
     """Train Adam, digital K-FAC and thermodynamic K-FAC on digits; print the table; save comparison files.
 
@@ -59,7 +76,7 @@ def demo_train(out: Path, quick: bool = False) -> None:
         out: the demo's output folder; results go to ``out/train/``.
         quick: 2 epochs on 600 training examples instead of 5 epochs on all 1,437 (for CI / smoke runs).
     """
-    profile, why = shipped_profile()
+    profile, why = demo_profile(Path(out))
     print(f"thermodynamic K-FAC backend: {why}")
     settings: dict[str, Any] = dict(IDEAL)
     if profile is not None:

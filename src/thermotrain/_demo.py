@@ -35,9 +35,9 @@ def run_demo(out: Path, *, quick: bool = False) -> int:
     )
 
     failed = []
-    for name in ("rc8", "rlc8"):
-        t = _step(f"2. SPICE validation of {name}")
-        settings = ValidationSettings(runs=2, duration_tau=400 if quick else 1500, seed=0)
+    for part, name in (("2a", "rc8"), ("2b", "rlc8")):
+        t = _step(f"{part}. SPICE validation of {name}")
+        settings = ValidationSettings(runs=2 if quick else 4, duration_tau=400 if quick else 2500, seed=0)
         report = validate(preset(name), settings, out_dir=out / f"validate-{name}", name=name)
         print(summary(report))
         print(f"plots and report.json in {out / f'validate-{name}'}  [{time.perf_counter() - t:.1f} s]")

@@ -58,3 +58,15 @@ def test_the_shipped_profiles_load_and_are_calibrated() -> None:
         assert f["heldout_covariance_rel_error"] <= f["spice_spread_rel"]
         assert f["heldout_covariance_rel_error"] <= f["heldout_covariance_rel_error_ci95"]
         assert prof.calibration_device() is not None
+
+
+def test_demo_prefers_the_profile_its_calibration_step_wrote(tmp_path: Path) -> None:
+    from thermotrain.models import HardwareProfile, save_profile
+
+    fresh = tmp_path / "calibrate-rc8" / "profile.json"
+    save_profile(HardwareProfile.from_spec("rc", coupling_bits=8), fresh)
+    path, why = _demo.demo_profile(tmp_path)
+    assert path == fresh and "step 3" in why
+    fresh.write_text("{truncated")
+    path, why = _demo.demo_profile(tmp_path)
+    assert path != fresh and "does not load" in why
