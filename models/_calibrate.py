@@ -647,9 +647,18 @@ def summary(report: dict[str, Any]) -> str:
         (
             f"reduction {red['full_order']} -> {red['order']} states",
             red["covariance_rel_error"],
-            f"H-inf bound {red['hinf_bound']:.2g}",
+            f"H-inf bound {red['hinf_bound']:.2g} (white noise)",
         ),
     ]
+    auto = report["reduction"]["auto"]
+    if auto["order"] != red["order"]:
+        rows.append(
+            (
+                f"reduction {auto['full_order']} -> {auto['order']} states",
+                auto["covariance_rel_error"],
+                "smallest order within 1e-3 (white noise)",
+            )
+        )
     fitted = ", ".join(f"{k} = {v:.4g}" for k, v in report["fitted"].items())
     head = (
         f"{report['name']}: {report['family'].upper()} array, N = {report['size']}, ngspice "
