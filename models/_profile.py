@@ -445,6 +445,14 @@ class HardwareProfile:
             D = torch.diag(2.0 * k0 * s * f * K**2)
             observe = eye
         else:
+            off = A_hw - torch.diag(torch.diagonal(A_hw))
+            if bool((off > 0).any()):
+                i, j = (int(v) for v in torch.nonzero(off > 0)[0])
+                raise CircuitError(
+                    f"A[{i},{j}] = {float(A[i, j]):.4g} > 0 cannot be loaded into an RLC resonator array: its "
+                    "couplings are passive capacitors, so the Maxwell capacitance matrix has off-diagonals <= 0. "
+                    "Use an 'rc' profile (signed crossbar) for this matrix, e.g. --backend rc8."
+                )
             c0, L, R = (float(self.circuit[k]) for k in ("C_f", "L_h", "R_ohm"))
             sym = torch.triu(eps_el) + torch.triu(eps_el, diagonal=1).mT
             Creal = (

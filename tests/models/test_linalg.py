@@ -224,8 +224,22 @@ def test_profile_inverse_rejects_dt_below_the_adc_interval_and_matches_its_law()
     assert ((est - torch.diag(k0 / (alpha * lam))).abs() <= Z * se).all()
 
 
+def _z_matrix(n: int, seed: int) -> torch.Tensor:
+    """A passive (Maxwell-capacitance) pattern: off-diagonals <= 0, positive row sums."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.rand(n, n, generator=g, dtype=F64)
+    W = torch.triu(W, 1) + torch.triu(W, 1).T
+    return torch.diag(W.sum(1) + 0.5) - W
+
+
+def test_rlc_profile_refuses_a_sign_pattern_passive_capacitors_cannot_hold() -> None:
+    p = HardwareProfile.from_spec("rlc")
+    with pytest.raises(CircuitError, match="passive capacitors.*'rc' profile"):
+        p.instantiate(spd(3, 12, lam_min=0.5))
+
+
 def test_rlc_profile_reads_the_inverse_from_the_voltage_covariance() -> None:
-    A = spd(3, 12, lam_min=0.5)
+    A = _z_matrix(3, 12)
     k0 = 0.1
     p = HardwareProfile.from_spec("rlc", kappa0=k0)
     inst = p.instantiate(A)
