@@ -57,9 +57,12 @@ def _sweep(
 ) -> dict[str, list[dict[str, Any]]]:
     runs: dict[str, list[dict[str, Any]]] = {}
     failures.clear()
+    total, done = len(settings) * seeds, 0
     for label, overrides in settings.items():
         runs[label] = []
         for seed in range(seeds):
+            done += 1
+            print(f"[{done}/{total}] {label}, seed {seed}", flush=True)
             cfg = dataclasses.replace(base, seed=seed, **overrides)
             try:
                 summary = train(cfg, data)
@@ -141,7 +144,7 @@ def run_experiment(name: str, out_dir: str | Path, options: dict[str, Any] | Non
     dataset = opts.get("dataset") or "digits"
     seeds = int(opts.get("seeds") or 3)
     subset = opts.get("subset")
-    base = TrainConfig(dataset=dataset, model="mlp", batch_size=64, progress=False, subset=subset, epochs=5)
+    base = TrainConfig(dataset=dataset, model="mlp", batch_size=64, progress=True, subset=subset, epochs=5)
     if opts.get("epochs"):
         base = dataclasses.replace(base, epochs=int(opts["epochs"]))
 
