@@ -419,6 +419,8 @@ def time_average_moments(
         raise ValueError(f"The averaging window T = {T!r} must be > 0.")
     if not (math.isfinite(t0) and t0 >= 0):
         raise ValueError(f"The window start t0 = {t0!r} must be >= 0.")
+    if _lyapunov_path(sde):
+        return _time_average_moments_lyapunov(sde, x0, t0, T, x0_cov)
     n = sde.n
     m0, P0 = state_moments(sde, x0, t0, x0_cov=x0_cov)
     m0, P0 = m0.to(_WORK), P0.to(_WORK)
@@ -434,6 +436,54 @@ def time_average_moments(
     u = sde.u.to(_WORK)
     mean = (Phi_yx @ m0[..., None])[..., 0] + (Gamma[..., n:, :n] @ u[..., None])[..., 0]
     cov = _sym(Phi_yx @ P0 @ Phi_yx.mT + S[..., n:, n:])
+    return mean.to(sde.dtype), cov.to(sde.dtype)
+
+
+_LYAPUNOV_MIN_N = 64  # below this the augmented Van Loan exponential is as fast
+
+
+def _lyapunov_path(sde: LinearSDE) -> bool:
+    """Use the size-n closed form (Bartels–Stewart Lyapunov + two n×n exponentials) instead of the size-4n
+    augmented exponential: an unbatched, stable SDE on the CPU without autograd, n >= 64."""
+    return (
+        sde.n >= _LYAPUNOV_MIN_N
+        and sde.M.ndim == 2
+        and sde.D.ndim == 2
+        and sde.M.device.type == "cpu"
+        and not (sde.M.requires_grad or sde.D.requires_grad or sde.u.requires_grad)
+    )
+
+
+def _time_average_moments_lyapunov(
+    sde: LinearSDE, x0: Tensor | None, t0: float, T: float, x0_cov: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The law of x̄ = (1/T)∫_{t0}^{t0+T} x dt from n×n quantities (stable M):
+
+        Σ: M Σ + Σ Mᵀ + D = 0,  x* = −M⁻¹u,  Φ_s = e^{Ms},  W = M⁻¹(Φ_T − I),  J = M⁻¹(W − T I) Σ
+        x(t0) ~ N(m0, P0):  m0 = x* + Φ_{t0}(x0 − x*),  P0 = Σ − Φ_{t0}(Σ − P_init)Φ_{t0}ᵀ
+        E x̄ = x* + W (m0 − x*) / T,   Cov x̄ = (W P0 Wᵀ + J + Jᵀ − W Σ Wᵀ) / T²
+
+    (∫∫ of the stationary autocovariance is J + Jᵀ; a start at x(t0) instead of the stationary law removes
+    W Σ Wᵀ and adds W P0 Wᵀ). Exact like the augmented form; cost one Schur decomposition and two n×n
+    exponentials instead of a 4n×4n exponential (≈ 10× less at n = 785). Float64 inside."""
+    import scipy.linalg as sla
+
+    M = sde.M.detach().to(_WORK)
+    D = sde.D.detach().to(_WORK)
+    u = sde.u.detach().to(_WORK)
+    n = sde.n
+    eye = torch.eye(n, dtype=_WORK)
+    Sigma = _sym(torch.from_numpy(sla.solve_continuous_lyapunov(M.numpy(), -D.numpy())))
+    x_star = -torch.linalg.solve(M, u)
+    x0 = torch.zeros(n, dtype=_WORK) if x0 is None else x0.detach().to(_WORK)
+    Phi0 = torch.linalg.matrix_exp(M * t0)
+    m0 = x_star + (x0 - x_star) @ Phi0.mT
+    P_init = torch.zeros_like(Sigma) if x0_cov is None else x0_cov.detach().to(_WORK)
+    P0 = _sym(Sigma - Phi0 @ (Sigma - P_init) @ Phi0.mT)
+    W = torch.linalg.solve(M, torch.linalg.matrix_exp(M * T) - eye)
+    J = torch.linalg.solve(M, W - T * eye) @ Sigma
+    mean = x_star + (m0 - x_star) @ W.mT / T
+    cov = _sym(W @ P0 @ W.mT + J + J.mT - W @ Sigma @ W.mT) / T**2
     return mean.to(sde.dtype), cov.to(sde.dtype)
 
 

@@ -343,3 +343,26 @@ def test_blocked_simulation_takes_about_sqrt_n_sequential_products() -> None:
     # and the long run is still exactly the loop's
     ref = _loop_reference(sde, None, 0.1, n_steps, torch.Generator().manual_seed(17), 1)
     assert _rel_err(X, ref) < 1e-12
+
+
+def test_size_n_lyapunov_time_average_equals_the_augmented_exponential(monkeypatch) -> None:
+    import thermotrain.models._linear_sde as lsde
+
+    g = torch.Generator().manual_seed(4)
+    m = 40  # an underdamped, non-normal resonator array: 80 states (above the fast-path threshold)
+    C = torch.randn(m, m, generator=g, dtype=torch.float64)
+    C = C @ C.T / m + 0.5 * torch.eye(m, dtype=torch.float64)
+    Z, I = torch.zeros(m, m, dtype=torch.float64), torch.eye(m, dtype=torch.float64)
+    M = torch.cat([torch.cat([Z, -torch.linalg.inv(C)], 1), torch.cat([I, -0.3 * I], 1)], 0)
+    D = torch.block_diag(0.01 * I, 0.1 * I)
+    u = torch.randn(2 * m, generator=g, dtype=torch.float64)
+    sde = lsde.LinearSDE(M, D, u)
+    x0 = torch.randn(3, 2 * m, generator=g, dtype=torch.float64)
+    P = torch.randn(2 * m, 2 * m, generator=g, dtype=torch.float64)
+    P = 0.01 * P @ P.T
+    assert lsde._lyapunov_path(sde)
+    fast = lsde.time_average_moments(sde, x0, 2.5, 30.0, x0_cov=P)
+    monkeypatch.setattr(lsde, "_LYAPUNOV_MIN_N", 10**9)
+    ref = lsde.time_average_moments(sde, x0, 2.5, 30.0, x0_cov=P)
+    torch.testing.assert_close(fast[0], ref[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast[1], ref[1], rtol=1e-9, atol=1e-14)
