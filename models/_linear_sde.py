@@ -474,7 +474,7 @@ def _time_average_moments_lyapunov(
     n = sde.n
     eye = torch.eye(n, dtype=_WORK)
     Sigma = _sym(torch.from_numpy(sla.solve_continuous_lyapunov(M.numpy(), -D.numpy())))
-    x_star = -torch.linalg.solve(M, u)
+    x_star = -torch.linalg.solve(M, u[..., None])[..., 0]  # u may carry batch dims ([k, n])
     x0 = torch.zeros(n, dtype=_WORK) if x0 is None else x0.detach().to(_WORK)
     Phi0 = torch.linalg.matrix_exp(M * t0)
     m0 = x_star + (x0 - x_star) @ Phi0.mT
