@@ -10,10 +10,12 @@ factors every step, inverses every 10 steps (the setting of ENVIRONMENT.md's ASD
   ``--profile``, on a hardware profile. Its wall time is the *digital simulation* of the device on this CPU,
   not the device's own time; the analog time per step (τ) is reported next to it.
 
-Each row is the mean over ``--steps`` steps (a multiple of the inverse interval) after ``--warmup`` steps.
-Prints a table and writes ``OUT/kfac_overhead.json``.
+Each row is the mean over ``--steps`` steps (a multiple of the inverse interval) after ``--warmup`` steps; the
+profile's solve-mode row (seconds per step) over ``--solve-steps`` after one. Networks whose widest factor
+exceeds ``--max-analog-width`` (default 1024: the CNN's 4609-wide factor) get no thermodynamic rows, and the
+JSON says why. Prints a table and writes ``OUT/kfac_overhead.json``.
 
-    python benchmarks/kfac_overhead.py --out runs/bench [--profile P.json] [--threads 1] [--steps 40]
+    python benchmarks/kfac_overhead.py --out runs/bench [--profile rc8] [--threads 1] [--steps 40]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import nn
 
 from thermotrain.training import AnalogConfig, AnalogSolver, ExactSolver, KFACConfig, KFACPreconditioner
 from thermotrain.training._nets import cnn, mlp
+from thermotrain.training._solvers import SHIPPED_PROFILES, shipped_profile_path
 
 INV_EVERY = 10
 DAMPING = 0.1
@@ -116,7 +119,11 @@ def _asdl_runner(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench", help="output folder (path)")
-    parser.add_argument("--profile", default=None, help="hardware-profile JSON (path) for a profile row")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="hardware-profile JSON (path, or rc8 / rlc8 for a shipped one) for a profile row",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (count)")
     parser.add_argument("--batch", type=int, default=128, help="batch size (examples)")
     parser.add_argument("--steps", type=int, default=4 * INV_EVERY, help="timed steps per row (count)")
@@ -124,6 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--analog-time", type=float, default=50.0, help="device time per inverse/solve (τ)")
     parser.add_argument("--models", nargs="*", default=list(_models()), help="which networks (names)")
     parser.add_argument("--skip-thermo", action="store_true", help="time only SGD / digital K-FAC / ASDL")
+    parser.add_argument(
+        "--max-analog-width",
+        type=int,
+        default=1024,
+        help="skip the thermodynamic rows of a network whose widest K-FAC factor exceeds this (count): "
+        "simulating a device of n cells exactly costs a 2n x 2n matrix exponential per inverse",
+    )
+    parser.add_argument(
+        "--solve-steps",
+        type=int,
+        default=3,
+        help="timed steps of the profile's solve-mode row (count; one warm-up step): seconds per step",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -151,19 +171,28 @@ def main(argv: list[str] | None = None) -> int:
             row["asdl_ms"], row["asdl_over_sgd"] = 1e3 * asdl_t, asdl_t / sgd
         except ImportError:
             row["asdl_ms"] = row["asdl_over_sgd"] = None
-        if not args.skip_thermo:
+        width = _widest_factor(fresh())
+        row["widest_factor"] = width
+        if not args.skip_thermo and width > args.max_analog_width:
+            row["thermo_skipped"] = f"widest factor {width} > --max-analog-width {args.max_analog_width}"
+        elif not args.skip_thermo:
             backends: list[tuple[str, object]] = [("ideal", "ideal")]
             if args.profile:
-                backends.append(("profile", args.profile))
+                profile = args.profile
+                if profile in SHIPPED_PROFILES:
+                    profile = str(shipped_profile_path(profile))
+                backends.append(("profile", profile))
             for label, backend in backends:
                 for mode in ("inverse", "solve"):
                     cfg = AnalogConfig(
                         analog_time=args.analog_time, kappa0=1e-2 if mode == "inverse" else 1e-3
                     )
                     runner = _kfac_runner(fresh(), x, y, AnalogSolver(backend, cfg), mode)
-                    t = _time(runner, args.warmup, args.steps)
+                    slow = label == "profile" and mode == "solve"
+                    warm, timed = (1, args.solve_steps) if slow else (args.warmup, args.steps)
+                    t = _time(runner, warm, timed)
                     stats = runner.precond.solver.stats  # type: ignore[attr-defined]
-                    steps = args.warmup + args.steps
+                    steps = warm + timed
                     row[f"thermo_{label}_{mode}_ms"] = 1e3 * t
                     row[f"thermo_{label}_{mode}_over_kfac"] = t / digital
                     row[f"thermo_{label}_{mode}_analog_tau_per_step"] = stats.analog_time_tau / steps
@@ -201,6 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "kfac_overhead.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     return 0
+
+
+def _widest_factor(model: nn.Module) -> int:
+    """The largest Kronecker-factor size of the network's Linear/Conv2d layers (inputs + bias, or outputs)."""
+    widths = [0]
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            widths += [m.in_features + (m.bias is not None), m.out_features]
+        elif isinstance(m, nn.Conv2d):
+            k = m.in_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+            widths += [k + (m.bias is not None), m.out_channels]
+    return max(widths)
 
 
 if __name__ == "__main__":
