@@ -25,14 +25,6 @@ F64 = torch.float64
 Z = 5.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def spd(n: int, seed: int, lam_min: float = 0.2, lam_max: float = 2.0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=F64))

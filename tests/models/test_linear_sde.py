@@ -29,15 +29,6 @@ F64 = torch.float64
 Z = 5.0  # sigmas
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: thread fan-out only costs (20x slower on 2 shared cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def rlc_drift(C: float = 1.0, L: float = 1.0, R: float = 0.5) -> torch.Tensor:
     """One series-RLC cell, states (V, I_L): C dV = -I dt, L dI = (V - R I) dt (non-normal)."""
     return torch.tensor([[0.0, -1.0 / C], [1.0 / L, -R / L]], dtype=F64)

@@ -9,14 +9,6 @@ F64 = torch.float64
 Z = 5.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_levels_step_nearest_rounding_and_saturation() -> None:
     q = Quantizer(bits=4, full_scale=1.4)
     assert q.levels == 7 and q.step == pytest.approx(0.2)
