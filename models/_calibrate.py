@@ -723,13 +723,14 @@ def _plots(out, name, held, device, obs, sur_cov, held_cov, step_tau, report) ->
     f = report["fit"]
     bars = [
         ("held-out vs\nsurrogate", f["heldout_covariance_rel_error"]),
+        ("held-out CI95\n(theory)", f["heldout_covariance_rel_error_ci95"]),
         ("SPICE spread\n(1 run)", f["spice_spread_rel"]),
         ("surrogate vs\nsymbolic model", f["model_covariance_rel_error"]),
         ("model CI95\n(fit runs)", f["model_covariance_rel_error_ci95"]),
         ("ideal vs\nsymbolic model", f["ideal_vs_model_covariance_rel"]),
     ]
-    fig, ax = plt.subplots(figsize=(8, 3.8))
-    ax.bar([b[0] for b in bars], [max(b[1], 1e-6) for b in bars], color=["C0", "C1", "C2", "C1", "C3"])
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    ax.bar([b[0] for b in bars], [max(b[1], 1e-6) for b in bars], color=["C0", "C1", "C1", "C2", "C1", "C3"])
     ax.set_yscale("log")
     ax.set_ylabel("relative Frobenius error of the covariance")
     ax.set_title(f"{name}: calibration errors")
