@@ -46,6 +46,16 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0 if cal.report["pass"] else 3
 
 
+def _profile(args: argparse.Namespace) -> int:
+    from thermotrain.models import load_profile
+    from thermotrain.training._solvers import SHIPPED_PROFILES, shipped_profile_path
+
+    path = shipped_profile_path(args.path) if args.path in SHIPPED_PROFILES else Path(args.path)
+    prof = load_profile(path)
+    print(f"{path}\n{prof.summary()}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from thermotrain.netlists._cli import add_array_arguments
 
@@ -91,3 +101,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--report", type=Path, default=None, help="report directory (default: the profile path without .json)"
     )
     p.set_defaults(func=_calibrate)
+
+    p = sub.add_parser(
+        "profile",
+        help="print a hardware profile's settings and calibration errors",
+        description="Load a hardware profile (strict schema check) and print its effective settings, fitted "
+        "corrections and fit errors. PATH is a profile JSON or a shipped name (rc8, rlc8).",
+    )
+    p.add_argument("path", help="profile JSON (path) or rc8 / rlc8")
+    p.set_defaults(func=_profile)

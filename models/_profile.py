@@ -335,15 +335,22 @@ class HardwareProfile:
         lines = [
             f"HardwareProfile {self.name!r} (family {self.family}, schema {self.schema_version}, "
             f"thermotrain {self.thermotrain_version}, ngspice {self.ngspice_version or '-'})",
-            f"  tau = {self.tau_s:.4g} s   kappa0 = {self.kappa0:.4g} V^2   circuit = {self.circuit}",
+            f"  tau = {self.tau_s:.4g} s   kappa0 = {self.kappa0:.4g} V^2   circuit = "
+            + ", ".join(f"{k} = {v}" for k, v in self.circuit.items() if not isinstance(v, dict)),
             f"  DAC(b) bits = {self.dac_bits or 'ideal'}   ADC bits = {self.adc_bits or 'ideal'}   "
-            f"ADC rate = {self.adc_rate_hz or 'unlimited'} Hz   noise interval = {self.noise_interval_s or 'white'}",
+            f"ADC rate = {self.adc_rate_hz or 'unlimited'} Hz   noise interval = {'white' if self.noise_interval_s is None else f'{self.noise_interval_s:.4g} s'}",
         ]
         for k, v in self.component_stats.items():
             ideal = "" if v != COMPONENT_STATS_DEFAULTS[k] else "  (ideal/default)"
             lines.append(f"  {k:<26} {v}{ideal}")
-        lines.append(f"  fitted: {self.fitted}")
-        lines.append(f"  fit:    {self.fit}" + ("" if self.calibrated else "  (not calibrated)"))
+        lines.append("  fitted: " + ", ".join(f"{k} = {v:.4g}" for k, v in self.fitted.items()))
+        if not self.calibrated:
+            lines.append("  fit:    (not calibrated)")
+        for k, v in self.fit.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                lines.append(f"  fit.{k:<36} {v:.4g}")
+        if self.fit.get("device"):
+            lines.append(f"  fit.device: the fitted {self.fit['device'].get('n')}-cell calibration device")
         return "\n".join(lines)
 
     def calibration_device(self) -> tuple[LinearSDE, Tensor] | None:

@@ -109,3 +109,11 @@ def test_profile_is_immutable_and_owns_its_dicts() -> None:
     assert p.component_stats["tolerance"] == 0.01
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.kappa0 = 1.0  # type: ignore[misc]
+
+
+def test_profile_command_prints_a_shipped_profile(capsys) -> None:
+    from thermotrain.cli import main
+
+    assert main(["profile", "rc8"]) == 0
+    out = capsys.readouterr().out
+    assert "rc8-board" in out and "fit.heldout_covariance_rel_error" in out and "[[" not in out
