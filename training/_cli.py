@@ -106,7 +106,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--analog-time", type=float, default=50.0, help="device time per solve/inverse or TNGD step (τ)"
     )
     p.add_argument("--delay", type=float, default=0.0, help="TNGD delay t_d between readout and reload (τ)")
-    p.add_argument("--kappa0", type=float, default=1e-2, help="device noise strength κ0 (dimensionless)")
+    p.add_argument(
+        "--kappa0",
+        type=float,
+        default=None,
+        help="device noise strength κ0 (dimensionless; default: a hardware profile's own κ0, else 1e-2)",
+    )
     p.add_argument(
         "--kfac-mode", choices=("inverse", "solve"), default="inverse", help="thermodynamic K-FAC form"
     )

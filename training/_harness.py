@@ -53,6 +53,8 @@ DEFAULT_LR = {
     "tngd": 0.1,
     "tngd-adam": 1e-3,
 }
+DEFAULT_KAPPA0 = 1e-2  # device noise when neither the user nor a hardware profile sets one
+
 DEFAULT_DAMPING = {"kfac": 1e-1, "ngd-cg": 1e-2, "ngd": 1e-2, "tngd": 1e-2, "tngd-adam": 1e-2}
 _RESUME_KEYS = (
     "model",
@@ -95,7 +97,7 @@ class TrainConfig:
         damping: λ of the second-order methods (``None``: ``DEFAULT_DAMPING``).
         analog_time: device time per inverse/solve (thermodynamic K-FAC) or per step (TNGD), in τ.
         delay: TNGD delay t_d, in τ.
-        kappa0: device noise κ0 (dimensionless).
+        kappa0: device noise κ0 (dimensionless; ``None``: a hardware profile's own κ0, else 1e-2).
         analog_dt: sample interval of thermodynamic K-FAC's covariance readout (τ; ≥ a profile's ADC interval).
         rounding, roundings: a hardware profile's DAC rounding ("nearest"/"stochastic") and the number of
             independent loads averaged per device call (randomized-rounding mitigation; costs × roundings).
@@ -124,7 +126,7 @@ class TrainConfig:
     damping: float | None = None
     analog_time: float = 50.0
     delay: float = 0.0
-    kappa0: float = 1e-2
+    kappa0: float | None = None
     analog_dt: float = 0.1
     rounding: str = "nearest"
     roundings: int = 1
@@ -197,13 +199,17 @@ class Method:
                 cfg.backend,
                 AnalogConfig(
                     analog_time=cfg.analog_time,
-                    kappa0=cfg.kappa0,
+                    kappa0=DEFAULT_KAPPA0 if cfg.kappa0 is None else cfg.kappa0,
                     dt=cfg.analog_dt,
                     rounding=cfg.rounding,
                     roundings=cfg.roundings,
                 ),
                 generator=noise,
             )
+            backend = getattr(solver, "backend", None)
+            if cfg.kappa0 is None and backend is not None and backend != "ideal":
+                # no κ0 given: the profile's own noise level, never a default that overrides it
+                solver.config = dataclasses.replace(solver.config, kappa0=float(backend.kappa0))
             kcfg = KFACConfig(
                 damping=lam,
                 mode=cfg.kfac_mode,  # type: ignore[arg-type]
@@ -222,7 +228,7 @@ class Method:
                 damping=lam,
                 analog_time=cfg.analog_time,
                 delay=cfg.delay,
-                kappa0=cfg.kappa0,
+                kappa0=DEFAULT_KAPPA0 if cfg.kappa0 is None else cfg.kappa0,
                 warm_start=cfg.tngd_warm_start,
             )
             self.precond = TNGDPreconditioner(model, tcfg, generator=noise)

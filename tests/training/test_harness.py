@@ -106,3 +106,17 @@ def test_cli_train_writes_summary(tmp_path: Path) -> None:
     )
     assert args.func(args) == 0
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2
+
+
+def test_a_profile_backend_keeps_its_own_noise_level_unless_the_user_sets_one(tmp_path) -> None:
+    from torch import nn
+
+    from thermotrain.models import HardwareProfile, save_profile
+    from thermotrain.training._harness import Method, TrainConfig
+
+    path = save_profile(HardwareProfile.from_spec("rc", kappa0=0.003), tmp_path / "p.json")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    own = Method(TrainConfig(optimizer="kfac", backend=str(path)), model)
+    assert own.precond.solver.config.kappa0 == 0.003
+    user = Method(TrainConfig(optimizer="kfac", backend=str(path), kappa0=0.02), model)
+    assert user.precond.solver.config.kappa0 == 0.02
