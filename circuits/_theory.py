@@ -13,7 +13,7 @@ y_{k+1} = Phi y_k + (Phi G1 + G0) a_k, a discrete Lyapunov equation gives the co
 the formula above at any phase. As NT -> 0 it tends to the white-noise Lyapunov solution; at NT = tau/10 it
 differs by a few percent, which is why validation uses it.
 
-Statistical error (DESIGN.md section 4): for a stationary Gaussian process observed for T,
+Statistical error (docs/physics.md, "Confidence intervals from the theory"): for a stationary Gaussian process observed for T,
 Var(mean_i) = (1/T) int C_ii(s) ds and Cov(Sigma_ab, Sigma_cd) = (1/T) int [C_ac C_bd + C_ad C_bc](s) ds,
 with C(s) = C_out e^{Ms} Sigma C_out^T (s >= 0), C(-s) = C(s)^T. The integrals are Sylvester solves.
 """

@@ -5,7 +5,7 @@ limits, noise level, τ, DAC/ADC) plus the corrections calibration against SPICE
 :meth:`HardwareProfile.instantiate` builds the exact linear-SDE surrogate (:class:`LinearSDE`, time in units
 of τ) of a device of any size n holding any loaded matrix.
 
-RC family (overdamped op-amp integrator array, DESIGN.md §2a), in units g0 = 1/R (conductance), c0 = C,
+RC family (overdamped op-amp integrator array, docs/physics.md), in units g0 = 1/R (conductance), c0 = C,
 τ = R C. A is scaled into the hardware range, A_hw = α A with α = coupling_full_scale / max|A_ij|, then
 DAC-quantized (coupling_bits magnitude bits, 2^b − 1 levels over ±coupling_full_scale, sign by routing) and realised with per-resistor tolerance
 G_ij = A_hw,ij (1 + σ_G ε_ij) (the crossbar has one resistor per (i, j): the realised G is not symmetric).
@@ -22,7 +22,7 @@ with the fitted corrections f = ``drift_scale`` (a time-scale correction), s = `
 δ = ``diag_shift`` (a leak). Finite gain thus shrinks the matrix by 1/(1+1/A0) and adds a diagonal leak g/A0:
 an O(1/A0) relative perturbation. Ideal values give M = -A_hw, D = 2κ0 I: Cov = κ0 A_hw⁻¹.
 
-RLC family (underdamped resonator array, §2b): states (V, I_L); the Maxwell capacitance matrix is loaded,
+RLC family (underdamped resonator array): states (V, I_L); the Maxwell capacitance matrix is loaded,
 𝐂 = c0 (A_hw ⊙ (1 + σ ε) + (C_par/c0) I) with a symmetric ε (one capacitor per pair), L and R per cell:
 𝐂 dV/dt = -I_L + ξ_node, L dI_L/dt = V - R (1 + δ) I_L + ξ_series (SI, then times τ; δ = ``diag_shift`` is
 a relative damping correction here). ``noise_injection="series"``

@@ -6,7 +6,7 @@ What each number means (all written to ``report.json``):
   Sigma_model the exact covariance for noise sampled every NT and linearly interpolated, averaged over the
   sampling phases of the output grid (step NT/2: phases 0 and 1/2).
 - covariance_rel_error_ci95: the 95% quantile of that error expected from the total observed time and the
-  model's autocovariance (DESIGN.md section 4) -- computed before looking at the data, never widened.
+  model's autocovariance (docs/physics.md) -- computed before looking at the data, never widened.
 - mean_error_sigma: largest |mean_spice - mean_model| in standard errors (Bonferroni bound in ``thresholds``).
 - dc_rel_error: operating point (noise off) against the model's DC solution, which for the ideal RC array is
   v_b A^{-1} b. None for the RLC family: its DC mean is 0 for any matrix (it samples N(0, kT C^{-1}); the

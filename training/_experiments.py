@@ -121,6 +121,28 @@ def _write(out: Path, name: str, payload: dict[str, Any]) -> None:
         print(json.dumps({"setting": label, "failed": messages}))
 
 
+def _profile_thermo(path: str | None) -> dict[str, Any]:
+    """Thermodynamic K-FAC on a calibrated profile (default the shipped rc8), covariance readout with the
+    demo's settings and the profile's own κ0."""
+    from thermotrain.training._demo import PROFILE
+
+    prof = _calibrated(path)
+    return {
+        "optimizer": "kfac",
+        "backend": str(path) if path else str(_shipped("rc8")),
+        "kfac_mode": PROFILE["mode"],
+        "analog_time": PROFILE["analog_time"],
+        "analog_dt": max(float(PROFILE["analog_dt"]), prof.sample_interval_tau),
+        "kappa0": float(prof.kappa0),
+    }
+
+
+def _shipped(name: str) -> Any:
+    from thermotrain.training._solvers import shipped_profile_path
+
+    return shipped_profile_path(name)
+
+
 def _calibrated(path: str | None) -> Any:
     """The profile at ``path``, or the shipped SPICE-calibrated rc8 profile."""
     from thermotrain.training._solvers import shipped_profile_path
@@ -167,6 +189,7 @@ def run_experiment(name: str, out_dir: str | Path, options: dict[str, Any] | Non
                 "analog_time": 1000.0,
                 "kappa0": 1e-3,
             },
+            "kfac (thermo rc8 profile, inverse)": _profile_thermo(opts.get("profile")),
             "ngd-cg": {"optimizer": "ngd-cg"},
             "tngd": {"optimizer": "tngd", "analog_time": 50.0, "kappa0": 0.0},
             "tngd-adam": {"optimizer": "tngd-adam", "analog_time": 50.0, "kappa0": 0.0, "lr": 3e-3},
