@@ -365,3 +365,23 @@ def test_size_n_lyapunov_time_average_equals_the_augmented_exponential(monkeypat
     fast_b = lsde.time_average_moments(sde_b, x0, 2.5, 30.0)
     torch.testing.assert_close(fast_b[0], ref_b[0], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(fast_b[1], ref_b[1], rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (CI and the dev machines have none)"
+)
+def test_surrogate_runs_on_cuda_and_matches_cpu() -> None:
+    from thermotrain.models import HardwareProfile, inverse
+
+    g = torch.Generator().manual_seed(2)
+    A = torch.randn(6, 6, generator=g, dtype=F64)
+    A = A @ A.T / 6 + 0.5 * torch.eye(6, dtype=F64)
+    inst = HardwareProfile.from_spec("rc", coupling_bits=8, tolerance=0.01).instantiate(A)
+    cpu = transition(inst.sde.M, inst.sde.D, 0.3)
+    gpu = transition(inst.sde.M.cuda(), inst.sde.D.cuda(), 0.3)
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(a, b.cpu(), rtol=1e-10, atol=1e-12)
+    X = simulate(inst.sde.to(device="cuda"), None, 0.5, 200, generator=torch.Generator("cuda").manual_seed(0))
+    assert X.device.type == "cuda" and bool(torch.isfinite(X).all())
+    r = inverse(A.cuda(), backend="ideal", t=100.0, dt=0.5, generator=torch.Generator("cuda").manual_seed(0))
+    assert r.inverse.device.type == "cuda"
