@@ -50,7 +50,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from thermotrain._errors import CircuitError, ProfileError
+from thermotrain._errors import CircuitError, ProfileError, UnloadableMatrixError
 from thermotrain.models._linear_sde import LinearSDE
 from thermotrain.models._quantize import Quantizer, Readout
 
@@ -501,10 +501,11 @@ def _check_loaded_pd(A_hw: Tensor, alpha: float, bits: int | None) -> None:
         return
     lam = float(torch.linalg.eigvalsh(sym)[0])
     what = f"{bits}-bit loaded" if bits is not None else "loaded"
-    raise CircuitError(
+    raise UnloadableMatrixError(
         f"the {what} matrix is not positive definite (smallest eigenvalue {lam:.3g} in units of the coupling "
         f"full scale, n = {A_hw.shape[0]}): the array would be unstable. Raise the damping by more than "
-        f"{-lam / alpha:.3g} (the caller's units), use more coupling bits, or a smaller matrix."
+        f"{-lam / alpha:.3g} (the caller's units), use more coupling bits, or a smaller matrix.",
+        extra_damping=-lam / alpha,
     )
 
 

@@ -52,6 +52,7 @@ def _train(args: argparse.Namespace) -> int:
         analog_dt=args.analog_dt,
         rounding=args.rounding,
         roundings=args.roundings,
+        pd_guard=args.pd_guard,
         inv_update_steps=args.inv_update_steps,
         subset=args.subset,
         eval_every=args.eval_every,
@@ -147,6 +148,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="independent loads averaged per device call (randomized-rounding mitigation; count)",
     )
+    p.add_argument(
+        "--pd-guard",
+        action="store_true",
+        help="retry a matrix the profile's quantization made indefinite with more damping (reported) "
+        "instead of stopping",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (count; 0 = torch's default)")
     p.add_argument("--out", default="runs/train", help="output folder (path)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -184,6 +191,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=None,
         help="K-FAC inverse interval for kfac-claims (steps)",
+    )
+    e.add_argument(
+        "--pd-guard",
+        action="store_true",
+        help="kfac-claims: retry refused matrices with more damping (reported)",
     )
     e.add_argument(
         "--analog-time",

@@ -331,6 +331,7 @@ def _kfac_claims(out: Path, opts: dict[str, Any], base: TrainConfig) -> dict[str
         "kappa0": float(prof.kappa0),
         "inv_update_steps": int(opts.get("inv_update_steps") or 10),
         "damping": float(opts.get("damping") or 0.1),
+        "pd_guard": bool(opts.get("pd_guard")),
     }
     settings = {
         "adam": {"optimizer": "adam", "lr": float(opts.get("adam_lr") or 1e-3)},

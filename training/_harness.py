@@ -71,6 +71,7 @@ _RESUME_KEYS = (
     "analog_dt",
     "rounding",
     "roundings",
+    "pd_guard",
     "kfac_mode",
     "inv_update_steps",
     "cg_iters",
@@ -101,6 +102,8 @@ class TrainConfig:
         analog_dt: sample interval of thermodynamic K-FAC's covariance readout (τ; ≥ a profile's ADC interval).
         rounding, roundings: a hardware profile's DAC rounding ("nearest"/"stochastic") and the number of
             independent loads averaged per device call (randomized-rounding mitigation; costs × roundings).
+        pd_guard: a matrix the profile's quantization made indefinite is retried with more damping instead
+            of stopping the run; the retries are reported (``damping_bumps``, ``extra_damping_max``).
         kfac_mode: ``"inverse"`` or ``"solve"``.
         inv_update_steps: K-FAC inverse (device reload) interval, in steps.
         cg_iters: CG iterations per step for ``ngd-cg``.
@@ -130,6 +133,7 @@ class TrainConfig:
     analog_dt: float = 0.1
     rounding: str = "nearest"
     roundings: int = 1
+    pd_guard: bool = False
     kfac_mode: str = "inverse"
     inv_update_steps: int = 10
     cg_iters: int = 10
@@ -203,6 +207,7 @@ class Method:
                     dt=cfg.analog_dt,
                     rounding=cfg.rounding,
                     roundings=cfg.roundings,
+                    pd_guard=cfg.pd_guard,
                 ),
                 generator=noise,
             )
@@ -364,6 +369,14 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(f"{line}\n" for line in keep))
 
 
+def _guard_stats(method: Method) -> dict[str, Any]:
+    """The damping guard's counts when the run used an analog solver (else nothing)."""
+    stats = getattr(getattr(method.precond, "solver", None), "stats", None)
+    if stats is None or not hasattr(stats, "damping_bumps"):
+        return {}
+    return {"damping_bumps": stats.damping_bumps, "extra_damping_max": stats.extra_damping_max}
+
+
 def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.dataset`` with ``cfg.optimizer``; return the summary dict.
 
@@ -508,6 +521,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
         "values_loaded": method.values_loaded,
         "values_read": method.values_read,
         "fallback_layers": getattr(method.precond, "fallback_layers", []),
+        **_guard_stats(method),
         "history": history,
         "config": dataclasses.asdict(cfg),
     }

@@ -38,15 +38,20 @@ class SolverStats:
         values_loaded: matrix and vector entries written through the DAC (count).
         values_read: entries read back through the ADC (count).
         calls: number of inverse/solve calls.
+        damping_bumps: device calls the damping guard retried with extra damping (``AnalogConfig.pd_guard``).
+        extra_damping_max: the largest extra damping it added, in the units of the unscaled matrix.
     """
 
     analog_time_tau: float = 0.0
     values_loaded: int = 0
     values_read: int = 0
     calls: int = 0
+    damping_bumps: int = 0
+    extra_damping_max: float = 0.0
 
     def reset(self) -> None:
         self.analog_time_tau, self.values_loaded, self.values_read, self.calls = 0.0, 0, 0, 0
+        self.damping_bumps, self.extra_damping_max = 0, 0.0
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
@@ -155,6 +160,9 @@ class AnalogConfig:
         rounding, roundings: a hardware profile's DAC rounding (``"nearest"`` or ``"stochastic"``) and the
             number of independent loads averaged per call (randomized-rounding error mitigation; each load is
             a full run, so the analog time and I/O grow by ``roundings``).
+        pd_guard: when the hardware refuses a matrix because quantization made it indefinite, retry with
+            1.5× the extra damping the device names (up to 8 times) instead of raising; every retry is
+            counted in ``SolverStats.damping_bumps`` / ``extra_damping_max`` and reported by training.
     """
 
     analog_time: float = 50.0
@@ -164,6 +172,7 @@ class AnalogConfig:
     normalize: bool = True
     rounding: str = "nearest"
     roundings: int = 1
+    pd_guard: bool = False
 
     def __post_init__(self) -> None:
         for field, value in (("analog_time", self.analog_time), ("dt", self.dt)):
@@ -187,18 +196,39 @@ class AnalogConfig:
         return self.analog_time / 10 if self.burn_in is None else self.burn_in
 
 
-def _device_call(fn, *args, scale: float = 1.0, **kwargs):
-    """Call the device; a matrix the hardware cannot hold (CircuitError) becomes a TrainingError naming it
-    (and the normalisation ``scale`` s the solver applied, so damping quoted for M·s maps back to M)."""
-    from thermotrain._errors import CircuitError
+def _device_call(fn, M, *args, scale: float = 1.0, guard: SolverStats | None = None, **kwargs):
+    """Call the device on matrix ``M``; a matrix the hardware cannot hold (CircuitError) becomes a
+    TrainingError naming it (and the normalisation ``scale`` s the solver applied, so damping quoted for M·s
+    maps back to M). With ``guard`` (the solver's stats), an indefinite-after-quantization refusal is retried
+    with 1.5× the extra damping the device names, at most 8 times, and counted."""
+    from thermotrain._errors import CircuitError, UnloadableMatrixError
 
-    try:
-        return fn(*args, **kwargs)
-    except CircuitError as exc:
-        raise TrainingError(
-            f"the analog device refused the curvature matrix: {exc} (The solver loaded M·s with "
-            f"s = {scale:.3g}: divide a damping quoted above by s to get the damping of the factor itself.)"
-        ) from exc
+    extra = 0.0
+    for _ in range(9):
+        try:
+            result = fn(
+                M if extra == 0 else M + extra * torch.eye(M.shape[0], dtype=M.dtype), *args, **kwargs
+            )
+            if extra > 0 and guard is not None:
+                guard.damping_bumps += 1
+                guard.extra_damping_max = max(guard.extra_damping_max, extra / scale)
+            return result
+        except UnloadableMatrixError as exc:
+            if guard is None:
+                raise _refused(exc, scale) from exc
+            extra += 1.5 * exc.extra_damping
+            last = exc
+        except CircuitError as exc:
+            raise _refused(exc, scale) from exc
+    raise _refused(last, scale) from last
+
+
+def _refused(exc: Exception, scale: float) -> TrainingError:
+    return TrainingError(
+        f"the analog device refused the curvature matrix: {exc} (The solver loaded M·s with "
+        f"s = {scale:.3g}: divide a damping quoted above by s to get the damping of the factor itself; "
+        "or enable the damping guard, AnalogConfig(pd_guard=True) / --pd-guard.)"
+    )
 
 
 def _models():
@@ -287,6 +317,7 @@ class AnalogSolver(CurvatureSolver):
             _models().inverse,
             M * s,
             scale=s,
+            guard=self.stats if c.pd_guard else None,
             backend=self.backend,
             t=c.analog_time,
             kappa0=c.kappa0,
@@ -315,6 +346,7 @@ class AnalogSolver(CurvatureSolver):
             M * s,
             B * beta,
             scale=s,
+            guard=self.stats if c.pd_guard else None,
             backend=self.backend,
             t=c.analog_time,
             kappa0=c.kappa0,

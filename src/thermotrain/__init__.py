@@ -35,5 +35,8 @@ from thermotrain._errors import (
 from thermotrain._errors import (
     TrainingError as TrainingError,
 )
+from thermotrain._errors import (
+    UnloadableMatrixError as UnloadableMatrixError,
+)
 
 __version__ = "0.1.0"

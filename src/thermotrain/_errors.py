@@ -9,6 +9,15 @@ class CircuitError(ThermotrainError, ValueError):
     """A circuit spec or target matrix cannot be realised (non-SPD, non-finite, component out of range)."""
 
 
+class UnloadableMatrixError(CircuitError):
+    """The hardware cannot hold a matrix (e.g. quantization made it indefinite). ``extra_damping`` is the
+    smallest diagonal shift, in the units of the matrix passed in, that would make the loaded matrix PD."""
+
+    def __init__(self, message: str, extra_damping: float) -> None:
+        super().__init__(message)
+        self.extra_damping = float(extra_damping)
+
+
 class SpiceError(ThermotrainError, RuntimeError):
     """ngspice failed; the message carries ngspice's own words."""
 

@@ -326,3 +326,20 @@ def test_randomized_rounding_loads_are_averaged_and_accounted() -> None:
     assert (many.x - exact).norm() < (one.x - exact).norm()
     with pytest.raises(ValueError, match="quantizes nothing"):
         solve(A, b, backend="ideal", rounding="stochastic")
+
+
+def test_the_damping_guard_retries_a_refused_matrix_and_counts_it() -> None:
+    from thermotrain import UnloadableMatrixError
+    from thermotrain.training import AnalogConfig, AnalogSolver
+
+    g = torch.Generator().manual_seed(5)
+    Q, _ = torch.linalg.qr(torch.randn(24, 24, generator=g, dtype=torch.float64))
+    A = Q @ torch.diag(torch.logspace(-3, 0, 24, dtype=torch.float64)) @ Q.T
+    p = HardwareProfile.from_spec("rc", coupling_bits=4)
+    with pytest.raises(UnloadableMatrixError) as info:
+        p.instantiate(A)
+    assert info.value.extra_damping > 0
+    solver = AnalogSolver(p, AnalogConfig(analog_time=10.0, dt=1.0, pd_guard=True))
+    inv = solver.inverse(A)
+    assert torch.isfinite(inv).all()
+    assert solver.stats.damping_bumps == 1 and solver.stats.extra_damping_max >= info.value.extra_damping
