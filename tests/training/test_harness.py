@@ -120,3 +120,18 @@ def test_a_profile_backend_keeps_its_own_noise_level_unless_the_user_sets_one(tm
     assert own.precond.solver.config.kappa0 == 0.003
     user = Method(TrainConfig(optimizer="kfac", backend=str(path), kappa0=0.02), model)
     assert user.precond.solver.config.kappa0 == 0.02
+
+
+def test_kfac_claims_experiment_reports_both_claims_per_seed(tmp_path) -> None:
+    from thermotrain.training import run_experiment
+
+    payload = run_experiment(
+        "kfac-claims",
+        tmp_path,
+        {"dataset": "digits", "subset": 300, "epochs": 1, "seeds": 2, "analog_time": 400.0, "damping": 0.3},
+    )
+    c = payload["claims"]
+    assert set(c["kfac_steps_to_same_seed_adam_final"]) == {0, 1}
+    assert set(c["thermo_minus_digital_per_seed"]) <= {0, 1}
+    assert isinstance(c["kfac_half_steps_claim_holds"], bool) and isinstance(c["thermo_within_1_point"], bool)
+    assert (tmp_path / "kfac-claims.png").stat().st_size > 0 and (tmp_path / "kfac-claims.json").exists()
