@@ -38,11 +38,11 @@ from thermotrain._report import pyplot, table, write_json
 
 def build_circuit(n: int):
     """``preset("rc8", size=n).build(0)`` (the preset drops entries below 1e-3 max|A|, which no realistic
-    crossbar resistor could hold; ``pruned_entries`` is kept in the JSON as 0 for older readers)."""
+    crossbar resistor could hold)."""
     from thermotrain.circuits import preset
 
     spec = preset("rc8", size=n)
-    return spec, spec.build(0), 0
+    return spec, spec.build(0)
 
 
 def to_model_sde(sde, tau: float):
@@ -72,7 +72,7 @@ def measure(n: int, duration_tau: float, repeats: int, replicas: int, burn_tau: 
     from thermotrain.models import simulate, stationary_covariance
     from thermotrain.netlists import run_transient, write_netlist
 
-    spec, circuit, pruned = build_circuit(n)
+    spec, circuit = build_circuit(n)
     tau, nt = circuit.time_constant, circuit.noise_interval
     stop = duration_tau * tau
     t0 = time.perf_counter()
@@ -118,7 +118,6 @@ def measure(n: int, duration_tau: float, repeats: int, replicas: int, burn_tau: 
     return {
         "N": n,
         "states": len(sde.states),
-        "pruned_entries": pruned,
         "tau_s": tau,
         "noise_interval_s": nt,
         "duration_tau": duration_tau,

@@ -9,7 +9,7 @@ from pathlib import Path
 def _calibrate(args: argparse.Namespace) -> int:
     from thermotrain._errors import CalibrationError
     from thermotrain.models._calibrate import CalibrationSettings, calibrate, load_validation_runs, summary
-    from thermotrain.netlists._cli import spec_from_args
+    from thermotrain.netlists._cli import array_name, spec_from_args
 
     report_dir = args.report or args.out.with_suffix("")
     if args.from_dir is not None:
@@ -35,9 +35,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         workers=args.workers,
         mle=args.mle,
     )
-    name = args.preset if args.matrix is None else f"{args.preset}:{args.matrix.name}"
-    if args.corner != "ideal":
-        name += f"-{args.corner}"
+    name = array_name(args)
     cal = calibrate(
         spec, settings, out_dir=report_dir, profile_path=args.out, name=name, progress=not args.quiet
     )

@@ -45,6 +45,12 @@ def spec_from_args(args: argparse.Namespace):
     return from_matrix(A, b, family=family, nonideal=HARDWARE_CORNERS[args.corner], kappa0=args.kappa0)
 
 
+def array_name(args: argparse.Namespace) -> str:
+    """The label reports use: the preset, the matrix file, the corner (e.g. ``rc8:A.npy-board``)."""
+    name = args.preset if args.matrix is None else f"{args.preset}:{args.matrix.name}"
+    return name if args.corner == "ideal" else f"{name}-{args.corner}"
+
+
 def _load_npy(path: Path, flag: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
@@ -76,9 +82,7 @@ def _validate(args: argparse.Namespace) -> int:
     settings = ValidationSettings(
         runs=args.runs, duration_tau=args.duration, noise=args.noise, seed=args.seed, workers=args.workers
     )
-    name = args.preset if args.matrix is None else f"{args.preset}:{args.matrix.name}"
-    if args.corner != "ideal":
-        name += f"-{args.corner}"
+    name = array_name(args)
     report = validate(
         spec, settings, out_dir=args.out, name=name, progress=not args.quiet, save_traces=args.save_traces
     )

@@ -27,7 +27,7 @@ import torch
 from thermotrain.training._compare import train_comparison
 from thermotrain.training._solvers import shipped_profile_path
 
-__all__ = ["demo_profile", "demo_train", "shipped_profile"]
+__all__ = ["demo_profile", "demo_train", "shipped_profile", "thermo_on_profile"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,19 @@ def shipped_profile() -> tuple[Path | None, str]:
             f"the shipped profile {path} does not load ({type(exc).__name__}: {exc}); using the ideal device",
         )
     return path, f"using the shipped hardware profile {path}"
+
+
+def thermo_on_profile(prof: Any) -> dict[str, Any]:
+    """TrainConfig settings of thermodynamic K-FAC on hardware profile ``prof`` (the demo's, and the
+    experiments'): covariance readout (``PROFILE``), the profile's own κ0, and a sample interval no shorter
+    than its ADC interval."""
+    return {
+        "optimizer": "kfac",
+        "kfac_mode": PROFILE["mode"],
+        "analog_time": float(PROFILE["analog_time"]),
+        "analog_dt": max(float(PROFILE["analog_dt"]), prof.sample_interval_tau),
+        "kappa0": float(prof.kappa0),
+    }
 
 
 def demo_profile(out: Path) -> tuple[Path | None, str]:
@@ -82,11 +95,8 @@ def demo_train(out: Path, quick: bool = False) -> None:
     if profile is not None:
         from thermotrain.models import load_profile
 
-        prof = load_profile(profile)
-        settings = dict(PROFILE) | {
-            "kappa0": float(prof.kappa0),  # the profile's own κ0, not an override
-            "analog_dt": max(float(PROFILE["analog_dt"]), prof.sample_interval_tau),  # ≥ the ADC interval
-        }
+        t = thermo_on_profile(load_profile(profile))
+        settings = {k: t[k] for k in ("analog_time", "analog_dt", "kappa0")} | {"mode": t["kfac_mode"]}
     threads = torch.get_num_threads()
     # one thread: the matrices are small (<= 65 x 65), and two threads on two shared cores spend more time
     # synchronising than computing (measured: 5-13 ms per profile inverse on 1 thread, 0.2-0.8 s on 2 under load)

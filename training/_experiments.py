@@ -123,25 +123,11 @@ def _write(out: Path, name: str, payload: dict[str, Any]) -> None:
 
 
 def _profile_thermo(path: str | None) -> dict[str, Any]:
-    """Thermodynamic K-FAC on a calibrated profile (default the shipped rc8), covariance readout with the
-    demo's settings and the profile's own κ0."""
-    from thermotrain.training._demo import PROFILE
-
-    prof = _calibrated(path)
-    return {
-        "optimizer": "kfac",
-        "backend": str(path) if path else str(_shipped("rc8")),
-        "kfac_mode": PROFILE["mode"],
-        "analog_time": PROFILE["analog_time"],
-        "analog_dt": max(float(PROFILE["analog_dt"]), prof.sample_interval_tau),
-        "kappa0": float(prof.kappa0),
-    }
-
-
-def _shipped(name: str) -> Any:
+    """Thermodynamic K-FAC on a calibrated profile (default the shipped rc8) with the demo's settings."""
+    from thermotrain.training._demo import thermo_on_profile
     from thermotrain.training._solvers import shipped_profile_path
 
-    return shipped_profile_path(name)
+    return thermo_on_profile(_calibrated(path)) | {"backend": str(path or shipped_profile_path("rc8"))}
 
 
 def _calibrated(path: str | None) -> Any:
@@ -313,7 +299,7 @@ def _cost_model(out: Path, profile: Any) -> dict[str, Any]:
 
 def _kfac_claims(out: Path, opts: dict[str, Any], base: TrainConfig) -> dict[str, Any]:
     """Adam vs digital K-FAC vs thermodynamic K-FAC (profile) with quarter-epoch evaluations; the claims."""
-    from thermotrain.training._demo import PROFILE, shipped_profile
+    from thermotrain.training._demo import shipped_profile, thermo_on_profile
 
     path = opts.get("profile") or shipped_profile()[0]
     if path is None:
@@ -323,17 +309,14 @@ def _kfac_claims(out: Path, opts: dict[str, Any], base: TrainConfig) -> dict[str
     data = load_dataset(base.dataset, base.subset)
     steps_per_epoch = -(-len(data.y_train) // base.batch_size)
     base = dataclasses.replace(base, epochs=epochs, eval_every=max(1, steps_per_epoch // 4))
-    thermo = {
-        "optimizer": "kfac",
+    thermo = thermo_on_profile(prof) | {
         "backend": str(path),
-        "kfac_mode": PROFILE["mode"],
-        "analog_time": float(opts.get("analog_time") or PROFILE["analog_time"]),
-        "analog_dt": max(float(PROFILE["analog_dt"]), prof.sample_interval_tau),
-        "kappa0": float(prof.kappa0),
         "inv_update_steps": int(opts.get("inv_update_steps") or 10),
         "damping": float(opts.get("damping") or 0.1),
         "pd_guard": bool(opts.get("pd_guard")),
     }
+    if opts.get("analog_time"):
+        thermo["analog_time"] = float(opts["analog_time"])
     settings = {
         "adam": {"optimizer": "adam", "lr": float(opts.get("adam_lr") or 1e-3)},
         "kfac (digital)": {
