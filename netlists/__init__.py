@@ -7,9 +7,6 @@
 """
 
 from thermotrain.netlists._ngspice import (
-    RunFailure as RunFailure,
-)
-from thermotrain.netlists._ngspice import (
     SpiceJob as SpiceJob,
 )
 from thermotrain.netlists._ngspice import (
@@ -22,12 +19,6 @@ from thermotrain.netlists._ngspice import (
     read_rawfile as read_rawfile,
 )
 from thermotrain.netlists._ngspice import (
-    run_job as run_job,
-)
-from thermotrain.netlists._ngspice import (
-    run_many as run_many,
-)
-from thermotrain.netlists._ngspice import (
     run_operating_point as run_operating_point,
 )
 from thermotrain.netlists._ngspice import (
@@ -38,6 +29,15 @@ from thermotrain.netlists._safety import (
 )
 from thermotrain.netlists._safety import (
     load_netlist as load_netlist,
+)
+from thermotrain.netlists._sweep import (
+    RunFailure as RunFailure,
+)
+from thermotrain.netlists._sweep import (
+    run_job as run_job,
+)
+from thermotrain.netlists._sweep import (
+    run_many as run_many,
 )
 from thermotrain.netlists._writer import (
     Netlist as Netlist,

@@ -33,14 +33,13 @@ from thermotrain._errors import SpiceError
 from thermotrain._report import covariance_heatmaps, pyplot, table, write_json
 from thermotrain.circuits import ArraySpec, Capacitor, Circuit, Theory, bonferroni_z, linear_sde
 from thermotrain.netlists._ngspice import (
-    RunFailure,
     SpiceJob,
     Transient,
     ngspice_version,
-    run_many,
     run_operating_point,
     run_transient,
 )
+from thermotrain.netlists._sweep import RunFailure, run_many
 from thermotrain.netlists._writer import write_netlist
 
 log = logging.getLogger(__name__)

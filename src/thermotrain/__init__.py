@@ -9,13 +9,28 @@ from thermotrain._errors import (
     CalibrationError as CalibrationError,
 )
 from thermotrain._errors import (
+    CheckpointError as CheckpointError,
+)
+from thermotrain._errors import (
     CircuitError as CircuitError,
+)
+from thermotrain._errors import (
+    DivergedError as DivergedError,
+)
+from thermotrain._errors import (
+    InputError as InputError,
 )
 from thermotrain._errors import (
     NetlistSecurityError as NetlistSecurityError,
 )
 from thermotrain._errors import (
+    OutputError as OutputError,
+)
+from thermotrain._errors import (
     ProfileError as ProfileError,
+)
+from thermotrain._errors import (
+    ResourceLimitError as ResourceLimitError,
 )
 from thermotrain._errors import (
     SpiceConvergenceError as SpiceConvergenceError,

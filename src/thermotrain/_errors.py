@@ -2,7 +2,10 @@
 
 
 class ThermotrainError(Exception):
-    """Base class of every error thermotrain raises on purpose."""
+    """Base class of every error thermotrain raises on purpose. ``exit_code`` is the command line's exit
+    status for it (1 unless a subclass says otherwise)."""
+
+    exit_code = 1
 
 
 class CircuitError(ThermotrainError, ValueError):
@@ -48,3 +51,29 @@ class ProfileError(ThermotrainError, ValueError):
 
 class TrainingError(ThermotrainError, RuntimeError):
     """Training hit a non-finite loss/gradient or an invalid optimizer setting."""
+
+
+class InputError(ThermotrainError, ValueError):
+    """A value from outside (an argument, a file, an environment setting) is out of range, of the wrong
+    kind, unreadable or corrupt. The message names the value and the fix."""
+
+
+class ResourceLimitError(InputError):
+    """A request would need more memory, disk, time or file size than the stated limit; the message gives
+    the estimate, the limit, and the flag or setting that raises it."""
+
+
+class OutputError(ThermotrainError, OSError):
+    """An output folder cannot be used: it is a file, not writable, or holds an earlier run that would be
+    mixed with the new one (pass ``--overwrite`` / ``--resume``)."""
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint is corrupt, foreign (not written by thermotrain), or does not match the run."""
+
+
+class DivergedError(TrainingError):
+    """Training diverged (non-finite or exploding loss). The CLI exits with status 4 and the run's summary
+    says ``"status": "diverged"``."""
+
+    exit_code = 4

@@ -1,6 +1,12 @@
 """The ``thermotrain`` command. Each subcommand lives next to the code it drives, in a ``_cli`` module
 exposing ``add_parser(subparsers)``; this file only lists them, so a sub-package adds a command without
-touching the others."""
+touching the others.
+
+The error boundary is here: any exception reaching it -- a :class:`ThermotrainError` (user error, exit
+status ``exc.exit_code``: 1, or 4 for a diverged run), anything else (exit 1), Ctrl-C (exit 130) -- is printed
+as one line ``thermotrain CMD: error: ...``; ``--debug`` re-raises it for the traceback. A bad flag is
+refused by the parser with one line (exit 2).
+"""
 
 from __future__ import annotations
 
@@ -19,8 +25,28 @@ _COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block), exit status 2, and whose help shows
+    every default (``%(default)s`` is appended to help texts that do not already name a default)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="thermotrain",
         description=(
             "Design-time toolkit for thermodynamic (analog, noise-driven) computers: generate SPICE netlists "
@@ -30,14 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug information")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback of an error (for bug reports)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a sub-package without commands yet
-            if exc.name == name:
-                continue
-            raise
+        module = importlib.import_module(name)
         module.add_parser(sub)
     return parser
 
@@ -55,8 +79,38 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from thermotrain._errors import ThermotrainError
 
+    name = f"thermotrain {args.command}"
     try:
         return int(args.func(args) or 0)
     except ThermotrainError as exc:
-        print(f"thermotrain {args.command}: error: {exc}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"{name}: error: {_one_line(exc)}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 1))
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        if args.debug:
+            raise
+        print(
+            f"{name}: error: out of memory; make the request smaller (fewer cells, steps or samples).",
+            file=sys.stderr,
+        )
         return 1
+    except Exception as exc:  # the boundary: never a traceback for the user
+        if args.debug:
+            raise
+        print(
+            f"{name}: error: unexpected {type(exc).__name__}: {_one_line(exc)} (this is a thermotrain bug; "
+            "rerun with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 2000 else text[:1997] + "..."

@@ -1,0 +1,294 @@
+"""Reading files from outside and writing output folders, safely.
+
+Every file thermotrain reads from a user (netlist, matrix, profile, traces, checkpoint, config) goes
+through :func:`read_regular`: only a regular file is opened (a FIFO would hang, ``/dev/zero`` never ends,
+a directory is a mistake), and only up to a size cap per kind, so a hostile or careless file costs at most
+that much memory. Parsers on top (:func:`load_npy`, :func:`load_json`) accept what is allowed (real finite
+numbers of a bounded shape; JSON of bounded depth without NaN/Infinity) and raise :class:`InputError`
+naming the file and the fix for everything else.
+
+Output folders go through :func:`output_dir`: a folder holding an earlier run is refused (unless
+``overwrite``), everything is written into a private temporary sibling, and the finished folder replaces the
+target by a rename at the end. A run that fails leaves nothing behind and the earlier folder untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thermotrain._errors import InputError, OutputError, ResourceLimitError
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+# Size caps per kind of input file (bytes). A cap can be raised with the environment variable
+# THERMOTRAIN_MAX_<KIND>_MB (e.g. THERMOTRAIN_MAX_TRACES_MB=8192), which the refusal message names.
+FILE_LIMITS: dict[str, int] = {
+    "netlist": 16 * MiB,
+    "noise": 512 * MiB,
+    "matrix": 64 * MiB,
+    "profile": 8 * MiB,
+    "json": 16 * MiB,
+    "traces": 2 * GiB,
+    "checkpoint": 2 * GiB,
+    "config": 1 * MiB,
+}
+MAX_JSON_DEPTH = 32
+
+
+def file_limit(kind: str) -> int:
+    """The size cap (bytes) of one input ``kind``: ``FILE_LIMITS[kind]`` unless
+    ``THERMOTRAIN_MAX_<KIND>_MB`` sets another (a positive number of MiB)."""
+    if kind not in FILE_LIMITS:
+        raise KeyError(f"unknown file kind {kind!r}; known: {sorted(FILE_LIMITS)}")
+    env = f"THERMOTRAIN_MAX_{kind.upper()}_MB"
+    text = os.environ.get(env)
+    if text is None:
+        return FILE_LIMITS[kind]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{env}={text!r} must be a positive number of MiB.")
+    return int(value * MiB)
+
+
+def _mb(n: float) -> str:
+    return f"{n / MiB:.3g} MB"
+
+
+def check_regular(path: str | Path, kind: str, what: str | None = None) -> int:
+    """Check that ``path`` is an existing regular file (symlinks followed) no larger than the cap of
+    ``kind``; return its size in bytes. ``what`` names the input in messages (default: the path)."""
+    path = Path(path)
+    label = what or str(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{label}: no such file ({path}).") from None
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read {path} ({exc.strerror or exc}).") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{label}: {path} is a directory; pass a {kind} file.")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(
+            f"{label}: {path} is not a regular file (a device, FIFO or socket); thermotrain reads {kind} "
+            "input only from regular files."
+        )
+    limit = file_limit(kind)
+    if st.st_size > limit:
+        raise ResourceLimitError(
+            f"{label}: {path} is {_mb(st.st_size)}, above the {_mb(limit)} limit for a {kind} file; if it "
+            f"is genuine, raise THERMOTRAIN_MAX_{kind.upper()}_MB."
+        )
+    return int(st.st_size)
+
+
+def read_regular(path: str | Path, kind: str, what: str | None = None) -> bytes:
+    """The bytes of a regular file no larger than the cap of ``kind`` (see :func:`check_regular`); at
+    most cap + 1 bytes are ever read, even if the file grows meanwhile."""
+    check_regular(path, kind, what)
+    limit = file_limit(kind)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"{what or path}: cannot read {path} ({exc.strerror or exc}).") from None
+    if len(data) > limit:
+        raise ResourceLimitError(
+            f"{what or path}: {path} grew past the {_mb(limit)} limit for a {kind} file while being read."
+        )
+    return data
+
+
+def read_text(path: str | Path, kind: str, what: str | None = None) -> str:
+    """A regular file's text (UTF-8, a leading BOM dropped); refuses binary data (NUL bytes or invalid
+    UTF-8) with the offset of the first bad byte."""
+    data = read_regular(path, kind, what)
+    label = what or str(path)
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InputError(f"{label}: {path} holds binary data (a NUL byte at offset {nul}); pass a text file.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{label}: {path} is not UTF-8 text (bad byte at offset {exc.start}); pass a text file."
+        ) from None
+    return text.lstrip("\ufeff")
+
+
+def load_npy(
+    path: str | Path,
+    what: str,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    max_elements: int | None = None,
+) -> np.ndarray:
+    """A ``.npy`` array of real finite numbers as float64 (no pickle). ``ndim``: the allowed number(s) of
+    dimensions; ``max_elements``: a cap on its size (refused before it is converted)."""
+    data = read_regular(path, "matrix", what)
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{what} {path}: not a readable numpy .npy array ({exc}).") from None
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{what} {path}: holds {type(arr).__name__}, not one .npy array.")
+    if arr.dtype.kind == "c":
+        raise InputError(
+            f"{what} {path}: holds complex numbers (dtype {arr.dtype}); pass a real array (the imaginary "
+            "part would be dropped silently otherwise)."
+        )
+    if arr.dtype.kind not in "iuf":
+        raise InputError(f"{what} {path}: dtype {arr.dtype} is not a real number type; pass floats.")
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if allowed is not None and arr.ndim not in allowed:
+        shape = "a scalar" if arr.ndim == 0 else f"shape {arr.shape}"
+        want = " or ".join(f"{d}-D" for d in allowed)
+        raise InputError(f"{what} {path}: {shape}; a {want} array is needed.")
+    if max_elements is not None and arr.size > max_elements:
+        raise ResourceLimitError(
+            f"{what} {path}: shape {arr.shape} has {arr.size} entries, above the limit of {max_elements}."
+        )
+    out = np.asarray(arr, dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(out))
+    if bad.size:
+        raise InputError(
+            f"{what} {path}: entry {tuple(int(i) for i in bad[0])} is {out[tuple(bad[0])]}; all entries must "
+            "be finite."
+        )
+    return out
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number")
+
+
+def json_depth(obj: Any) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0), computed without recursion."""
+    depth, stack = 0, [(obj, 0)]
+    while stack:
+        item, d = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, d + 1) for v in item.values())
+            depth = max(depth, d + 1)
+        elif isinstance(item, list):
+            stack.extend((v, d + 1) for v in item)
+            depth = max(depth, d + 1)
+    return depth
+
+
+def parse_json(text: str, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON text from outside: NaN/Infinity refused, nesting capped at ``max_depth``."""
+    try:
+        obj = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise InputError(f"{what}: JSON nested too deeply (limit {max_depth} levels).") from None
+    except ValueError as exc:
+        raise InputError(f"{what}: not valid JSON ({exc}).") from None
+    if json_depth(obj) > max_depth:
+        raise InputError(f"{what}: JSON nested {json_depth(obj)} levels deep (limit {max_depth}).")
+    return obj
+
+
+def load_json(path: str | Path, kind: str = "json", what: str | None = None) -> Any:
+    """A JSON file from outside: a regular UTF-8 file under the cap of ``kind``, parsed by
+    :func:`parse_json`."""
+    label = what or str(path)
+    return parse_json(read_text(path, kind, label), label)
+
+
+# ------------------------------------------------------------------------------------------ outputs
+
+
+def check_output_dir(path: str | Path, *, overwrite: bool = False, flag: str = "--out") -> Path:
+    """Check, before any work starts, that ``path`` can become an output folder: not a file, empty or
+    absent (or ``overwrite``), and its parent writable. Returns the absolute path."""
+    path = Path(path).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path} is a file; pass a folder path.")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise OutputError(
+            f"{flag} {path} already holds files from an earlier run; pass --overwrite to replace them, or "
+            "choose another folder."
+        )
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {path}: cannot create files under {parent} (not writable).")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {path} is not writable.")
+    return path
+
+
+@contextlib.contextmanager
+def output_dir(path: str | Path, *, overwrite: bool = False, flag: str = "--out") -> Iterator[Path]:
+    """Write a run's outputs atomically: yields a fresh temporary folder next to ``path``; when the
+    block ends without an exception it replaces ``path`` (an earlier folder is removed only then, and
+    only with ``overwrite``); when it raises, the temporary folder is deleted and ``path`` is untouched.
+
+    The check of :func:`check_output_dir` runs first, so a bad ``--out`` fails before any work.
+    """
+    target = check_output_dir(path, overwrite=overwrite, flag=flag)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old: Path | None = None
+    try:
+        if target.exists():
+            if any(target.iterdir()) and not overwrite:  # filled while we ran
+                raise OutputError(
+                    f"{flag} {target} was filled by something else while this run wrote {tmp}; "
+                    "the new results are kept there."
+                )
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.rename(target, old / "previous")
+        os.rename(tmp, target)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(
+            f"{flag} {target}: cannot move the finished run into place ({exc}); it is in {tmp}."
+        ) from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a reader
+    never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """:func:`write_bytes_atomic` for UTF-8 text."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
