@@ -77,6 +77,7 @@ from thermotrain.circuits._nonideal import (
 )
 from thermotrain.circuits._presets import PRESETS as PRESETS
 from thermotrain.circuits._presets import preset as preset
+from thermotrain.circuits._targets import MAX_CELLS as MAX_CELLS
 from thermotrain.circuits._targets import Scaling as Scaling
 from thermotrain.circuits._targets import check_spd as check_spd
 from thermotrain.circuits._targets import quantize_entries as quantize_entries

@@ -42,7 +42,9 @@ from thermotrain.circuits._elements import (
 )
 from thermotrain.circuits._nonideal import NonIdealities, OpAmp
 from thermotrain.circuits._targets import (
+    MAX_CELLS,
     Scaling,
+    as_real_array,
     check_range,
     check_spd,
     check_vector,
@@ -73,7 +75,11 @@ class ArraySpec(abc.ABC):
     family: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        A = np.asarray(self.matrix, float)
+        A = as_real_array(self.matrix, "matrix")
+        for name in ("damping", "kappa0"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise CircuitError(f"{name} = {v!r} must be a number, not {type(v).__name__}.")
         if not (math.isfinite(self.damping) and self.damping >= 0):
             raise CircuitError(f"damping = {self.damping!r} must be finite and >= 0 (units of A).")
         check_spd(A + self.damping * np.eye(A.shape[0]) if A.ndim == 2 and A.shape[0] == A.shape[1] else A)
@@ -458,10 +464,18 @@ def from_matrix(
     V = voltage_scale * x, tau = time constant (s). Extra keyword arguments are spec fields
     (damping, kappa0, nonideal, capacitance, ...).
     """
-    A = np.asarray(A, float)
-    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+    A = as_real_array(A, "A")
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
         raise CircuitError(f"A must be a non-empty square matrix; got shape {A.shape}.")
-    check_spd(A + kwargs.get("damping", 0.0) * np.eye(A.shape[0]))
+    if A.shape[0] > MAX_CELLS:
+        raise CircuitError(
+            f"A is {A.shape[0]} x {A.shape[0]}: more than the {MAX_CELLS} cells one array may have; split it "
+            "into blocks (tiles) of at most that size."
+        )
+    damping = kwargs.get("damping", 0.0)
+    if isinstance(damping, bool) or not isinstance(damping, int | float) or not math.isfinite(damping):
+        raise CircuitError(f"damping = {damping!r} must be a finite number >= 0 (units of A).")
+    check_spd(A + damping * np.eye(A.shape[0]))
     bt = tuple(check_vector(b, A.shape[0])) if b is not None else ()
     cls = {"rc": RCArraySpec, "rlc": RLCArraySpec}.get(family)
     if cls is None:

@@ -9,6 +9,7 @@ import numpy as np
 from thermotrain._errors import CircuitError
 from thermotrain.circuits._arrays import ArraySpec, RCArraySpec, RLCArraySpec, _as_tuple2
 from thermotrain.circuits._nonideal import HARDWARE_CORNERS, NonIdealities
+from thermotrain.circuits._targets import MAX_CELLS
 
 PRESETS = ("rc8", "rlc8")
 
@@ -45,9 +46,14 @@ def preset(
     (``ideal``, ``board``, ``integrated``) unless ``nonideal`` is given."""
     if name not in PRESETS:
         raise CircuitError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
-    n = size or 8
-    if not (1 <= n <= 256):
-        raise CircuitError(f"size = {n} cells must be in [1, 256].")
+    if size is None:
+        n = 8
+    elif isinstance(size, bool) or not isinstance(size, int | np.integer):
+        raise CircuitError(f"size = {size!r} must be a whole number of cells, not {type(size).__name__}.")
+    else:
+        n = int(size)
+    if not (1 <= n <= MAX_CELLS):
+        raise CircuitError(f"size = {n} cells must be in [1, {MAX_CELLS}].")
     if nonideal is None:
         if corner not in HARDWARE_CORNERS:
             raise CircuitError(

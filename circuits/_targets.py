@@ -9,10 +9,33 @@ import numpy as np
 
 from thermotrain._errors import CircuitError
 
+# The most cells one array (a netlist, a SPICE validation, a calibration) may have. ngspice 39 refactors the
+# dense coupling matrix at every time point (N = 64 already takes ~100 s for 20k steps), and the noise files
+# grow as N x samples: beyond this size a request is a mistake or an attack, not a simulation.
+MAX_CELLS = 256
+
+
+def as_real_array(x: object, name: str) -> np.ndarray:
+    """``x`` as a float64 array; complex, string, object and boolean data are refused (numpy would drop an
+    imaginary part with only a warning, or fail with a bare ValueError)."""
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged nested sequences
+        raise CircuitError(f"{name} is not a rectangular array of numbers ({exc}).") from None
+    if arr.dtype.kind == "c":
+        raise CircuitError(
+            f"{name} holds complex numbers (dtype {arr.dtype}); pass real numbers (its imaginary part would "
+            "otherwise be dropped)."
+        )
+    if arr.dtype.kind not in "iuf":
+        raise CircuitError(f"{name} has dtype {arr.dtype}; pass real numbers (int or float).")
+    return arr.astype(np.float64, copy=False)
+
 
 def check_spd(A: np.ndarray, name: str = "A", *, rtol: float = 1e-9) -> np.ndarray:
-    """Return A as a float64 array after checking it is square, finite, symmetric and positive definite."""
-    A = np.asarray(A, dtype=float)
+    """Return A as a float64 array after checking it is real, square, finite, symmetric and positive
+    definite."""
+    A = as_real_array(A, name)
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
         raise CircuitError(f"{name} must be a non-empty square matrix; got shape {A.shape}.")
     if not np.all(np.isfinite(A)):
@@ -38,7 +61,7 @@ def check_spd(A: np.ndarray, name: str = "A", *, rtol: float = 1e-9) -> np.ndarr
 def check_vector(b: np.ndarray | None, n: int, name: str = "b") -> np.ndarray:
     if b is None:
         return np.zeros(n)
-    b = np.asarray(b, dtype=float).reshape(-1)
+    b = as_real_array(b, name).reshape(-1)
     if b.shape != (n,):
         raise CircuitError(f"{name} must have length {n} to match A; got shape {b.shape}.")
     if not np.all(np.isfinite(b)):
