@@ -9,8 +9,37 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import time
 from pathlib import Path
+
+from thermotrain._errors import OutputError
+from thermotrain._safeio import check_output_dir
+
+#: Marks a folder the demo wrote, so a rerun may replace it without --overwrite.
+MARKER = ".thermotrain-demo"
+
+
+def prepare_out(out: Path, *, overwrite: bool = False) -> Path:
+    """Make ``out`` an empty folder for the demo: absent or empty folders are used as they are; a folder an
+    earlier demo wrote (it holds ``MARKER``) is emptied; any other non-empty folder is refused unless
+    ``overwrite``. Checked before any work starts."""
+    out = Path(out)
+    if out.is_dir() and (out / MARKER).is_file():
+        overwrite = True
+    out = check_output_dir(out, overwrite=overwrite)
+    if out.is_dir():
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        (out / MARKER).write_text("written by `thermotrain demo`; a rerun replaces this folder\n")
+    except OSError as exc:
+        raise OutputError(f"--out {out}: cannot write there ({exc.strerror or exc}).") from None
+    return out
 
 
 def _step(title: str) -> float:
@@ -18,12 +47,12 @@ def _step(title: str) -> float:
     return time.perf_counter()
 
 
-def run_demo(out: Path, *, quick: bool = False) -> int:
+def run_demo(out: Path, *, quick: bool = False, overwrite: bool = False) -> int:
     from thermotrain.circuits import preset
     from thermotrain.netlists import write_netlist
     from thermotrain.netlists._validation import ValidationSettings, summary, validate
 
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(out, overwrite=overwrite)
     t_all = time.perf_counter()
     t = _step("1. netlist of the 8-cell RC integrator array (rc8)")
     spec = preset("rc8")
@@ -71,7 +100,7 @@ def run_demo(out: Path, *, quick: bool = False) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    return run_demo(args.out, quick=args.quick)
+    return run_demo(args.out, quick=args.quick, overwrite=args.overwrite)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,4 +112,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)")
     p.add_argument("--quick", action="store_true", help="shorter SPICE runs and training (for smoke tests)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty OUT that an earlier demo did not write (a demo folder is always replaced)",
+    )
     p.set_defaults(func=_main)
