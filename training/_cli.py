@@ -3,38 +3,33 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
+from thermotrain._args import arg_int, nonnegative_float, positive_float, positive_int, seed
+from thermotrain._errors import InputError
 from thermotrain.training._data import DATASETS
-from thermotrain.training._harness import OPTIMIZERS, TrainConfig, train
+from thermotrain.training._experiments import EXPERIMENTS
+from thermotrain.training._harness import OPTIMIZERS, TrainConfig, check_device, train
 from thermotrain.training._nets import MODELS
 
 __all__ = ["add_parser"]
 
-EXPERIMENTS = (
-    "optimizers",
-    "tngd-time",
-    "tngd-delay",
-    "tngd-noise",
-    "kfac-quantization",
-    "cost-model",
-    "kfac-claims",
-)
+
+MAX_THREADS = 1024
+DEFAULT_SEEDS = 3  # experiment seeds per setting from the command line
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
+def _device(text: str) -> str:
+    """argparse type: cpu, cuda or cuda:N (CUDA must be available)."""
+    try:
+        return check_device(text.strip(), "device")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("device=")) from None
 
 
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     cfg = TrainConfig(
         model=args.model,
         dataset=args.dataset,
@@ -60,20 +55,24 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device,
         out=args.out,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
     )
+    if args.threads:
+        torch.set_num_threads(args.threads)
     summary = train(cfg)
-    keys = ("test_accuracy", "test_loss", "steps", "wall_s", "analog_time_tau")
+    keys = ("status", "test_accuracy", "test_loss", "steps", "wall_s", "analog_time_tau")
     print(json.dumps({k: summary[k] for k in keys}))
     return 0
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from thermotrain.training._experiments import run_experiment
+    from thermotrain.training._experiments import OPTION_NAMES, run_experiment
 
-    run_experiment(
-        args.name, args.out, dataclasses.asdict(args) if dataclasses.is_dataclass(args) else vars(args)
-    )
+    opts = {k: v for k in OPTION_NAMES if (v := getattr(args, k, None)) is not None and v is not False}
+    if "seeds" not in opts and "seeds" in EXPERIMENTS[args.name]:
+        opts["seeds"] = DEFAULT_SEEDS
+    run_experiment(args.name, args.out, opts, overwrite=args.overwrite)
     return 0
 
 
@@ -82,7 +81,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a network with SGD/Adam/K-FAC/NGD-CG/TNGD on a digital or thermodynamic backend",
-        description="Train one network; writes OUT/metrics.jsonl, OUT/summary.json and OUT/checkpoint.pt.",
+        description="Train one network; writes OUT/metrics.jsonl, OUT/checkpoint.pt + checkpoint.json after "
+        'every epoch and OUT/summary.json at the end ("status": "completed" or "diverged"). Exit status 4: '
+        "the run diverged (non-finite loss or gradient, or a loss far above the untrained model's).",
     )
     p.add_argument("--model", choices=MODELS, default="mlp", help="network: mlp or the TNGD paper's cnn")
     p.add_argument("--dataset", choices=DATASETS, default="digits", help="data set (both work offline)")
@@ -94,36 +95,53 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "calibrated profiles) or PROFILE.json "
         "(a hardware profile); first-order optimizers ignore it, TNGD always runs the ideal device",
     )
-    p.add_argument("--epochs", type=_positive_int, default=3, help="passes over the training set (count)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and device noise")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="examples per step (count)")
+    p.add_argument("--epochs", type=positive_int, default=3, help="passes over the training set (count)")
     p.add_argument(
-        "--lr", type=float, default=None, help="learning rate (dimensionless; default per optimizer)"
+        "--seed",
+        type=seed,
+        default=0,
+        help="seed of initialisation, data order and device noise (0 … 2**32-1)",
+    )
+    p.add_argument("--batch-size", type=positive_int, default=128, help="examples per step (count)")
+    p.add_argument(
+        "--lr",
+        type=positive_float,
+        default=None,
+        help="learning rate (dimensionless, > 0; default per optimizer)",
     )
     p.add_argument(
-        "--damping", type=float, default=None, help="damping λ of K-FAC/NGD/TNGD (dimensionless, > 0)"
+        "--damping",
+        type=positive_float,
+        default=None,
+        help="damping λ of K-FAC/NGD/TNGD (dimensionless, > 0; default per optimizer)",
     )
     p.add_argument(
-        "--analog-time", type=float, default=50.0, help="device time per solve/inverse or TNGD step (τ)"
+        "--analog-time",
+        type=nonnegative_float,
+        default=50.0,
+        help="device time per solve/inverse or TNGD step (τ, ≥ 0; > 0 for thermodynamic K-FAC)",
     )
-    p.add_argument("--delay", type=float, default=0.0, help="TNGD delay t_d between readout and reload (τ)")
+    p.add_argument(
+        "--delay",
+        type=nonnegative_float,
+        default=0.0,
+        help="TNGD delay t_d between readout and reload (τ, ≥ 0)",
+    )
     p.add_argument(
         "--kappa0",
-        type=float,
+        type=nonnegative_float,
         default=None,
         help="device noise strength κ0 (dimensionless; default: a hardware profile's own κ0, else 1e-2)",
     )
     p.add_argument(
         "--kfac-mode", choices=("inverse", "solve"), default="inverse", help="thermodynamic K-FAC form"
     )
+    p.add_argument("--inv-update-steps", type=positive_int, default=10, help="K-FAC inverse interval (steps)")
+    p.add_argument("--subset", type=positive_int, default=None, help="use only this many examples (count)")
     p.add_argument(
-        "--inv-update-steps", type=_positive_int, default=10, help="K-FAC inverse interval (steps)"
+        "--eval-every", type=positive_int, default=None, help="extra test evaluation interval (steps)"
     )
-    p.add_argument("--subset", type=_positive_int, default=None, help="use only this many examples (count)")
-    p.add_argument(
-        "--eval-every", type=_positive_int, default=None, help="extra test evaluation interval (steps)"
-    )
-    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    p.add_argument("--device", type=_device, default="cpu", help="torch device: cpu, cuda or cuda:N")
     p.add_argument(
         "--lr-schedule",
         choices=("constant", "cosine"),
@@ -132,7 +150,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--analog-dt",
-        type=float,
+        type=positive_float,
         default=0.1,
         help="covariance-readout sample interval (tau; K-FAC inverse mode)",
     )
@@ -144,7 +162,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--roundings",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="independent loads averaged per device call (randomized-rounding mitigation; count)",
     )
@@ -154,19 +172,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="retry a matrix the profile's quantization made indefinite with more damping (reported) "
         "instead of stopping",
     )
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (count; 0 = torch's default)")
-    p.add_argument("--out", default="runs/train", help="output folder (path)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument(
+        "--threads",
+        type=arg_int(0, MAX_THREADS),
+        default=0,
+        help=f"torch CPU threads (count, 0 … {MAX_THREADS}; 0 = torch's default)",
+    )
+    p.add_argument(
+        "--out", default="runs/train", help="output folder (path; must be empty unless --resume/--overwrite)"
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUT from OUT/checkpoint.pt + checkpoint.json (--epochs must exceed its epochs)",
+    )
+    mode.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="remove the earlier run's files in OUT (metrics, summary, checkpoint) before training",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_train)
 
     e = subparsers.add_parser(
         "experiment",
         help="reproduce a study (optimizers, TNGD time/delay/noise, K-FAC quantization, cost model)",
-        description="Run one experiment; writes OUT/NAME.json and OUT/NAME.png.",
+        description="Run one experiment; writes OUT/NAME.json and OUT/NAME.png (all at once, at the end). "
+        "If any run of the study fails, the other runs' results are still written and the command exits "
+        "non-zero (4 when every failure is a divergence) naming the failed runs.",
     )
-    e.add_argument("name", choices=EXPERIMENTS, help="experiment name")
-    e.add_argument("--out", default="runs/experiments", help="output folder (path)")
+    e.add_argument("name", choices=tuple(EXPERIMENTS), help="experiment name")
+    e.add_argument(
+        "--out",
+        default=None,
+        help="output folder (path; default runs/experiments/NAME; must be empty unless --overwrite)",
+    )
+    e.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT (when the experiment finishes) if it holds files",
+    )
     e.add_argument(
         "--dataset",
         choices=DATASETS,
@@ -174,23 +220,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="data set (default: digits; fashion-mnist for kfac-claims)",
     )
     e.add_argument(
-        "--epochs", type=_positive_int, default=None, help="epochs per run (count; default per study)"
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="epochs per run (count; default 5, 3 for kfac-claims)",
     )
-    e.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds per setting (count)")
-    e.add_argument("--subset", type=_positive_int, default=None, help="use only this many examples (count)")
+    e.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=None,
+        help=f"number of seeds per setting (count; default {DEFAULT_SEEDS})",
+    )
+    e.add_argument("--subset", type=positive_int, default=None, help="use only this many examples (count)")
     e.add_argument(
         "--profile",
         default=None,
-        help="hardware-profile JSON (path) for kfac-quantization/cost-model/kfac-claims (default: shipped rc8)",
+        help="hardware-profile JSON (path) for optimizers/tngd-noise/kfac-quantization/cost-model/kfac-claims "
+        "(default: shipped rc8)",
     )
     e.add_argument(
-        "--damping", type=float, default=None, help="K-FAC damping λ for kfac-claims (default 0.1)"
+        "--damping",
+        type=positive_float,
+        default=None,
+        help="K-FAC damping λ for kfac-claims (dimensionless, > 0; default 0.1)",
     )
     e.add_argument(
         "--inv-update-steps",
-        type=_positive_int,
+        type=positive_int,
         default=None,
-        help="K-FAC inverse interval for kfac-claims (steps)",
+        help="K-FAC inverse interval for kfac-claims (steps; default 10)",
     )
     e.add_argument(
         "--pd-guard",
@@ -199,11 +257,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument(
         "--analog-time",
-        type=float,
+        type=positive_float,
         default=None,
-        help="device time per inverse for kfac-claims (tau; default 4000)",
+        help="device time per inverse for kfac-claims (tau, > 0; default 4000)",
     )
     e.add_argument(
-        "--adam-lr", type=float, default=None, help="Adam's learning rate for kfac-claims (default 1e-3)"
+        "--adam-lr",
+        type=positive_float,
+        default=None,
+        help="Adam's learning rate for kfac-claims (dimensionless, > 0; default 1e-3)",
     )
     e.set_defaults(func=_experiment)

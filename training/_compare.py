@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from thermotrain._safeio import output_dir
 from thermotrain.training._data import load_dataset
 from thermotrain.training._harness import TrainConfig, train
 
@@ -76,6 +77,7 @@ def train_comparison(
     analog_dt: float = 0.1,
     subset: int | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """Train a small MLP with Adam, digital K-FAC and thermodynamic K-FAC; print and return a 3-row table.
 
@@ -83,14 +85,46 @@ def train_comparison(
     device when ``None``: ``mode="solve"`` (default; mean readout of (G+λI)⁻¹∇W(A+λI)⁻¹, warm-started) or
     ``"inverse"`` (covariance readout, much noisier at equal analog time), ``analog_time`` (τ) per solve,
     noise ``kappa0``, covariance-readout sample interval ``analog_dt`` (τ); both K-FAC runs use ``damping`` λ. Writes ``out_dir/{adam,kfac-digital,kfac-thermo}/`` run folders,
-    ``out_dir/comparison.json`` and ``out_dir/comparison.png`` (test accuracy/loss against steps).
+    ``out_dir/comparison.json`` and ``out_dir/comparison.png`` (test accuracy/loss against steps), all
+    together at the end (a temporary folder renamed into place; nothing is left if a run fails).
+    ``out_dir`` must be absent or empty unless ``overwrite`` (then it is replaced when the new runs finish).
 
     Returns:
         One dict per optimizer with optimizer, test_accuracy (fraction), test_loss (nats), steps, wall_s (s),
         analog_time_tau (τ).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with output_dir(out_dir, overwrite=overwrite, flag="out_dir") as tmp:
+        return _compare(
+            tmp,
+            backend_profile,
+            dataset,
+            epochs,
+            seed,
+            analog_time,
+            kappa0,
+            damping,
+            mode,
+            analog_dt,
+            subset,
+            progress,
+        )
+
+
+def _compare(
+    out: Path,
+    backend_profile: str | Path | None,
+    dataset: str,
+    epochs: int,
+    seed: int,
+    analog_time: float,
+    kappa0: float,
+    damping: float,
+    mode: str,
+    analog_dt: float,
+    subset: int | None,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """The body of :func:`train_comparison`, writing into the fresh folder ``out``."""
     data = load_dataset(dataset, subset)
     thermo_backend = str(backend_profile) if backend_profile is not None else "ideal"
     common = dict(model="mlp", dataset=dataset, epochs=epochs, seed=seed, batch_size=64, progress=progress)

@@ -85,6 +85,9 @@ def demo_profile(out: Path) -> tuple[Path | None, str]:
 def demo_train(out: Path, quick: bool = False) -> None:
     """Train Adam, digital K-FAC and thermodynamic K-FAC on digits; print the table; save comparison files.
 
+    ``out/train/`` is the demo's own folder: an earlier demo's runs there are replaced (when the new ones
+    finish), so ``make demo`` works twice in a row.
+
     Args:
         out: the demo's output folder; results go to ``out/train/``.
         quick: 2 epochs on 600 training examples instead of 5 epochs on all 1,437 (for CI / smoke runs).
@@ -108,6 +111,7 @@ def demo_train(out: Path, quick: bool = False) -> None:
             epochs=2 if quick else 5,
             subset=600 if quick else None,
             damping=0.1,
+            overwrite=True,
             **settings,
         )
     finally:

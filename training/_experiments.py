@@ -14,22 +14,105 @@
   accuracy (claim: ≤ half of Adam's steps) and the final thermodynamic − digital gap (claim: within 1 point).
 
 Defaults are sized for a 2-core CPU (digits, small MLP); ``--dataset fashion-mnist --subset N`` scales up.
+
+Every option is checked where it enters (:func:`run_experiment`): its type and range, and that the
+experiment uses it (``--damping`` for ``tngd-time`` is refused, not ignored). The outputs are written
+together at the end (a temporary folder renamed into place; a folder holding files is refused unless
+``overwrite``). A run of the study that fails (diverges, or a matrix the hardware refuses) is recorded in the
+JSON under ``"failed"`` while the others go on; then :class:`ExperimentFailed` names the failed runs, so the
+command exits non-zero (4 when every failure is a divergence) with the other runs' results on disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from thermotrain._errors import TrainingError
-from thermotrain.training._data import load_dataset
+from thermotrain._args import check_choice, check_float, check_int
+from thermotrain._errors import DivergedError, InputError, ThermotrainError, TrainingError
+from thermotrain._safeio import output_dir, read_text
+from thermotrain.training._data import DATASETS, load_dataset
 from thermotrain.training._harness import TrainConfig, train
 
-__all__ = ["run_experiment"]
+__all__ = ["EXPERIMENTS", "OPTION_NAMES", "ExperimentFailed", "run_experiment"]
+
+_COMMON = ("dataset", "epochs", "seeds", "subset")
+#: The options each experiment uses (anything else passed to it is refused).
+EXPERIMENTS: dict[str, tuple[str, ...]] = {
+    "optimizers": (*_COMMON, "profile"),
+    "tngd-time": _COMMON,
+    "tngd-delay": _COMMON,
+    "tngd-noise": (*_COMMON, "profile"),
+    "kfac-quantization": (*_COMMON, "profile"),
+    "cost-model": ("profile",),
+    "kfac-claims": (
+        *_COMMON,
+        "profile",
+        "damping",
+        "inv_update_steps",
+        "pd_guard",
+        "analog_time",
+        "adam_lr",
+    ),
+}
+OPTION_NAMES = ("dataset", "epochs", "seeds", "subset", "profile", "damping", "inv_update_steps", "pd_guard")
+OPTION_NAMES = (*OPTION_NAMES, "analog_time", "adam_lr")
+
+
+class ExperimentFailed(TrainingError):
+    """Some runs of an experiment failed; the others' results were written. ``payload`` is what was
+    written; ``exit_code`` is 4 when every failure was a divergence, else 1."""
+
+    def __init__(self, message: str, payload: dict[str, Any], all_diverged: bool) -> None:
+        super().__init__(message)
+        self.payload = payload
+        self.exit_code = 4 if all_diverged else 1
+
+
+def _flag_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The options of experiment ``name``, checked: known, used by that experiment, of the right type and
+    range (``InputError`` naming the option otherwise). Absent options stay absent (defaults apply)."""
+    check_choice("experiment", name, tuple(EXPERIMENTS))
+    opts = dict(options or {})
+    unknown = sorted(set(opts) - set(OPTION_NAMES))
+    if unknown:
+        raise InputError(f"unknown experiment option(s) {unknown}; known: {', '.join(OPTION_NAMES)}.")
+    unused = [k for k in OPTION_NAMES if k in opts and k not in EXPERIMENTS[name]]
+    if unused:
+        users = {k: [e for e, keys in EXPERIMENTS.items() if k in keys] for k in unused}
+        raise InputError(
+            f"experiment {name} does not use {', '.join(_flag_name(k) for k in unused)} ("
+            + "; ".join(f"{_flag_name(k)} is for {', '.join(v)}" for k, v in users.items())
+            + "); drop it."
+        )
+    checked: dict[str, Any] = {}
+    for key, value in opts.items():
+        flag = _flag_name(key)
+        if key == "dataset":
+            checked[key] = check_choice(flag, value, DATASETS)
+        elif key in ("epochs", "seeds", "subset", "inv_update_steps"):
+            checked[key] = check_int(flag, value, minimum=1)
+        elif key in ("damping", "analog_time", "adam_lr"):
+            checked[key] = check_float(flag, value, minimum=0.0, strict_min=True)
+        elif key == "pd_guard":
+            if not isinstance(value, bool):
+                raise InputError(f"{flag}={value!r} must be True or False.")
+            checked[key] = value
+        elif key == "profile":
+            if not isinstance(value, str | Path) or not str(value):
+                raise InputError(f"--profile={value!r} must be the path of a hardware-profile JSON.")
+            read_text(value, "profile", f"--profile {value}")  # a regular text file under the cap
+            checked[key] = str(value)
+    return checked
 
 
 def _plt():
@@ -49,7 +132,10 @@ def _curve(
 
 
 failures: dict[str, list[str]] = {}
-"""Settings whose runs raised ``TrainingError`` in the last sweep (label → messages); written to the JSON."""
+"""Settings whose runs raised a ``ThermotrainError`` in the last sweep (label → messages); written to the
+JSON."""
+_diverged_only: list[bool] = []
+"""One entry per failure of the last sweep: whether it was a divergence."""
 
 
 def _sweep(
@@ -57,6 +143,7 @@ def _sweep(
 ) -> dict[str, list[dict[str, Any]]]:
     runs: dict[str, list[dict[str, Any]]] = {}
     failures.clear()
+    _diverged_only.clear()
     total, done = len(settings) * seeds, 0
     for label, overrides in settings.items():
         runs[label] = []
@@ -66,8 +153,10 @@ def _sweep(
             cfg = dataclasses.replace(base, seed=seed, **overrides)
             try:
                 summary = train(cfg, data)
-            except TrainingError as exc:  # a diverged setting is a result: record it, keep sweeping
+            except ThermotrainError as exc:  # a failed run is a result: record it, keep sweeping, report it
                 failures.setdefault(label, []).append(f"seed {seed}: {exc}")
+                _diverged_only.append(isinstance(exc, DivergedError))
+                print(f"[{done}/{total}] {label}, seed {seed} FAILED: {exc}", flush=True)
                 continue
             summary.pop("config")
             summary["seed"] = seed
@@ -115,7 +204,10 @@ def _plot_runs(runs: dict[str, list[dict[str, Any]]], path: Path, title: str, wa
 
 
 def _write(out: Path, name: str, payload: dict[str, Any]) -> None:
-    (out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
+    from thermotrain.training._harness import _finite_or_text
+
+    text = json.dumps(_finite_or_text(payload), indent=2, default=str, allow_nan=False)
+    (out / f"{name}.json").write_text(text)
     for row in payload.get("table", []):
         print(json.dumps(row))
     for label, messages in payload.get("failed", {}).items():
@@ -127,14 +219,15 @@ def _profile_thermo(path: str | None) -> dict[str, Any]:
     from thermotrain.training._demo import thermo_on_profile
     from thermotrain.training._solvers import shipped_profile_path
 
-    return thermo_on_profile(_calibrated(path)) | {"backend": str(path or shipped_profile_path("rc8"))}
+    backend = shipped_profile_path("rc8") if path is None else path
+    return thermo_on_profile(_calibrated(path)) | {"backend": str(backend)}
 
 
 def _calibrated(path: str | None) -> Any:
     """The profile at ``path``, or the shipped SPICE-calibrated rc8 profile."""
     from thermotrain.training._solvers import shipped_profile_path
 
-    return _profile(path or str(shipped_profile_path("rc8")))
+    return _profile(str(shipped_profile_path("rc8")) if path is None else path)
 
 
 def _profile(path: str | None) -> Any:
@@ -142,26 +235,62 @@ def _profile(path: str | None) -> Any:
         return None
     from thermotrain.models import load_profile
 
+    read_text(path, "profile", f"hardware profile {path}")  # a regular text file under the cap
     return load_profile(path)
 
 
-def run_experiment(name: str, out_dir: str | Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run experiment ``name``; write ``out_dir/name.json`` and ``out_dir/name.png``; return the payload."""
-    opts = options or {}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dataset = opts.get("dataset") or "digits"
-    seeds = int(opts.get("seeds") or 3)
+def run_experiment(
+    name: str, out_dir: str | Path | None, options: dict[str, Any] | None = None, *, overwrite: bool = False
+) -> dict[str, Any]:
+    """Run experiment ``name``; write ``out_dir/name.json`` and ``out_dir/name.png``; return the payload.
+
+    ``out_dir`` (default ``runs/experiments/NAME``) must be absent or empty unless ``overwrite``; the files
+    appear together when the experiment ends (nothing is left when it raises). ``options`` are checked by
+    :func:`check_options` before any work.
+
+    Raises:
+        InputError: a bad option. OutputError: ``out_dir`` holds files (without ``overwrite``) or is a file.
+        ExperimentFailed: some runs failed; the JSON (with ``"failed"``) and the plot were written first.
+    """
+    opts = check_options(name, options)
+    out_path = Path(out_dir) if out_dir is not None else Path("runs/experiments") / name
+    with output_dir(out_path, overwrite=overwrite, flag="--out") as tmp:
+        payload = _run(name, tmp, opts)
+    failed = payload.get("failed") or {}
+    if failed:
+        count = sum(len(v) for v in failed.values())
+        total = count + sum(len(v) for v in payload.get("runs", {}).values())
+        what = "; ".join(
+            f"{label!r} {' | '.join(m.rstrip('.') for m in msgs)}" for label, msgs in failed.items()
+        )
+        raise ExperimentFailed(
+            f"{count} of {total} runs of experiment {name} failed: {what}. The other runs' results are in "
+            f'{out_path / (name + ".json")} ("failed" lists these).',
+            payload,
+            all_diverged=bool(_diverged_only) and all(_diverged_only),
+        )
+    return payload
+
+
+def _run(name: str, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """The body of :func:`run_experiment`, writing into ``out`` (a fresh folder)."""
+    dataset = opts.get("dataset", "digits")
+    seeds = opts.get("seeds", 3)
     subset = opts.get("subset")
-    base = TrainConfig(dataset=dataset, model="mlp", batch_size=64, progress=True, subset=subset, epochs=5)
-    if opts.get("epochs"):
-        base = dataclasses.replace(base, epochs=int(opts["epochs"]))
+    progress = sys.stderr.isatty()  # progress bars for a person at a terminal, not in logs
+    base = TrainConfig(
+        dataset=dataset, model="mlp", batch_size=64, progress=progress, subset=subset, epochs=5
+    )
+    if opts.get("epochs") is not None:
+        base = dataclasses.replace(base, epochs=opts["epochs"])
 
     if name == "cost-model":
         return _cost_model(out, _profile(opts.get("profile")))
     if name == "kfac-claims":
         return _kfac_claims(
-            out, opts, base if opts.get("dataset") else dataclasses.replace(base, dataset="fashion-mnist")
+            out,
+            opts,
+            base if opts.get("dataset") is not None else dataclasses.replace(base, dataset="fashion-mnist"),
         )
     data = load_dataset(dataset, subset)
     if name == "optimizers":
@@ -301,24 +430,28 @@ def _kfac_claims(out: Path, opts: dict[str, Any], base: TrainConfig) -> dict[str
     """Adam vs digital K-FAC vs thermodynamic K-FAC (profile) with quarter-epoch evaluations; the claims."""
     from thermotrain.training._demo import shipped_profile, thermo_on_profile
 
-    path = opts.get("profile") or shipped_profile()[0]
+    path = opts["profile"] if opts.get("profile") is not None else shipped_profile()[0]
     if path is None:
         raise TrainingError("kfac-claims needs a hardware profile: pass --profile PROFILE.json.")
     prof = _profile(str(path))
-    epochs = int(opts.get("epochs") or 3)
+    epochs = opts["epochs"] if opts.get("epochs") is not None else 3
     data = load_dataset(base.dataset, base.subset)
     steps_per_epoch = -(-len(data.y_train) // base.batch_size)
     base = dataclasses.replace(base, epochs=epochs, eval_every=max(1, steps_per_epoch // 4))
+
+    def opt(key: str, default: Any) -> Any:
+        return opts[key] if opts.get(key) is not None else default
+
     thermo = thermo_on_profile(prof) | {
         "backend": str(path),
-        "inv_update_steps": int(opts.get("inv_update_steps") or 10),
-        "damping": float(opts.get("damping") or 0.1),
-        "pd_guard": bool(opts.get("pd_guard")),
+        "inv_update_steps": opt("inv_update_steps", 10),
+        "damping": opt("damping", 0.1),
+        "pd_guard": opt("pd_guard", False),
     }
-    if opts.get("analog_time"):
-        thermo["analog_time"] = float(opts["analog_time"])
+    if opts.get("analog_time") is not None:
+        thermo["analog_time"] = opts["analog_time"]
     settings = {
-        "adam": {"optimizer": "adam", "lr": float(opts.get("adam_lr") or 1e-3)},
+        "adam": {"optimizer": "adam", "lr": opt("adam_lr", 1e-3)},
         "kfac (digital)": {
             "optimizer": "kfac",
             "inv_update_steps": thermo["inv_update_steps"],
@@ -326,7 +459,7 @@ def _kfac_claims(out: Path, opts: dict[str, Any], base: TrainConfig) -> dict[str
         },
         f"kfac (thermo, {prof.name})": thermo,
     }
-    runs = _sweep(base, settings, int(opts.get("seeds") or 1), data)
+    runs = _sweep(base, settings, opt("seeds", 1), data)
 
     def evals(summary: dict[str, Any]) -> list[tuple[int, float]]:
         return [(h["step"], h["test_accuracy"]) for h in summary["history"] if h["kind"] in ("eval", "epoch")]

@@ -394,10 +394,16 @@ def make_solver(
     if isinstance(backend, str) and backend in SHIPPED_PROFILES:
         backend = shipped_profile_path(backend)
     if backend == "ideal" or isinstance(backend, str | Path):
-        if isinstance(backend, str | Path) and backend != "ideal" and not Path(backend).exists():
-            raise TrainingError(
-                f"Unknown backend {str(backend)!r}: use 'exact', 'ideal', a shipped profile (rc8, rlc8) or the path "
-                "of a hardware-profile JSON (e.g. one written by `thermotrain calibrate`)."
-            )
+        if isinstance(backend, str | Path) and backend != "ideal":
+            if not Path(backend).exists():
+                raise TrainingError(
+                    f"Unknown backend {str(backend)!r}: use 'exact', 'ideal', a shipped profile (rc8, rlc8) or "
+                    "the path of a hardware-profile JSON (e.g. one written by `thermotrain calibrate`)."
+                )
+            from thermotrain._safeio import read_text
+
+            # a regular UTF-8 text file under the profile size cap, before the profile parser sees it
+            # (a FIFO, /dev/zero, a directory or a binary file is refused with one line)
+            read_text(backend, "profile", f"backend {str(backend)!r}")
         return AnalogSolver(backend, config, generator)
     return AnalogSolver(backend, config, generator)

@@ -59,7 +59,7 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
 
 
 def test_nan_loss_raises_before_any_update(tmp_path: Path) -> None:
-    with pytest.raises(TrainingError, match="Loss is nan|Loss is inf|Non-finite"):
+    with pytest.raises(TrainingError, match="Loss is nan|Loss is inf|Non-finite|diverged"):
         train(_cfg(tmp_path, optimizer="sgd", lr=1e12))
 
 
