@@ -46,7 +46,8 @@ import scipy.linalg as sla
 import torch
 from scipy.optimize import least_squares
 
-from thermotrain._errors import CalibrationError
+from thermotrain._args import check_choice, check_float, check_int, check_seed
+from thermotrain._errors import CalibrationError, InputError, OutputError
 from thermotrain._report import covariance_heatmaps, pyplot, table, to_jsonable, write_json
 from thermotrain.models._linear_sde import LinearSDE, log_likelihood, stationary_covariance
 from thermotrain.models._profile import FITTED_DEFAULTS, HardwareProfile, save_profile
@@ -81,18 +82,33 @@ class CalibrationSettings:
     timeout: float = 1800.0
 
     def __post_init__(self) -> None:
-        if self.fit_runs < 1:
-            raise ValueError(f"fit_runs = {self.fit_runs} must be >= 1.")
-        if self.heldout_runs < 2:
-            raise ValueError(
-                f"heldout_runs = {self.heldout_runs} must be >= 2 (the run-to-run spread needs two runs)."
+        """Every field checked where it enters (InputError naming the field, the value and the range)."""
+        check_int("fit_runs", self.fit_runs, minimum=1)
+        if check_int("heldout_runs", self.heldout_runs) < 2:
+            raise InputError(
+                f"heldout_runs={self.heldout_runs} must be an integer >= 2: the run-to-run spread of the "
+                "held-out runs needs two runs."
             )
-        if not (math.isfinite(self.duration_tau) and self.duration_tau > 0):
-            raise ValueError(f"duration = {self.duration_tau!r} tau must be > 0.")
-        if not (math.isfinite(self.lag_tau) and self.lag_tau > 0):
-            raise ValueError(f"lag = {self.lag_tau!r} tau must be > 0.")
-        if self.noise not in ("file", "trnoise"):
-            raise ValueError(f"noise = {self.noise!r}: choose 'file' or 'trnoise'.")
+        check_float("duration_tau", self.duration_tau, minimum=0.0, strict_min=True, unit="tau")
+        check_float("lag_tau", self.lag_tau, minimum=0.0, strict_min=True, unit="tau")
+        check_choice("noise", self.noise, ("file", "trnoise"))
+        check_seed("seed", self.seed)
+        if self.workers is not None:
+            check_int("workers", self.workers, minimum=1)
+        check_float("burn_in", self.burn_in, minimum=0.0, unit="slowest relaxation times")
+        if not isinstance(self.mle, bool):
+            raise InputError(f"mle={self.mle!r} must be True or False.")
+        check_int("max_iter", self.max_iter, minimum=1)
+        check_choice("engine", self.engine, ("shared", "batch"))
+        check_float("timeout", self.timeout, minimum=0.0, strict_min=True, unit="s")
+
+
+def check_profile_path(path: str | Path, *, overwrite: bool = False, flag: str = "--out") -> Path:
+    """Check, before any work, that a profile can be written to ``path`` (see
+    :func:`thermotrain._safeio.check_output_file`). Returns the absolute path."""
+    from thermotrain._safeio import check_output_file
+
+    return check_output_file(path, overwrite=overwrite, flag=flag, example="rc8.json", what="profile file")
 
 
 @dataclass(frozen=True)
@@ -416,6 +432,7 @@ def calibrate(
     progress: bool = True,
     name: str | None = None,
     runs: Any = None,
+    overwrite: bool = False,
 ) -> Calibration:
     """Fit the surrogate of ``spec`` (an RC or RLC array spec) to SPICE runs and build its hardware profile.
 
@@ -424,14 +441,28 @@ def calibrate(
 
     Writes ``out_dir/report.json``, ``summary.txt`` and plots (``traces.png``, ``autocorrelation.png``,
     ``covariance.png``, ``fit_errors.png``) when ``out_dir`` is given, and the profile JSON to
-    ``profile_path``. Raises :class:`thermotrain.CalibrationError` when too few runs succeed or a fit fails.
+    ``profile_path``. Both are checked before any SPICE run (:class:`OutputError` for a profile path that
+    is a folder or exists without ``overwrite``, a report folder holding an earlier run, an unwritable
+    place) and written atomically: on any failure neither is left half-written (no ``*.tmp``), and an
+    earlier profile/report is replaced only when the new ones are complete. Raises :class:`thermotrain.CalibrationError` when too few runs succeed or a fit fails.
     Cost: the SPICE runs (seconds per 10³ τ at N = 8), then O(N³) per likelihood evaluation.
     """
+    from thermotrain._safeio import check_output_dir
     from thermotrain.circuits import Theory, linear_sde
     from thermotrain.netlists._ngspice import ngspice_version
-    from thermotrain.netlists._validation import PHASES, ValidationSettings, noisy_runs
+    from thermotrain.netlists._validation import PHASES, ValidationSettings, describe_failures, noisy_runs
 
     t_start = time.perf_counter()
+    if not isinstance(settings, CalibrationSettings):
+        raise InputError(f"settings must be a CalibrationSettings, not {type(settings).__name__}.")
+    if profile_path is not None:
+        check_profile_path(profile_path, overwrite=overwrite)
+    if out_dir is not None:
+        check_output_dir(out_dir, overwrite=overwrite, flag="--report")
+        if profile_path is not None and Path(out_dir).absolute() == Path(profile_path).absolute():
+            raise OutputError(
+                f"the profile {profile_path} and the report folder are the same path; give --out a .json name."
+            )
     s = settings
     name = name or f"{spec.family}{spec.size}"
     circuit = spec.build(s.seed)
@@ -472,7 +503,7 @@ def calibrate(
     if not fit_ids or len(held_ids) < 2:
         raise CalibrationError(
             f"calibration of {name} needs >= 1 fit run and >= 2 held-out runs that succeed; got {len(fit_ids)} "
-            f"and {len(held_ids)} (failures: {runs.failures})."
+            f"and {len(held_ids)} (failed: {describe_failures(runs.failures) or 'none'})."
         )
     fit_series = [by_id[i] for i in fit_ids]
     held_series = [by_id[i] for i in held_ids]
@@ -593,14 +624,18 @@ def calibrate(
     }
     report["timings_s"]["total"] = time.perf_counter() - t_start
     if profile_path is not None:
-        save_profile(profile, profile_path)
         report["profile"] = str(profile_path)
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        _plots(out, name, held_series, device, obs, sur_cov, held_cov, step_tau, report)
-        write_json(out / "report.json", report)
-        (out / "summary.txt").write_text(summary(report) + "\n")
+        from thermotrain._safeio import output_dir, write_text_atomic
+
+        with output_dir(out_dir, overwrite=overwrite, flag="--report") as out:
+            _plots(out, name, held_series, device, obs, sur_cov, held_cov, step_tau, report)
+            write_json(out / "report.json", report)
+            write_text_atomic(out / "summary.txt", summary(report) + "\n")
+            if profile_path is not None:  # last, inside: a failure here leaves no report folder either
+                save_profile(profile, profile_path)
+    elif profile_path is not None:
+        save_profile(profile, profile_path)
     return Calibration(profile, report, device, obs)
 
 
@@ -731,34 +766,96 @@ def load_validation_runs(directory: str | Path) -> tuple[Any, Any, CalibrationSe
     """The spec, runs and settings of a ``thermotrain validate --save-traces`` directory (``report.json`` +
     ``traces.npz``), for :func:`calibrate` without new SPICE runs. Raises CalibrationError naming what is
     missing."""
-    import json
+    import io
+    import zipfile
 
+    from thermotrain._safeio import file_limit, load_json, read_regular
     from thermotrain.circuits import ArraySpec
     from thermotrain.netlists._validation import NoisyRuns
 
     d = Path(directory)
+    hint = "run `thermotrain validate ... --save-traces --out DIR` first"
+    if not d.is_dir():
+        raise CalibrationError(f"--from {d}: not a folder; {hint}.")
     try:
-        report = json.loads((d / "report.json").read_text())
-        spec = ArraySpec.from_dict(report["spec"])
-        with np.load(d / "traces.npz", allow_pickle=False) as z:
-            series = [z[f"run{i}"] for i in range(int(z["runs"]))]
-            step, burn = float(z["step"]), float(z["burn_in"])
-    except (OSError, KeyError, ValueError) as exc:
+        report = load_json(d / "report.json", "json", what=f"--from {d}/report.json")
+        traces = read_regular(d / "traces.npz", "traces", what=f"--from {d}/traces.npz")
+    except InputError as exc:
+        raise CalibrationError(f"{str(exc).rstrip('.')}; {hint}.") from None
+    bad = f"--from {d}/traces.npz"
+    try:
+        with np.load(io.BytesIO(traces), allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            # refuse a zip bomb before anything is decompressed: the members' stated sizes, under the cap
+            total = sum(info.file_size for info in z.zip.infolist())
+            if total > file_limit("traces"):
+                raise CalibrationError(
+                    f"{bad} expands to {total / 2**20:.3g} MB, above the {file_limit('traces') / 2**20:.3g} MB "
+                    "limit for traces; raise THERMOTRAIN_MAX_TRACES_MB if it is genuine."
+                )
+            n_runs = _scalar(z, "runs", bad)
+            if n_runs != int(n_runs) or not 1 <= n_runs <= 100_000:
+                raise CalibrationError(
+                    f"{bad}: runs = {n_runs!r} must be a whole number of runs in [1, 100000]."
+                )
+            step, burn = _scalar(z, "step", bad), _scalar(z, "burn_in", bad)
+            if not step > 0 or burn < 0:
+                raise CalibrationError(f"{bad}: step = {step!r} s must be > 0 and burn_in = {burn!r} s >= 0.")
+            series = []
+            for i in range(int(n_runs)):
+                x = z[f"run{i}"]
+                if x.dtype.kind not in "iuf" or x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
+                    raise CalibrationError(
+                        f"{bad}: run{i} has dtype {x.dtype} and shape {x.shape}; need a real [samples, nodes] array."
+                    )
+                x = np.asarray(x, dtype=np.float64)
+                if not np.isfinite(x).all():
+                    raise CalibrationError(f"{bad}: run{i} holds non-finite values (NaN/inf).")
+                if series and x.shape[1] != series[0].shape[1]:
+                    raise CalibrationError(
+                        f"{bad}: run{i} has {x.shape[1]} nodes, run0 {series[0].shape[1]}."
+                    )
+                series.append(x)
+    except CalibrationError:
+        raise
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
         raise CalibrationError(
-            f"{d} is not a validation directory with traces ({exc}); run `thermotrain validate ... "
-            "--save-traces --out DIR` first."
-        ) from exc
+            f"{bad} is not a readable traces archive ({type(exc).__name__}: {str(exc)[:120]}); {hint}."
+        ) from None
+    try:
+        if not isinstance(report, dict):
+            raise TypeError("report.json is not a JSON object")
+        spec = ArraySpec.from_dict(report["spec"])
+        duration, noise, seed = float(report["duration_tau"]), report["noise"], int(report["seed"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CalibrationError(
+            f"--from {d}/report.json is not a validation report ({type(exc).__name__}: {str(exc)[:120]}); {hint}."
+        ) from None
     if len(series) < 3:
         raise CalibrationError(
             f"{d} holds {len(series)} SPICE runs; calibration needs >= 3 (>= 1 fit, >= 2 held out). "
             "Validate with --runs 4 or more."
         )
     runs = NoisyRuns([], series, [], step, burn, 0.0)
-    settings = CalibrationSettings(
-        fit_runs=len(series) - max(2, len(series) // 2),
-        heldout_runs=max(2, len(series) // 2),
-        duration_tau=float(report["duration_tau"]),
-        noise=report["noise"],
-        seed=int(report["seed"]),
-    )
+    try:
+        settings = CalibrationSettings(
+            fit_runs=len(series) - max(2, len(series) // 2),
+            heldout_runs=max(2, len(series) // 2),
+            duration_tau=duration,
+            noise=noise,
+            seed=seed,
+        )
+    except InputError as exc:
+        raise CalibrationError(f"--from {d}/report.json: {exc}") from None
     return spec, runs, settings
+
+
+def _scalar(z: Any, key: str, what: str) -> float:
+    """A finite real scalar member of an npz archive."""
+    v = z[key]
+    if v.ndim != 0 or v.dtype.kind not in "iuf" or not np.isfinite(v):
+        raise CalibrationError(
+            f"{what}: {key} must be one finite number; got dtype {v.dtype}, shape {v.shape}."
+        )
+    return float(v)

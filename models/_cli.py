@@ -5,17 +5,53 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from thermotrain._args import arg_int, positive_float, positive_int
+
+
+def _heldout_runs(text: str) -> int:
+    """argparse type of --heldout-runs: an integer >= 2 (the held-out run-to-run spread needs two)."""
+    try:
+        return arg_int(2)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer >= 2 (the run-to-run spread of the held-out runs needs two runs), got {text}"
+        ) from None
+
+
+def _report_dir(args: argparse.Namespace) -> Path:
+    return args.report or args.out.with_suffix("")
+
 
 def _calibrate(args: argparse.Namespace) -> int:
     from thermotrain._errors import CalibrationError
-    from thermotrain.models._calibrate import CalibrationSettings, calibrate, load_validation_runs, summary
+    from thermotrain._safeio import check_output_dir
+    from thermotrain.models._calibrate import (
+        CalibrationSettings,
+        calibrate,
+        check_profile_path,
+        load_validation_runs,
+        summary,
+    )
     from thermotrain.netlists._cli import array_name, spec_from_args
 
-    report_dir = args.report or args.out.with_suffix("")
+    report_dir = _report_dir(args)
+    # every output is checked before anything is read or run
+    check_profile_path(args.out, overwrite=args.overwrite, flag="--out")
+    check_output_dir(report_dir, overwrite=args.overwrite, flag="--report")
+    if report_dir.absolute() == args.out.absolute():
+        raise CalibrationError(
+            f"--out {args.out} needs a file name ending in .json (the report goes beside it)."
+        )
     if args.from_dir is not None:
         spec, runs, settings = load_validation_runs(args.from_dir)
         cal = calibrate(
-            spec, settings, out_dir=report_dir, profile_path=args.out, name=args.from_dir.name, runs=runs
+            spec,
+            settings,
+            out_dir=report_dir,
+            profile_path=args.out,
+            name=args.from_dir.name,
+            runs=runs,
+            overwrite=args.overwrite,
         )
         print(summary(cal.report))
         print(f"profile: {args.out}; report and plots: {report_dir}/")
@@ -34,10 +70,17 @@ def _calibrate(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         mle=args.mle,
+        timeout=args.timeout,
     )
     name = array_name(args)
     cal = calibrate(
-        spec, settings, out_dir=report_dir, profile_path=args.out, name=name, progress=not args.quiet
+        spec,
+        settings,
+        out_dir=report_dir,
+        profile_path=args.out,
+        name=name,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     print(summary(cal.report))
     print(f"profile: {args.out}; report and plots: {report_dir}/")
@@ -80,21 +123,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="calibrate on the runs of a `validate --save-traces` folder instead of new SPICE runs",
     )
-    p.add_argument("--fit-runs", type=int, default=4, help="SPICE runs the fit uses (count)")
+    p.add_argument("--fit-runs", type=positive_int, default=4, help="SPICE runs the fit uses (count, >= 1)")
     p.add_argument(
-        "--heldout-runs", type=int, default=4, help="SPICE runs held out for the check (count, >= 2)"
+        "--heldout-runs",
+        type=_heldout_runs,
+        default=4,
+        help="SPICE runs held out for the check (count, >= 2: their run-to-run spread needs two)",
     )
-    p.add_argument("--duration", type=float, default=2000.0, help="observed time per run (tau)")
-    p.add_argument("--lag", type=float, default=0.5, help="identification lag (tau; RC family)")
+    p.add_argument("--duration", type=positive_float, default=2000.0, help="observed time per run (tau, > 0)")
+    p.add_argument("--lag", type=positive_float, default=0.5, help="identification lag (tau, > 0; RC family)")
     p.add_argument("--noise", choices=("file", "trnoise"), default="file", help="noise generator")
-    p.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: cores)")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="parallel ngspice processes (count; default: cores)",
+    )
+    p.add_argument(
+        "--timeout", type=positive_float, default=1800.0, help="wall-clock limit of each SPICE run (s, > 0)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing profile (--out) and report folder"
+    )
     p.add_argument(
         "--mle",
         action="store_true",
         help="refine the RC fit by the exact white-noise likelihood (biased by O(NT/lag) for sampled noise)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--out", type=Path, required=True, help="profile path, e.g. runs/rc8.json")
+    p.add_argument("--out", type=Path, required=True, help="profile path (a .json file), e.g. runs/rc8.json")
     p.add_argument(
         "--report", type=Path, default=None, help="report directory (default: the profile path without .json)"
     )

@@ -27,7 +27,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from thermotrain._errors import CircuitError
+from thermotrain._args import check_choice, check_float, check_int
+from thermotrain._errors import CircuitError, InputError
 from thermotrain.models._linear_sde import (
     psd_factor,
     simulate,
@@ -102,27 +103,25 @@ def _as_columns(b: Tensor, n: int, A: Tensor) -> tuple[Tensor, bool]:
 
 
 def _check_time(t: float, burn_in: float) -> None:
-    if not (math.isfinite(t) and t > 0):
-        raise ValueError(f"t = {t!r} must be a positive analog time (units of τ).")
-    if not (math.isfinite(burn_in) and 0 <= burn_in < t):
-        raise ValueError(f"burn_in = {burn_in!r} must be in [0, t) with t = {t!r} (units of τ).")
+    t = check_float("t", t, minimum=0.0, strict_min=True, unit="τ")
+    burn_in = check_float("burn_in", burn_in, minimum=0.0, unit="τ")
+    if not burn_in < t:
+        raise InputError(f"burn_in = {burn_in!r} must be in [0, t) with t = {t!r} (units of τ).")
 
 
 def _check_rounding(backend: object, rounding: str, roundings: int) -> None:
-    if rounding not in ("nearest", "stochastic"):
-        raise ValueError(f"rounding must be 'nearest' or 'stochastic'; got {rounding!r}.")
-    if not (isinstance(roundings, int) and roundings >= 1):
-        raise ValueError(f"roundings = {roundings!r} must be a positive int (independent loads averaged).")
+    check_choice("rounding", rounding, ("nearest", "stochastic"))
+    check_int("roundings", roundings, minimum=1)
     if (rounding != "nearest" or roundings != 1) and not isinstance(backend, HardwareProfile):
-        raise ValueError(
+        raise InputError(
             f"rounding/roundings describe a hardware profile's DACs; backend {backend!r} quantizes nothing."
         )
 
 
 def _check_backend(backend: object) -> None:
-    if backend in ("exact", "ideal") or isinstance(backend, HardwareProfile):
+    if (isinstance(backend, str) and backend in ("exact", "ideal")) or isinstance(backend, HardwareProfile):
         return
-    raise ValueError(
+    raise InputError(
         f"backend must be 'exact', 'ideal' or a HardwareProfile; got {backend!r}. "
         "Load a profile file with thermotrain.models.load_profile(path)."
     )
@@ -200,17 +199,17 @@ def solve(
     B, squeeze = _as_columns(b, n, A)
     k = B.shape[1]
     if readout not in ("state", "average"):
-        raise ValueError(f"readout must be 'state' or 'average'; got {readout!r}.")
+        raise InputError(f"readout must be 'state' or 'average'; got {readout!r}.")
     if backend == "exact":
         X = torch.cholesky_solve(B, Lc)
         return SolveResult(X[:, 0] if squeeze else X, 0.0, 0, 0)
     if readout == "state" and burn_in != 0.0:
-        raise ValueError(
+        raise InputError(
             f"burn_in = {burn_in!r} applies to readout='average' only; the state readout reads x(t)."
         )
     _check_time(t, burn_in)
-    if kappa0 is not None and not (math.isfinite(kappa0) and kappa0 >= 0):
-        raise ValueError(f"kappa0 = {kappa0!r} must be >= 0 (0 = noiseless).")
+    if kappa0 is not None:
+        kappa0 = check_float("kappa0", kappa0, minimum=0.0, unit="V^2")
     X0 = torch.zeros_like(B) if x0 is None else _as_columns(x0, n, A)[0].expand(n, k)
     loaded, read = n * (n + 1) // 2 + n * k, n * k
     if backend == "ideal":
@@ -279,14 +278,12 @@ def inverse(
     _check_time(t, 0.0 if burn_in is None else burn_in)
     if kappa0 is None:
         kappa0 = 1e-2 if backend == "ideal" else backend.kappa0
-    if not (math.isfinite(kappa0) and kappa0 > 0):
-        raise ValueError(f"kappa0 = {kappa0!r} must be > 0 for the covariance readout (e.g. 1e-2).")
-    if not (math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt = {dt!r} must be a positive sample interval (units of τ).")
+    kappa0 = check_float("kappa0", kappa0, minimum=0.0, strict_min=True, unit="V^2")
+    dt = check_float("dt", dt, minimum=0.0, strict_min=True, unit="τ")
     start = 0.0 if burn_in is None else float(burn_in)
     n_steps = int(math.floor((t - start) / dt + 1e-9))
     if n_steps < 1:
-        raise ValueError(f"The sampling window t - burn_in = {t - start:g} τ holds no step of dt = {dt:g} τ.")
+        raise InputError(f"The sampling window t - burn_in = {t - start:g} τ holds no step of dt = {dt:g} τ.")
     loaded, read = n * (n + 1) // 2, n * (n_steps + 1)
     if backend == "ideal":
         lam, U = torch.linalg.eigh(A)
@@ -309,7 +306,7 @@ def inverse(
         inv = cov / kappa0
     else:
         if dt < backend.sample_interval_tau * (1 - 1e-12):
-            raise ValueError(
+            raise InputError(
                 f"dt = {dt:g} τ is shorter than the profile's ADC sample interval "
                 f"{backend.sample_interval_tau:g} τ (adc_rate_hz = {backend.adc_rate_hz:g}); use dt >= that."
             )

@@ -28,6 +28,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from thermotrain._errors import InputError
+
 __all__ = [
     "LinearSDE",
     "Transition",
@@ -76,15 +78,15 @@ class LinearSDE:
         u = torch.zeros(M.shape[:-1], dtype=M.dtype, device=M.device) if self.u is None else self.u
         u = _as_float_tensor(u, M.dtype, M.device)
         if M.ndim < 2 or M.shape[-1] != M.shape[-2]:
-            raise ValueError(f"LinearSDE.M must be [..., n, n]; got shape {tuple(M.shape)}.")
+            raise InputError(f"LinearSDE.M must be [..., n, n]; got shape {tuple(M.shape)}.")
         n = M.shape[-1]
         if D.shape[-2:] != (n, n):
-            raise ValueError(f"LinearSDE.D must be [..., {n}, {n}] like M; got shape {tuple(D.shape)}.")
+            raise InputError(f"LinearSDE.D must be [..., {n}, {n}] like M; got shape {tuple(D.shape)}.")
         if u.shape[-1:] != (n,):
-            raise ValueError(f"LinearSDE.u must be [..., {n}]; got shape {tuple(u.shape)}.")
+            raise InputError(f"LinearSDE.u must be [..., {n}]; got shape {tuple(u.shape)}.")
         for name, t in (("M", M), ("D", D), ("u", u)):
             if not bool(torch.isfinite(t).all()):
-                raise ValueError(
+                raise InputError(
                     f"LinearSDE.{name} has non-finite entries; check the circuit values or scaling."
                 )
         object.__setattr__(self, "M", M)
@@ -164,7 +166,7 @@ def transition(M: Tensor, D: Tensor, dt: float, *, with_input: bool = True) -> T
     plus k = ⌈log₂(‖M‖₁ dt)⌉ doublings, each O(n³).
     """
     if not (math.isfinite(dt) and dt >= 0):
-        raise ValueError(f"dt = {dt!r} must be a finite time >= 0 (in the SDE's time unit).")
+        raise InputError(f"dt = {dt!r} must be a finite time >= 0 (in the SDE's time unit).")
     out_dtype = M.dtype
     M = M.to(_WORK)
     D = D.to(dtype=_WORK, device=M.device)
@@ -213,7 +215,7 @@ def stationary_covariance(
     n = shape[-1]
     lam_max = float(torch.linalg.eigvals(M.detach()).real.max())
     if not lam_max < 0:
-        raise ValueError(
+        raise InputError(
             f"The drift M is not stable (largest real part of its eigenvalues is {lam_max:.3g} >= 0), so no "
             "stationary law exists; add damping or check the sign convention (dx = M x dt + ...)."
         )
@@ -238,9 +240,9 @@ def stationary_covariance(
             Sigma = _sym(Sigma + Phi @ Sigma @ Phi.mT)
             Phi = Phi @ Phi
         else:  # pragma: no cover - only for a drift stable to within rounding
-            raise ValueError("Lyapunov doubling did not converge: M is too close to unstable.")
+            raise InputError("Lyapunov doubling did not converge: M is too close to unstable.")
     else:
-        raise ValueError(f"method must be 'auto', 'eigh', 'kronecker' or 'doubling'; got {method!r}.")
+        raise InputError(f"method must be 'auto', 'eigh', 'kronecker' or 'doubling'; got {method!r}.")
     return _sym(Sigma).to(out_dtype)
 
 
@@ -262,14 +264,14 @@ def _lead_and_x0(sde: LinearSDE, x0: Tensor | None, batch: int) -> tuple[tuple[i
     try:
         return lead, x0.expand(*lead, sde.n)
     except RuntimeError as e:
-        raise ValueError(
+        raise InputError(
             f"x0 of shape {tuple(x0.shape)} does not broadcast to [batch, ..., n] = {lead + (sde.n,)}"
         ) from e
 
 
 def _check_batch(batch: int) -> None:
     if not (isinstance(batch, int) and batch >= 1):
-        raise ValueError(f"batch = {batch!r} must be a positive int (number of independent replicas).")
+        raise InputError(f"batch = {batch!r} must be a positive int (number of independent replicas).")
 
 
 _LOOP_MAX_STEPS = 64  # below this many steps the plain loop is as fast as the blocked evaluation
@@ -365,7 +367,7 @@ def simulate(
     """
     _check_batch(batch)
     if not (isinstance(n_steps, int) and n_steps >= 0):
-        raise ValueError(f"n_steps = {n_steps!r} must be an int >= 0.")
+        raise InputError(f"n_steps = {n_steps!r} must be an int >= 0.")
     lead, x = _lead_and_x0(sde, x0, batch)
     has_input = bool((sde.u != 0).any())
     Phi64, S, Gamma = transition(sde.M.to(_WORK), sde.D, dt, with_input=has_input)
@@ -416,9 +418,9 @@ def time_average_moments(
     Cost: two exponentials of size 4n and O(log(‖M‖T)) doublings of size 2n. Returns ([..., n], [..., n, n]).
     """
     if not (math.isfinite(T) and T > 0):
-        raise ValueError(f"The averaging window T = {T!r} must be > 0.")
+        raise InputError(f"The averaging window T = {T!r} must be > 0.")
     if not (math.isfinite(t0) and t0 >= 0):
-        raise ValueError(f"The window start t0 = {t0!r} must be >= 0.")
+        raise InputError(f"The window start t0 = {t0!r} must be >= 0.")
     if _lyapunov_path(sde):
         return _time_average_moments_lyapunov(sde, x0, t0, T, x0_cov)
     n = sde.n

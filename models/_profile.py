@@ -50,7 +50,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from thermotrain._errors import CircuitError, ProfileError, UnloadableMatrixError
+from thermotrain._errors import CircuitError, InputError, OutputError, ProfileError, UnloadableMatrixError
 from thermotrain.models._linear_sde import LinearSDE
 from thermotrain.models._quantize import Quantizer, Readout
 
@@ -96,8 +96,13 @@ def _check_finite(obj: Any, path: str) -> None:
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return
     if isinstance(obj, int | float):
-        if not math.isfinite(obj):
-            raise _fail(f"profile field {path} is {obj!r} (must be a finite number)")
+        try:
+            finite = math.isfinite(float(obj))
+        except OverflowError:  # a JSON integer beyond float range, e.g. 10**400
+            finite = False
+        if not finite:
+            shown = obj if isinstance(obj, float) else f"an integer of {len(str(abs(obj)))} digits"
+            raise _fail(f"profile field {path} is {shown} (must be a finite number)")
     elif isinstance(obj, Mapping):
         for k, v in obj.items():
             _check_finite(v, f"{path}.{k}")
@@ -109,14 +114,25 @@ def _check_finite(obj: Any, path: str) -> None:
 
 
 def _number(
-    d: Mapping[str, Any], key: str, path: str, *, lo: float = -math.inf, allow_none: bool = False
+    d: Mapping[str, Any],
+    key: str,
+    path: str,
+    *,
+    lo: float = -math.inf,
+    hi: float = 1e30,
+    allow_none: bool = False,
 ) -> None:
+    """``d[key]`` must be a number in [lo, hi] (lo = 1e-300 reads "> 0"). The default ``hi`` = 1e30 is a
+    sanity bound above every physical value a profile holds (ohms, hertz, ...): larger numbers only overflow
+    the surrogate into inf."""
     v = d[key]
     if v is None and allow_none:
         return
-    if isinstance(v, bool) or not isinstance(v, int | float) or not v >= lo:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
         raise _fail(
-            f"profile field {path}.{key} = {v!r} must be a number >= {lo:g}"
+            f"profile field {path}.{key} = {_short(v)} must be a number "
+            + ("> 0" if lo == 1e-300 else f">= {lo:g}")
+            + f" and <= {hi:g}"
             + (" or null" if allow_none else "")
         )
 
@@ -206,7 +222,7 @@ class HardwareProfile:
                 raise _fail(f"profile field {name} must be a string")
         if self.ngspice_version is not None and not isinstance(self.ngspice_version, str):
             raise _fail("profile field ngspice_version must be a string or null")
-        if self.family not in _CIRCUIT_KEYS:
+        if not isinstance(self.family, str) or self.family not in _CIRCUIT_KEYS:
             raise _fail(f"profile field family = {self.family!r} must be 'rc' or 'rlc'")
         for name in ("circuit", "component_stats", "fitted", "fit"):
             if not isinstance(getattr(self, name), dict):
@@ -233,6 +249,7 @@ class HardwareProfile:
             _number(cs, key, "component_stats", lo=0.0)
         _number(cs, "opamp_gain", "component_stats", lo=1.0, allow_none=True)
         _number(cs, "opamp_gbw_hz", "component_stats", lo=1e-300, allow_none=True)
+        _bits(cs["coupling_bits"], "component_stats.coupling_bits", lo=1)
         if cs["coupling_bits"] is not None and cs["coupling_bits"] > 52:
             raise _fail(
                 f"profile field component_stats.coupling_bits = {cs['coupling_bits']!r} must be <= 52"
@@ -240,14 +257,19 @@ class HardwareProfile:
         _bits(cs["coupling_bits"], "component_stats.coupling_bits", lo=1)
         _exact_keys(self.fitted, FITTED_DEFAULTS, "fitted")
         for key in self.fitted:
-            _number(self.fitted, key, "fitted", lo=0.0 if key == "drift_scale" else -math.inf)
+            # corrections found by calibration are O(1): a drift/noise scale of 100 or a leak of 10 (units of
+            # the loaded matrix) would mean the fit failed
+            if key == "diag_shift":
+                _number(self.fitted, key, "fitted", lo=-10.0, hi=10.0)
+            else:
+                _number(self.fitted, key, "fitted", lo=0.0, hi=100.0)
         for key in _FIT_KEYS:
             if key not in self.fit:
                 raise _fail(f"profile field fit.{key} is missing")
             _number(self.fit, key, "fit", lo=0.0, allow_none=True)
         top = {"tau_s": self.tau_s, "kappa0": self.kappa0}
         _number(top, "tau_s", "profile", lo=1e-300)
-        _number(top, "kappa0", "profile", lo=0.0)
+        _number(top, "kappa0", "profile", lo=0.0, hi=1.0)  # node rms noise of at most full scale
         _bits(self.dac_bits, "dac_bits")
         _bits(self.adc_bits, "adc_bits")
         opt = {"adc_rate_hz": self.adc_rate_hz, "noise_interval_s": self.noise_interval_s}
@@ -255,6 +277,24 @@ class HardwareProfile:
         _number(opt, "noise_interval_s", "profile", lo=1e-300, allow_none=True)
         if not (isinstance(self.seeds, list) and self.seeds and all(_is_int(s) for s in self.seeds)):
             raise _fail("profile field seeds must be a non-empty list of ints")
+        if not all(0 <= s < 2**63 for s in self.seeds):
+            raise _fail("profile field seeds must hold integers in [0, 2**63)")
+        if len(self.seeds) > _MAX_SEEDS:
+            raise _fail(f"profile field seeds holds {len(self.seeds)} entries (at most {_MAX_SEEDS})")
+        for key, v in self.fit.items():
+            if key == "device":
+                continue
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise _fail(f"profile field fit.{key} = {_short(v)} must be a number or null")
+        if self.fit.get("device") is not None:
+            _check_device(self.fit["device"], self.family)
+        for key in ("name",):
+            if key in self.circuit and not isinstance(self.circuit[key], str):
+                raise _fail(f"profile field circuit.{key} = {_short(self.circuit[key])} must be a string")
+        if "n" in self.circuit and not (_is_int(self.circuit["n"]) and 1 <= self.circuit["n"] <= _MAX_N):
+            raise _fail(
+                f"profile field circuit.n = {_short(self.circuit['n'])} must be an int in [1, {_MAX_N}]"
+            )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -509,6 +549,50 @@ def _check_loaded_pd(A_hw: Tensor, alpha: float, bits: int | None) -> None:
     )
 
 
+_MAX_N = 256  # cells of a calibration device (the circuits' MAX_CELLS)
+_MAX_SEEDS = 100_000
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _matrix(v: Any, path: str, rows: int, cols: int | None) -> None:
+    """A JSON list of ``rows`` lists of ``cols`` finite numbers (``cols`` None: a vector of ``rows``)."""
+    want = f"[{rows}]" if cols is None else f"[{rows}, {cols}]"
+    if not isinstance(v, list) or len(v) != rows:
+        got = f"length {len(v)}" if isinstance(v, list) else type(v).__name__
+        raise _fail(f"profile field {path} must be a {want} array of numbers; got {got}")
+    for i, row in enumerate(v):
+        items = [row] if cols is None else row
+        if cols is not None and (not isinstance(row, list) or len(row) != cols):
+            got = f"length {len(row)}" if isinstance(row, list) else type(row).__name__
+            raise _fail(
+                f"profile field {path}[{i}] must be a row of {cols} numbers (shape {want}); got {got}"
+            )
+        for j, x in enumerate(items):
+            if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+                where = f"{path}[{i}]" if cols is None else f"{path}[{i}][{j}]"
+                raise _fail(f"profile field {where} = {_short(x)} must be a finite number")
+
+
+def _check_device(dev: Any, family: str) -> None:
+    """``fit.device``: the fitted calibration device, {n, M, D, u, observe} with consistent shapes (state
+    dimension n for RC, 2n for RLC)."""
+    if not isinstance(dev, dict):
+        raise _fail(f"profile field fit.device must be a JSON object or null; got {type(dev).__name__}")
+    _exact_keys(dev, dict.fromkeys(("n", "M", "D", "u", "observe")), "fit.device")
+    n = dev["n"]
+    if not (_is_int(n) and 1 <= n <= _MAX_N):
+        raise _fail(f"profile field fit.device.n = {_short(n)} must be an int in [1, {_MAX_N}]")
+    state = n if family == "rc" else 2 * n
+    _matrix(dev["M"], "fit.device.M", state, state)
+    _matrix(dev["D"], "fit.device.D", state, state)
+    _matrix(dev["u"], "fit.device.u", state, None)
+    _matrix(dev["observe"], "fit.device.observe", n, state)
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -524,15 +608,37 @@ def _exact_keys(d: Mapping[str, Any], known: Mapping[str, Any], path: str) -> No
         )
 
 
+def _name_non_finite(text: str, label: str) -> None:
+    """Raise ProfileError naming the field that holds NaN/Infinity (the strict parser only says that one
+    does). The text is already size-capped; a second, lenient parse is used only to find the field."""
+    from thermotrain._safeio import MAX_JSON_DEPTH, json_depth
+
+    message = f"{label} holds NaN or Infinity (not allowed in a profile); {_REGENERATE}."
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProfileError(message) from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise ProfileError(message)
+    try:
+        _check_finite(data, "profile")
+    except ProfileError as e:
+        raise ProfileError(f"{label}: {e}") from None
+    raise ProfileError(message)
+
+
 def save_profile(profile: HardwareProfile, path: str | os.PathLike[str]) -> Path:
-    """Write ``profile`` as indented JSON (atomically: a temporary file, then rename). Returns the path."""
+    """Write ``profile`` as indented JSON (atomically: a private temporary file in the same folder, then a
+    rename; nothing is left behind on failure). Returns the path."""
+    from thermotrain._safeio import write_text_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise OutputError(
+            f"profile path {path} is a folder; pass a file path such as {path / 'profile.json'}."
+        )
     text = json.dumps(asdict(profile), indent=2, allow_nan=False) + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, text)
 
 
 def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
@@ -540,18 +646,28 @@ def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
     non-finite number, wrong type, or truncated/corrupt JSON raises :class:`thermotrain.ProfileError` naming
     the file, the field and the fix. Loading returns the file's values only; it never changes other settings.
     """
+    from thermotrain._safeio import parse_json, read_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ProfileError(f"cannot read hardware profile {path}: {e.strerror or e}; {_REGENERATE}.") from e
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProfileError(
-            f"hardware profile {path} is not valid JSON (truncated or corrupt at line {e.lineno}, column "
-            f"{e.colno}: {e.msg}); {_REGENERATE}."
-        ) from e
+    label = f"hardware profile {path}"
+    try:  # a regular file under the "profile" size cap, UTF-8 text (no FIFO, device or binary data)
+        text = read_text(path, "profile", what=label)
+    except InputError as e:
+        if "no such file" in str(e):
+            raise ProfileError(f"cannot read hardware profile {path}: no such file; {_REGENERATE}.") from None
+        raise ProfileError(f"{str(e).rstrip('.')}; {_REGENERATE}.") from None
+    try:  # JSON without NaN/Infinity, nesting depth capped
+        data = parse_json(text, label)
+    except InputError as e:
+        detail = str(e).removeprefix(f"{label}: ").rstrip(".")
+        if "not a finite number" in detail:
+            _name_non_finite(text, label)  # raises, naming the field
+        if detail.startswith("not valid JSON ("):
+            detail = detail.removeprefix("not valid JSON (").removesuffix(")")
+            raise ProfileError(
+                f"{label} is not valid JSON (truncated or corrupt: {detail}); {_REGENERATE}."
+            ) from None
+        raise ProfileError(f"{label}: {detail}; {_REGENERATE}.") from None
     if not isinstance(data, dict):
         raise ProfileError(f"hardware profile {path} must hold a JSON object; {_REGENERATE}.")
     if data.get("schema_version") != SCHEMA_VERSION:
@@ -570,4 +686,8 @@ def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
     try:
         return HardwareProfile(**data)
     except ProfileError as e:
-        raise ProfileError(f"hardware profile {path}: {e}") from e
+        raise ProfileError(f"hardware profile {path}: {e}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a shape the checks above did not name
+        raise ProfileError(
+            f"hardware profile {path} is malformed ({type(e).__name__}: {_short(str(e))}); {_REGENERATE}."
+        ) from None

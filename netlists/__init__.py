@@ -3,7 +3,9 @@
 - ``write_netlist(circuit, noise="file"|"trnoise"|"off", seed, duration, start) -> Netlist``
 - ``run_transient(netlist, step=, stop=, ...) -> Transient``, ``run_operating_point(netlist) -> [P]``,
   ``run_many(jobs, executor) -> list[Transient | RunFailure]``, ``ngspice_version()``
-- ``load_netlist(path, trusted=False)``, ``check_untrusted(text, trusted=False)``
+- ``load_netlist(path, trusted=False) -> Netlist`` (checked against the allowlist, data files from its
+  folder), ``parse_netlist(text, ...) -> CheckedNetlist``, ``check_untrusted(text, trusted=False) -> str``
+  (the canonical text); see docs/security.md
 """
 
 from thermotrain.netlists._ngspice import (
@@ -29,6 +31,9 @@ from thermotrain.netlists._safety import (
 )
 from thermotrain.netlists._safety import (
     load_netlist as load_netlist,
+)
+from thermotrain.netlists._safety import (
+    parse_netlist as parse_netlist,
 )
 from thermotrain.netlists._sweep import (
     RunFailure as RunFailure,

@@ -1,48 +1,106 @@
-"""CLI: ``thermotrain netlist``, ``thermotrain validate`` and ``thermotrain simulate``."""
+"""CLI: ``thermotrain netlist``, ``thermotrain validate`` and ``thermotrain simulate``.
+
+Every flag is checked where it enters (argparse types from :mod:`thermotrain._args`: one line, exit 2);
+files from outside go through :mod:`thermotrain._safeio` (regular files under a size cap, real finite
+``.npy`` arrays of a bounded shape); resources are estimated and refused before any work starts; outputs
+are refused when they would replace earlier results without ``--overwrite`` and written atomically.
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import numpy as np
 
-from thermotrain._errors import CircuitError
+from thermotrain._args import arg_int, positive_float, positive_int, seed
+from thermotrain._errors import InputError
 
 CORNERS_HELP = "non-idealities: ideal (default), board (1%% parts, 8-bit couplings, 2 pF, A0=1e5), integrated"
+#: default cap of ``simulate``'s estimated output (MiB), see ``--max-output-mb``.
+DEFAULT_MAX_OUTPUT_MB = 1024.0
+
+
+def _max_cells() -> int:
+    from thermotrain.circuits._targets import MAX_CELLS
+
+    return int(MAX_CELLS)
 
 
 def add_array_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments that pick an array: shared by netlist, validate and calibrate."""
-    from thermotrain.circuits import PRESETS
+    from thermotrain.circuits import HARDWARE_CORNERS, PRESETS
 
+    n_max = _max_cells()
     p.add_argument("--preset", choices=PRESETS, required=True, help="array family and recipe: rc8 or rlc8")
-    p.add_argument("--size", type=int, default=None, help="number of cells N (default 8)")
     p.add_argument(
-        "--matrix", type=Path, default=None, help="target SPD matrix A as a .npy file (dimensionless)"
+        "--size", type=arg_int(1, n_max), default=None, help=f"number of cells N, 1..{n_max} (default 8)"
     )
-    p.add_argument("--b", type=Path, default=None, help="right-hand side b as a .npy file (RC family only)")
-    p.add_argument("--corner", default="ideal", help=CORNERS_HELP)
     p.add_argument(
-        "--kappa0", type=float, default=1e-2, help="noise level: node covariance kappa0*A_dev^-1 (V^2)"
+        "--matrix",
+        type=Path,
+        default=None,
+        help=f"target SPD matrix A as a real N x N .npy file, N <= {n_max} (dimensionless)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the tolerance draw and of the noise files")
+    p.add_argument(
+        "--b", type=Path, default=None, help="right-hand side b as a real length-N .npy file (RC family only)"
+    )
+    p.add_argument("--corner", default="ideal", choices=sorted(HARDWARE_CORNERS), help=CORNERS_HELP)
+    p.add_argument(
+        "--kappa0",
+        type=positive_float,
+        default=1e-2,
+        help="noise level: node covariance kappa0*A_dev^-1 (V^2)",
+    )
+    p.add_argument(
+        "--seed", type=seed, default=0, help="seed of the tolerance draw and of the noise files (0..2^32-1)"
+    )
 
 
 def spec_from_args(args: argparse.Namespace):
-    """The ArraySpec the arguments describe."""
+    """The ArraySpec the arguments describe (the matrix files are read here, capped at MAX_CELLS)."""
     from thermotrain.circuits import HARDWARE_CORNERS, from_matrix, preset
 
-    if args.corner not in HARDWARE_CORNERS:
-        raise CircuitError(f"unknown corner {args.corner!r}; choose one of {sorted(HARDWARE_CORNERS)}.")
     if args.matrix is None:
+        if args.b is not None:
+            raise InputError("--b needs --matrix (a preset brings its own right-hand side).")
         return preset(args.preset, size=args.size, corner=args.corner, kappa0=args.kappa0)
-    A = _load_npy(args.matrix, "--matrix")
-    b = _load_npy(args.b, "--b") if args.b is not None else None
+    if args.size is not None:
+        raise InputError("--size and --matrix both set N; pass only one of them.")
+    A = load_matrix(args.matrix)
+    b = load_vector(args.b, A.shape[0]) if args.b is not None else None
     family = "rc" if args.preset.startswith("rc") and not args.preset.startswith("rlc") else "rlc"
     if family == "rc" and b is None:
         b = np.cos(np.arange(A.shape[0]) + 0.5)
     return from_matrix(A, b, family=family, nonideal=HARDWARE_CORNERS[args.corner], kappa0=args.kappa0)
+
+
+def load_matrix(path: Path) -> np.ndarray:
+    """``--matrix``: a real finite square 2-D ``.npy`` array of at most MAX_CELLS x MAX_CELLS entries."""
+    from thermotrain._safeio import load_npy
+
+    n_max = _max_cells()
+    A = load_npy(path, "--matrix", ndim=2, max_elements=n_max * n_max)
+    if A.shape[0] != A.shape[1] or A.shape[0] == 0:
+        raise InputError(f"--matrix {path}: shape {A.shape} is not square N x N with N >= 1.")
+    if A.shape[0] > n_max:
+        raise InputError(
+            f"--matrix {path}: N = {A.shape[0]} cells is above the limit of {n_max} (like --size)."
+        )
+    return A
+
+
+def load_vector(path: Path, n: int) -> np.ndarray:
+    """``--b``: a real finite 1-D ``.npy`` array of length ``n`` (the matrix's N)."""
+    from thermotrain._safeio import load_npy
+
+    b = load_npy(path, "--b", ndim=1, max_elements=_max_cells())
+    if b.shape[0] != n:
+        raise InputError(
+            f"--b {path}: length {b.shape[0]}, but --matrix is {n} x {n}; pass a length-{n} vector."
+        )
+    return b
 
 
 def array_name(args: argparse.Namespace) -> str:
@@ -51,21 +109,26 @@ def array_name(args: argparse.Namespace) -> str:
     return name if args.corner == "ideal" else f"{name}-{args.corner}"
 
 
-def _load_npy(path: Path, flag: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CircuitError(f"{flag} {path}: cannot read a numpy .npy array ({exc}).") from exc
+def check_output_file(path: Path, *, overwrite: bool, flag: str) -> Path:
+    """Refuse, before any work, an output file that is a folder, exists (unless ``overwrite``), or whose
+    folder cannot be written."""
+    from thermotrain._safeio import check_output_file as check
+
+    return check(path, overwrite=overwrite, flag=flag, example="array.cir")
 
 
 def _netlist(args: argparse.Namespace) -> int:
-    from thermotrain.netlists._writer import write_netlist
+    from thermotrain.netlists._writer import check_noise_size, noise_record_rows, write_netlist
 
+    output = check_output_file(args.output, overwrite=args.overwrite, flag="--output")
     spec = spec_from_args(args)
     circuit = spec.build(args.seed)
     duration = args.duration * circuit.time_constant if args.noise == "file" else None
+    if duration is not None and circuit.noise_sources():  # refuse before drawing anything
+        rows = noise_record_rows(duration, circuit.noise_interval)
+        check_noise_size(rows, len(circuit.noise_sources()), what="--duration (tau)")
     nl = write_netlist(circuit, noise=args.noise, seed=args.seed, duration=duration)
-    paths = nl.save(args.output)
+    paths = nl.save(output)  # noise files first, the .cir last, each atomically
     print(f"wrote {', '.join(str(p) for p in paths)}")
     print(
         f"{circuit.title}: {len(circuit.elements)} elements, {len(circuit.noise_sources())} noise sources, "
@@ -76,15 +139,28 @@ def _netlist(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from thermotrain._safeio import check_output_dir
     from thermotrain.netlists._validation import ValidationSettings, summary, validate
 
+    check_output_dir(args.out, overwrite=args.overwrite, flag="--out")
     spec = spec_from_args(args)
     settings = ValidationSettings(
-        runs=args.runs, duration_tau=args.duration, noise=args.noise, seed=args.seed, workers=args.workers
+        runs=args.runs,
+        duration_tau=args.duration,
+        noise=args.noise,
+        seed=args.seed,
+        workers=args.workers,
+        timeout=args.timeout,
     )
     name = array_name(args)
     report = validate(
-        spec, settings, out_dir=args.out, name=name, progress=not args.quiet, save_traces=args.save_traces
+        spec,
+        settings,
+        out_dir=args.out,
+        name=name,
+        progress=not args.quiet,
+        save_traces=args.save_traces,
+        overwrite=args.overwrite,
     )
     print(summary(report))
     print(f"report: {args.out / 'report.json'}; plots: {args.out}/*.png")
@@ -93,24 +169,33 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from thermotrain._report import write_json
+    from thermotrain._safeio import check_output_dir, output_dir, write_bytes_atomic
     from thermotrain.netlists._ngspice import run_transient
-    from thermotrain.netlists._safety import load_netlist
-    from thermotrain.netlists._writer import Netlist
+    from thermotrain.netlists._safety import check_name, load_netlist
 
-    text = load_netlist(args.file, trusted=args.trusted)
-    nl = Netlist(
-        text=text,
-        noise_samples=None,
-        noise_interval=args.step,
-        probes=tuple(args.probe),
-        title=args.file.name,
-        seed=0,
-        mode="external",
+    check_output_dir(args.out, overwrite=args.overwrite, flag="--out")
+    for p in args.probe:
+        check_name("--probe", p, node=True)
+    if args.stop < args.step:
+        raise InputError(f"--stop {args.stop!r} s must be >= --step {args.step!r} s.")
+    nl = load_netlist(args.file, trusted=args.trusted)
+    tr = run_transient(
+        nl,
+        step=args.step,
+        stop=args.stop,
+        probes=args.probe,
+        engine=args.engine,
+        timeout=args.timeout,
+        max_output_bytes=args.max_output_mb * 2**20,
     )
-    tr = run_transient(nl, step=args.step, stop=args.stop, probes=args.probe)
-    args.out.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out / "transient.npz", time=tr.time, values=tr.values, probes=np.array(tr.probes))
-    write_json(args.out / "transient.json", {"ngspice_version": tr.ngspice_version, "wall_s": tr.wall_s})
+    with output_dir(args.out, overwrite=args.overwrite, flag="--out") as tmp:
+        buf = io.BytesIO()
+        np.savez(buf, time=tr.time, values=tr.values, probes=np.array(tr.probes))
+        write_bytes_atomic(tmp / "transient.npz", buf.getvalue())
+        write_json(
+            tmp / "transient.json",
+            {"ngspice_version": tr.ngspice_version, "wall_s": tr.wall_s, "engine": tr.engine},
+        )
     print(
         f"{tr.values.shape[0]} points x {len(tr.probes)} probes in {tr.wall_s:.2f} s -> {args.out}/transient.npz"
     )
@@ -121,7 +206,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "netlist",
         help="write one ngspice netlist of an array",
-        description="Write the component-accurate ngspice netlist of an array (and its seeded noise file).",
+        description=(
+            "Write the component-accurate ngspice netlist of an array (and its seeded noise file, written "
+            "first; the .cir last). The noise-file size is estimated and refused above the noise-file cap "
+            "(THERMOTRAIN_MAX_NOISE_MB) before anything is written."
+        ),
     )
     add_array_arguments(p)
     p.add_argument(
@@ -130,8 +219,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="file",
         help="noise sources: seeded file (bit-reproducible), ngspice TRNOISE, or none",
     )
-    p.add_argument("--duration", type=float, default=1000.0, help="length of the file-noise record (tau)")
+    p.add_argument(
+        "--duration", type=positive_float, default=1000.0, help="length of the file-noise record (tau, > 0)"
+    )
     p.add_argument("--output", type=Path, required=True, help="netlist path, e.g. rc8.cir")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     p.set_defaults(func=_netlist)
 
     p = sub.add_parser(
@@ -144,29 +236,53 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_array_arguments(p)
-    p.add_argument("--runs", type=int, default=4, help="independent SPICE runs (own noise seeds)")
-    p.add_argument("--duration", type=float, default=2500.0, help="observed time per run (tau)")
+    p.add_argument("--runs", type=positive_int, default=4, help="independent SPICE runs (own noise seeds)")
+    p.add_argument("--duration", type=positive_float, default=2500.0, help="observed time per run (tau, > 0)")
     p.add_argument("--noise", choices=("file", "trnoise"), default="file", help="noise generator")
-    p.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: cores)")
+    p.add_argument(
+        "--workers", type=positive_int, default=None, help="parallel ngspice processes (default: cores)"
+    )
+    p.add_argument(
+        "--timeout", type=positive_float, default=1800.0, help="wall-clock limit of every ngspice run (s)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--save-traces", action="store_true", help="also write DIR/traces.npz (for `calibrate --from DIR`)"
     )
     p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
     p.set_defaults(func=_validate)
 
     p = sub.add_parser(
         "simulate",
-        help="run a netlist file you pass (refused if it holds .control/shell/.include/.lib)",
+        help="run a netlist file you pass (checked against an allowlist of cards)",
         description=(
-            "Transient run of an external netlist. Text from outside is refused if it holds .control, shell, "
-            ".include or .lib unless --trusted is given (only for files you wrote)."
+            "Transient run of an external netlist. The file is parsed against an allowlist (element cards, "
+            ".model of linear/switch/diode/filesource types, .subckt/.ends, .param, .ic, .options from a "
+            "list, .end, comments; see docs/security.md) and ngspice runs only the checked text, in an "
+            "empty private folder. A filesource may read a plain file in the netlist's own folder. "
+            "--trusted skips the check (only for files you wrote; warned every time)."
         ),
     )
     p.add_argument("file", type=Path, help="netlist file (.cir)")
-    p.add_argument("--step", type=float, required=True, help="output step (s)")
-    p.add_argument("--stop", type=float, required=True, help="stop time (s)")
+    p.add_argument("--step", type=positive_float, required=True, help="output step (s, > 0)")
+    p.add_argument("--stop", type=positive_float, required=True, help="stop time (s, >= step)")
     p.add_argument("--probe", action="append", required=True, help="node to read (repeat)")
-    p.add_argument("--trusted", action="store_true", help="allow control/include directives (your own file)")
+    p.add_argument(
+        "--engine", choices=("shared", "batch"), default="shared", help="ngspice shared library or ngspice -b"
+    )
+    p.add_argument(
+        "--timeout", type=positive_float, default=600.0, help="wall-clock limit of the ngspice run (s)"
+    )
+    p.add_argument(
+        "--max-output-mb",
+        type=positive_float,
+        default=DEFAULT_MAX_OUTPUT_MB,
+        help="refuse a run whose estimated output (points x (probes + 1) x 8 bytes x 3 copies) is larger (MiB)",
+    )
+    p.add_argument(
+        "--trusted", action="store_true", help="skip the netlist check (only for files you wrote yourself)"
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
     p.set_defaults(func=_simulate)

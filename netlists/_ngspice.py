@@ -1,10 +1,20 @@
 """Running netlists in ngspice: shared library (PySpice 1.5's ``NgSpiceShared``) or ``ngspice -b``.
 
-Both engines run the same deck, written with the netlist's noise file into a fresh private temporary
-directory per run (so parallel runs never share a file): the netlist body, ``.save`` of the probes,
+Both engines run the same deck, written with the netlist's data files into a fresh private temporary
+directory per run (so parallel runs never share a file): the netlist body -- the canonical text of the
+allowlist parser (``_safety.parse_netlist``), never the raw text, unless the netlist is marked trusted --,
+``.save`` of the probes,
 ``.options interp`` (a uniform output grid), the user's options and the analysis line. Batch mode adds a
 ``.control`` block (``run``, ``write`` a binary rawfile); shared mode ``source``s the deck (ngspice then
 resolves the noise file against the deck's folder) and runs it with ``bg_run``.
+
+Isolation: ngspice starts in an EMPTY working directory with ``HOME`` pointed to an empty directory and
+no inherited ``SPICE_*``/``NGSPICE_*`` variables, so no ``.spiceinit`` (read from the current directory,
+else HOME) and no foreign ``spinit`` is ever read: ``ngspice -b -n`` runs as a subprocess with that cwd
+and environment; the shared library reads its init files once, when it is loaded, and is loaded with the
+process's cwd, HOME and those variables switched to the same clean state for that moment. Probe names,
+initial-condition nodes and options are checked against strict patterns / an allowlist before they enter
+the deck.
 
 One ngspice per process: the shared library is one global simulator, not thread-safe, so every shared
 run holds a process-wide lock; run jobs in separate processes (``run_many``) for parallelism.
@@ -20,6 +30,7 @@ as information in ``messages``; only an aborted analysis, a load error, or missi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -29,18 +40,28 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from thermotrain._args import check_float
 from thermotrain._errors import (
+    InputError,
+    ResourceLimitError,
     SpiceConvergenceError,
     SpiceError,
     SpiceNotFoundError,
     SpiceTimeoutError,
+)
+from thermotrain.netlists._safety import (
+    check_name,
+    clean_environment,
+    option_line,
+    parse_netlist,
+    warn_trusted,
 )
 from thermotrain.netlists._writer import Netlist, format_number
 
@@ -69,8 +90,8 @@ _CONVERGENCE = re.compile(
 _ERROR_LINE = re.compile(r"\berror\b", re.IGNORECASE)
 _INFO_PREFIX = re.compile(r"^\s*(note|warning|info)\b", re.IGNORECASE)
 _VERSION = re.compile(r"ngspice-(\S+)")
-_OPTION_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_OPTION_WORD = re.compile(r"^[A-Za-z0-9_.+-]+$")
+#: copies of the output a run holds at its peak: ngspice's own vectors, the rawfile / read-back, the result.
+OUTPUT_COPIES = 3
 
 
 @dataclass(frozen=True)
@@ -131,6 +152,7 @@ def run_transient(
     timeout: float = 600.0,
     options: Mapping[str, OptionValue] | None = None,
     initial_conditions: Mapping[str, float] | None = None,
+    max_output_bytes: float | None = None,
 ) -> Transient:
     """Transient analysis with ``.options interp``: node voltages of ``probes`` (default
     ``netlist.probes``) on the grid ``start + k*step`` up to ``stop`` (s), k = 0 .. floor((stop-start)/step).
@@ -142,25 +164,31 @@ def run_transient(
         (e.g. ``{"reltol": 1e-4, "method": "gear"}``; ``True``/``None`` = bare flag).
     initial_conditions: node -> V; the run starts from them (``.ic`` + ``uic``: capacitor voltages follow,
         inductor currents and unlisted nodes start at 0) instead of the DC operating point.
+    max_output_bytes: refuse (ResourceLimitError, before ngspice starts) a run whose estimated output,
+        points x (probes + time) x 8 bytes x ``OUTPUT_COPIES``, is larger; None: no limit.
+    Probe and initial-condition names must be node names of the netlist (``[A-Za-z0-9_]{1,64}``); options
+    come from the allowlist of ``_safety`` (``option_line``). The netlist text runs only as the canonical
+    text of the allowlist parser (unless ``netlist.trusted``).
     Cost: ngspice time grows with the number of internal steps (file/TRNOISE noise: ~4.5 per noise
     interval NT) times the cost of a factorization (dense coupling: O(N^3) on ngspice 39's Sparse 1.3).
-    Raises SpiceConvergenceError, SpiceTimeoutError, SpiceNotFoundError, SpiceError; ValueError for bad
-    arguments (a probe that is not a node, a run longer than the file-noise record).
+    Raises SpiceConvergenceError, SpiceTimeoutError, SpiceNotFoundError, SpiceError; InputError (a
+    ValueError) for bad arguments (a probe that is not a node, a run longer than the file-noise record),
+    NetlistSecurityError for text outside the allowlist, ResourceLimitError above ``max_output_bytes``.
     """
-    step, stop, start = float(step), float(stop), float(start)
-    if not (math.isfinite(step) and step > 0):
-        raise ValueError(f"step={step!r} s must be finite and > 0.")
-    if not (math.isfinite(start) and start >= 0):
-        raise ValueError(f"start={start!r} s must be finite and >= 0.")
-    if not (math.isfinite(stop) and stop - start >= step):
-        raise ValueError(f"stop={stop!r} s must be >= start + step = {start + step!r} s.")
+    step = check_float("step", step, minimum=0.0, strict_min=True, unit="s")
+    start = check_float("start", start, minimum=0.0, unit="s")
+    stop = check_float("stop", stop, unit="s")
+    if stop - start < step:
+        raise InputError(f"stop={stop!r} s must be >= start + step = {start + step!r} s.")
     if 0 < start < step:
-        raise ValueError(
+        raise InputError(
             f"start={start!r} s must be 0 or >= step={step!r} s (see run_transient's docstring)."
         )
     _check_timeout(timeout)
-    probes = _check_probes(netlist, probes)
+    body, nodes = _checked_body(netlist)
+    probes = _check_probes(netlist, nodes, probes)
     n_points = math.floor((stop - start) / step + 1e-9) + 1
+    _check_output_size(n_points, len(probes), max_output_bytes)
     # Run past stop: ngspice 39 emits its final time point raw, and drops an interpolated grid point that
     # lies in the same (last) internal step. One step more (or, with file noise, up to the next noise
     # breakpoint, which ends an internal step) makes stop an interior grid point.
@@ -169,19 +197,19 @@ def run_transient(
     # point falls exactly on tstart (measured on ngspice 39); the grid stays anchored at start.
     sim_start = start - step if start > 0 else 0.0
     if sim_stop > netlist.noise_end + 1e-6 * netlist.noise_interval:
-        raise ValueError(
+        raise InputError(
             f"stop={stop!r} s is past the file-noise record of {netlist.title!r}, which ends at "
             f"{netlist.noise_end!r} s; write the netlist with duration >= stop - start (or start + duration "
             f">= stop)."
         )
-    ics = _ic_lines(netlist, initial_conditions)
+    ics = _ic_lines(netlist, nodes, initial_conditions)
     analysis = [
         *ics,
         *_options_lines(options),
         f".tran {format_number(step)} {format_number(sim_stop)} {format_number(sim_start)}"
         + (" uic" if ics else ""),
     ]
-    vectors, messages, version, used, wall = _run(netlist, analysis, probes, engine, timeout, "time")
+    vectors, messages, version, used, wall = _run(netlist, body, analysis, probes, engine, timeout, "time")
     if ics and start == 0 and vectors["time"].size and vectors["time"][0] > 0.5 * step:
         # under uic ngspice 39 does not output t = 0: that row is the initial condition itself
         ic = {k.lower(): float(v) for k, v in (initial_conditions or {}).items()}
@@ -210,19 +238,41 @@ def run_transient(
     return Transient(grid, values, probes, version, wall, used, messages)
 
 
-def _ic_lines(netlist: Netlist, initial_conditions: Mapping[str, float] | None) -> list[str]:
+def _ic_lines(
+    netlist: Netlist, nodes: tuple[str, ...], initial_conditions: Mapping[str, float] | None
+) -> list[str]:
     """``.ic v(node)=V`` lines (used with ``uic``: the run starts from these node voltages, capacitor
-    voltages follow from them, inductor currents start at 0)."""
+    voltages follow from them, inductor currents start at 0). Node names are checked against the strict
+    pattern and the netlist's nodes before they enter the deck."""
     if not initial_conditions:
         return []
+    if not isinstance(initial_conditions, Mapping):
+        raise InputError(
+            f"initial_conditions must be a mapping node -> V, not {type(initial_conditions).__name__}."
+        )
+    known = {n.lower() for n in nodes}
     lines = []
     for node, v in initial_conditions.items():
-        if node.lower() not in {n.lower() for n in netlist.nodes} and netlist.nodes:
-            raise ValueError(f"initial condition for {node!r}: not a node of {netlist.title!r}.")
-        if not math.isfinite(float(v)):
-            raise ValueError(f"initial condition v({node}) = {v!r} V is not finite.")
-        lines.append(f".ic v({node})={format_number(float(v))}")
+        check_name("initial condition node", node, node=True)
+        if known and node.lower() not in known:
+            raise InputError(f"initial condition for {node!r}: not a node of {netlist.title!r}.")
+        value = check_float(f"initial condition v({node})", v, unit="V")
+        lines.append(f".ic v({node})={format_number(value)}")
     return lines
+
+
+def _check_output_size(n_points: int, n_probes: int, limit: float | None) -> None:
+    """Refuse a run whose output would pass ``limit`` bytes (see run_transient)."""
+    if limit is None:
+        return
+    estimate = float(n_points + 2) * (n_probes + 1) * 8 * OUTPUT_COPIES
+    if estimate > limit:
+        raise ResourceLimitError(
+            f"the run would produce {n_points} points x ({n_probes} probes + time) x 8 bytes x "
+            f"{OUTPUT_COPIES} copies = about {estimate / 2**20:.4g} MB, above the limit of "
+            f"{limit / 2**20:.4g} MB; use a larger step, a shorter stop, fewer probes, or raise the limit "
+            "(--max-output-mb)."
+        )
 
 
 def run_operating_point(
@@ -239,14 +289,15 @@ def run_operating_point(
     write it with ``noise="off"`` (``"trnoise"`` is accepted: its DC value is 0). Cost: one Newton solve.
     """
     if netlist.mode == "file" and netlist.noise_samples is not None:
-        raise ValueError(
+        raise InputError(
             f"run_operating_point needs a noise-free netlist; {netlist.title!r} has file noise. "
             "Write it with write_netlist(circuit, noise='off')."
         )
     _check_timeout(timeout)
-    probes = _check_probes(netlist, probes)
+    body, nodes = _checked_body(netlist)
+    probes = _check_probes(netlist, nodes, probes)
     analysis = [*_options_lines(options), ".op"]
-    vectors, messages, _, _, _ = _run(netlist, analysis, probes, engine, timeout, None)
+    vectors, messages, _, _, _ = _run(netlist, body, analysis, probes, engine, timeout, None)
     out = np.array([vectors[f"v({p})".lower()][0] for p in probes], dtype=np.float64)
     if not np.all(np.isfinite(out)):
         raise SpiceConvergenceError(
@@ -259,46 +310,50 @@ def run_operating_point(
 
 
 def _check_timeout(timeout: float) -> None:
-    if not (isinstance(timeout, int | float) and timeout > 0):
-        raise ValueError(f"timeout={timeout!r} s must be > 0.")
+    check_float("timeout", timeout, minimum=0.0, strict_min=True, unit="s")
 
 
-def _check_probes(netlist: Netlist, probes: Sequence[str] | None) -> tuple[str, ...]:
+def _checked_body(netlist: Netlist) -> tuple[str, tuple[str, ...]]:
+    """The text ngspice will run and the netlist's top-level nodes: the canonical text of the allowlist
+    parser (data files allowed: the netlist's own noise and external files), or, for a trusted netlist,
+    its raw text after a warning line on stderr."""
+    if not isinstance(netlist, Netlist):
+        raise InputError(
+            f"netlist must be a Netlist (write_netlist / load_netlist), not {type(netlist).__name__}."
+        )
+    if netlist.trusted:
+        warn_trusted(f"netlist {netlist.title!r}")
+        return netlist.text, netlist.nodes
+    provided = [*netlist.noise_files, *(name for name, _ in netlist.external_files)]
+    checked = parse_netlist(netlist.text, source=f"netlist {netlist.title!r}", provided_files=provided)
+    return checked.text, checked.nodes
+
+
+def _check_probes(netlist: Netlist, nodes: tuple[str, ...], probes: Sequence[str] | None) -> tuple[str, ...]:
     if isinstance(probes, str):
-        raise ValueError(f"probes={probes!r} must be a sequence of node names, not one string.")
+        raise InputError(f"probes={probes!r} must be a sequence of node names, not one string.")
     chosen = tuple(netlist.probes if probes is None else probes)
     if not chosen:
-        raise ValueError(f"no probes: netlist {netlist.title!r} has no outputs; pass probes=[node, ...].")
-    if netlist.nodes:
-        known = {n.lower() for n in netlist.nodes}
+        raise InputError(f"no probes: netlist {netlist.title!r} has no outputs; pass probes=[node, ...].")
+    for p in chosen:
+        check_name("probe", p, node=True)
+    if nodes:
+        known = {n.lower() for n in nodes}
         unknown = [p for p in chosen if p.lower() not in known]
         if unknown:
-            raise ValueError(
-                f"probes {unknown} are not nodes of netlist {netlist.title!r}; nodes: {list(netlist.nodes)}"
-            )
+            shown = list(nodes) if len(nodes) <= 40 else [*nodes[:40], "..."]
+            raise InputError(f"probes {unknown} are not nodes of netlist {netlist.title!r}; nodes: {shown}")
     return chosen
 
 
 def _options_lines(options: Mapping[str, OptionValue] | None) -> list[str]:
-    lines = [".options interp"]
-    for key, value in (options or {}).items():
-        if not _OPTION_KEY.match(key):
-            raise ValueError(f"option name {key!r} must be an identifier like 'reltol'.")
-        if value is None or value is True:
-            lines.append(f".options {key}")
-        elif isinstance(value, bool):
-            raise ValueError(f"option {key}=False: leave the option out instead.")
-        elif isinstance(value, int | float):
-            lines.append(f".options {key}={format_number(value)}")
-        elif isinstance(value, str) and _OPTION_WORD.match(value):
-            lines.append(f".options {key}={value}")
-        else:
-            raise ValueError(f"option {key}={value!r}: value must be a number or a single word.")
-    return lines
+    if options is not None and not isinstance(options, Mapping):
+        raise InputError(f"options must be a mapping name -> value, not {type(options).__name__}.")
+    return [".options interp", *(option_line(key, value) for key, value in (options or {}).items())]
 
 
-def _deck(netlist: Netlist, analysis: list[str], probes: tuple[str, ...], batch: bool) -> str:
-    lines = netlist.text.rstrip("\n").split("\n")
+def _deck(body: str, analysis: list[str], probes: tuple[str, ...], batch: bool) -> str:
+    lines = body.rstrip("\n").split("\n")
     if lines and lines[-1].strip().lower() == ".end":
         lines.pop()
     save = " ".join(f"v({p})" for p in probes)
@@ -311,34 +366,54 @@ def _deck(netlist: Netlist, analysis: list[str], probes: tuple[str, ...], batch:
 
 def _run(
     netlist: Netlist,
+    body: str,
     analysis: list[str],
     probes: tuple[str, ...],
     engine: str,
     timeout: float,
     scale: str | None,
 ) -> tuple[dict[str, np.ndarray], tuple[str, ...], str, str, float]:
-    """Run the deck; return (vectors by lower-case name, messages, version, engine used, wall s)."""
+    """Run the deck; return (vectors by lower-case name, messages, version, engine used, wall s).
+
+    Private folder per run: ``deck/`` (the deck and its data files), ``cwd/`` (empty: ngspice's working
+    directory in batch mode, where it writes the rawfile) and ``home/`` (empty: its HOME)."""
     if engine not in ENGINES:
-        raise ValueError(f"engine={engine!r} is not one of {ENGINES}.")
+        raise InputError(f"engine={engine!r} is not one of {', '.join(ENGINES)}.")
     names = [f"v({p})".lower() for p in probes] + ([scale] if scale else [])
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="thermotrain_ngspice_") as tmp:
+        deck_dir, cwd, home = (Path(tmp, sub) for sub in ("deck", "cwd", "home"))
+        for d in (deck_dir, cwd, home):
+            d.mkdir()
+        netlist_copy = _with_text(netlist, body)
         if engine == "shared":
-            netlist.write_files(tmp, _DECK_NAME)
-            Path(tmp, _DECK_NAME).write_text(_deck(netlist, analysis, probes, batch=False), encoding="utf-8")
+            netlist_copy.write_files(deck_dir, _DECK_NAME)
+            Path(deck_dir, _DECK_NAME).write_text(
+                _deck(body, analysis, probes, batch=False), encoding="utf-8"
+            )
             try:
                 with _LOCK:
-                    vectors, messages, version, wall = _shared().run(Path(tmp, _DECK_NAME), names, timeout)
+                    vectors, messages, version, wall = _shared().run(
+                        Path(deck_dir, _DECK_NAME), names, timeout
+                    )
                 return vectors, messages, version, "shared", wall
             except _SharedUnavailable as exc:
                 note = f"thermotrain: ngspice shared library unavailable ({exc}); ran `ngspice -b` instead"
                 _warn_once(note)
                 notes.append(note)
         binary = _binary()
-        netlist.write_files(tmp, _DECK_NAME)
-        Path(tmp, _DECK_NAME).write_text(_deck(netlist, analysis, probes, batch=True), encoding="utf-8")
-        vectors, messages, version, wall = _run_batch(binary, Path(tmp), names, timeout)
+        netlist_copy.write_files(deck_dir, _DECK_NAME)
+        Path(deck_dir, _DECK_NAME).write_text(_deck(body, analysis, probes, batch=True), encoding="utf-8")
+        vectors, messages, version, wall = _run_batch(
+            binary, deck_dir / _DECK_NAME, cwd, home, names, timeout
+        )
         return vectors, (*notes, *messages), version, "batch", wall
+
+
+def _with_text(netlist: Netlist, body: str) -> Netlist:
+    import dataclasses
+
+    return dataclasses.replace(netlist, text=body) if body is not netlist.text else netlist
 
 
 def _tail(messages: Sequence[str], n: int = 12) -> str:
@@ -396,14 +471,17 @@ def _binary_version(binary: str) -> str:
 
 
 def _run_batch(
-    binary: str, directory: Path, names: list[str], timeout: float
+    binary: str, deck: Path, cwd: Path, home: Path, names: list[str], timeout: float
 ) -> tuple[dict[str, np.ndarray], tuple[str, ...], str, float]:
+    """``ngspice -b -n DECK`` (``-n``: no ``.spiceinit``) in the empty folder ``cwd`` with HOME = the
+    empty folder ``home`` and no ``SPICE_*``/``NGSPICE_*`` variables; the rawfile lands in ``cwd``."""
     version = _binary_version(binary)
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
-            [binary, "-b", _DECK_NAME],
-            cwd=directory,
+            [binary, "-b", "-n", str(deck)],
+            cwd=cwd,
+            env=clean_environment(home),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -421,7 +499,7 @@ def _run_batch(
     if proc.returncode < 0:
         raise SpiceError(f"ngspice -b crashed (signal {-proc.returncode}); last output: {_tail(messages)}")
     _raise_for_messages(messages, "batch")
-    raw = directory / _RAW_NAME
+    raw = cwd / _RAW_NAME
     if not raw.exists():
         raise SpiceError(
             f"ngspice -b exited with status {proc.returncode} and wrote no data: {_tail(messages)}"
@@ -490,11 +568,41 @@ def _shared() -> _SharedNgspice:
         raise _SharedUnavailable(_SHARED_BROKEN)
     if _SHARED is None:
         try:
-            _SHARED = _SharedNgspice(path)
+            with _clean_process_state():
+                _SHARED = _SharedNgspice(path)
         except _SharedUnavailable as exc:
             _SHARED_BROKEN = str(exc)
             raise
     return _SHARED
+
+
+@contextlib.contextmanager
+def _clean_process_state() -> Iterator[None]:
+    """For loading the shared library (it reads ``spinit`` and ``.spiceinit`` then): the process's cwd
+    is an empty folder, HOME another empty folder, and ``SPICE_*``/``NGSPICE_*``/``USERPROFILE`` are unset;
+    all restored afterwards. Call with ``_LOCK`` held (cwd and environment are process-wide)."""
+    with tempfile.TemporaryDirectory(prefix="thermotrain_ngspice_init_") as tmp:
+        cwd, home = Path(tmp, "cwd"), Path(tmp, "home")
+        cwd.mkdir()
+        home.mkdir()
+        keys = [k for k in os.environ if k.startswith(("SPICE_", "NGSPICE_")) or k in ("USERPROFILE", "HOME")]
+        saved = {k: os.environ[k] for k in keys}
+        try:
+            old_cwd: str | None = os.getcwd()
+        except OSError:
+            old_cwd = None
+        try:
+            for k in keys:
+                del os.environ[k]
+            os.environ["HOME"] = str(home)
+            os.chdir(cwd)
+            yield
+        finally:
+            if old_cwd is not None:
+                with contextlib.suppress(OSError):
+                    os.chdir(old_cwd)
+            os.environ.pop("HOME", None)
+            os.environ.update(saved)
 
 
 class _SharedNgspice:

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from thermotrain._errors import SpiceError
+from thermotrain._args import check_choice, check_float, check_int, check_seed
+from thermotrain._errors import InputError, SpiceError
 from thermotrain._report import covariance_heatmaps, pyplot, table, write_json
 from thermotrain.circuits import ArraySpec, Capacitor, Circuit, Theory, bonferroni_z, linear_sde
 from thermotrain.netlists._ngspice import (
@@ -64,12 +65,16 @@ class ValidationSettings:
     timeout: float = 1800.0
 
     def __post_init__(self) -> None:
-        if self.runs < 1:
-            raise ValueError(f"runs = {self.runs} must be >= 1.")
-        if not (self.duration_tau > 0):
-            raise ValueError(f"duration = {self.duration_tau} tau must be > 0.")
-        if self.noise not in ("file", "trnoise"):
-            raise ValueError(f"noise = {self.noise!r}: choose 'file' or 'trnoise'.")
+        """Every field checked where it enters (InputError naming the field, the value and the range)."""
+        check_int("runs", self.runs, minimum=1)
+        check_float("duration_tau", self.duration_tau, minimum=0.0, strict_min=True, unit="tau")
+        check_choice("noise", self.noise, ("file", "trnoise"))
+        check_seed("seed", self.seed)
+        if self.workers is not None:
+            check_int("workers", self.workers, minimum=1)
+        check_float("burn_in", self.burn_in, minimum=0.0, unit="slowest relaxation times")
+        check_choice("engine", self.engine, ("shared", "batch"))
+        check_float("timeout", self.timeout, minimum=0.0, strict_min=True, unit="s")
 
 
 def _relaxation_fit(t: np.ndarray, x: np.ndarray, x_inf: np.ndarray, t_slow: float) -> float:
@@ -102,10 +107,16 @@ def _autocov(x: np.ndarray, max_lag: int) -> np.ndarray:
     return ac
 
 
+def run_seed(seed: int, index: int) -> int:
+    """The noise seed of run ``index`` of a sweep with settings seed ``seed``."""
+    return 1000 * seed + index + 1
+
+
 @dataclass(frozen=True)
 class NoisyRuns:
-    """Independent noisy SPICE runs of one circuit on the grid ``step`` (s): ``series[r]`` is run r's
-    [T, P] output voltages after the burn-in; ``failures`` the runs that failed (dicts of RunFailure)."""
+    """Independent noisy SPICE runs of one circuit on the grid ``step`` (s): ``series[r]`` is the r-th
+    successful run's [T, P] output voltages after the burn-in; ``failures`` the runs that failed (dicts of
+    RunFailure plus the run's noise ``seed``), each retried once when its worker crashed."""
 
     transients: list[Transient]
     series: list[np.ndarray]
@@ -126,14 +137,15 @@ def noisy_runs(
 ) -> NoisyRuns:
     """Run ``settings.runs`` noisy transients of ``circuit`` (run r uses noise seed 1000·seed + r + 1), each
     ``burn_in + duration`` s long on the grid NT / STEPS_PER_INTERVAL, in parallel on ``executor`` (or
-    ``settings.workers`` spawned processes, or the default pool). Failed runs are reported, not raised."""
+    run_many's own pool of ``settings.workers`` spawned processes: rebuilt after a crashed worker, the
+    interrupted runs retried once). Failed runs are reported, not raised."""
     s = settings
     step = circuit.noise_interval / STEPS_PER_INTERVAL
     t0 = time.perf_counter()
     jobs = []
     for r in range(s.runs):
         nl = write_netlist(
-            circuit, noise=s.noise, seed=1000 * s.seed + r + 1, duration=burn_in + duration + 3 * step
+            circuit, noise=s.noise, seed=run_seed(s.seed, r), duration=burn_in + duration + 3 * step
         )
         # one grid step beyond burn-in + duration, so the observed span is >= duration even when rounding
         # drops the sample at exactly the end of the burn-in
@@ -141,16 +153,13 @@ def noisy_runs(
             SpiceJob(nl, step=step, stop=burn_in + duration + step, engine=s.engine, timeout=s.timeout)
         )
     t_netlist = time.perf_counter() - t0
-    if executor is None and s.workers is not None:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=s.workers, mp_context=mp.get_context("spawn")) as ex:
-            results = run_many(jobs, executor=ex, progress=progress)
-    else:
-        results = run_many(jobs, executor=executor, progress=progress)
+    results = run_many(jobs, executor=executor, progress=progress, workers=s.workers)
     ok: list[Transient] = [r for r in results if isinstance(r, Transient)]
-    failures = [dataclasses.asdict(r) for r in results if isinstance(r, RunFailure)]
+    failures = [
+        {**dataclasses.asdict(r), "seed": run_seed(s.seed, r.index)}
+        for r in results
+        if isinstance(r, RunFailure)
+    ]
     series = [tr.values[tr.time >= burn_in - 1e-12 * burn_in] for tr in ok]
     return NoisyRuns(ok, series, failures, step, burn_in, t_netlist)
 
@@ -164,11 +173,24 @@ def validate(
     progress: bool = True,
     name: str = "array",
     save_traces: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run ``spec`` in ngspice and compare with its model. Returns the report (also written to
     ``out_dir/report.json`` with PNG plots when ``out_dir`` is given; ``save_traces`` also writes the
-    post-burn-in traces to ``out_dir/traces.npz`` for ``thermotrain calibrate --from out_dir``)."""
+    post-burn-in traces to ``out_dir/traces.npz`` for ``thermotrain calibrate --from out_dir``).
+
+    ``out_dir`` is checked before any SPICE run (a file, a folder holding an earlier run without
+    ``overwrite``, or an unwritable place raise :class:`OutputError`) and written atomically: a failure
+    leaves nothing, and an earlier folder is replaced only when the new one is complete.
+    Runs that fail (retried once after a crashed worker) are named in the report (index, seed, reason);
+    the statistics use the successful runs only, and the verdict says why it fails."""
+    from thermotrain._safeio import check_output_dir
+
     t_start = time.perf_counter()
+    if not isinstance(settings, ValidationSettings):
+        raise InputError(f"settings must be a ValidationSettings, not {type(settings).__name__}.")
+    if out_dir is not None:
+        check_output_dir(out_dir, overwrite=overwrite, flag="--out")
     s = settings
     t0 = time.perf_counter()
     circuit = spec.build(s.seed)
@@ -185,7 +207,7 @@ def validate(
     noisy = noisy_runs(circuit, s, burn_in=burn, duration=T_run, executor=executor, progress=progress)
     ok, failures, series, t_netlist = noisy.transients, noisy.failures, noisy.series, noisy.t_netlist
     if not ok:
-        raise SpiceError(f"every SPICE run of {name} failed: {failures}")
+        raise SpiceError(f"every SPICE run of {name} failed: {describe_failures(failures)}.")
     T_total = sum(x.shape[0] * step for x in series)  # each grid sample stands for one step of observed time
     pooled_mean = np.mean(np.vstack(series), axis=0)
     per_run_cov = np.array([np.cov(x.T, bias=True).reshape(len(sde.outputs), -1) for x in series])
@@ -277,6 +299,7 @@ def validate(
         "family": spec.family,
         "size": spec.size,
         "runs": s.runs,
+        "runs_ok": len(ok),
         "runs_failed": failures,
         "noise": s.noise,
         "seed": s.seed,
@@ -304,6 +327,7 @@ def validate(
         "thresholds": {"mean_error_sigma": z, "dc_rel_error": 1e-6, "relaxation_rel_error": 0.01},
         "checks": checks,
         "pass": bool(all(checks.values())) and not failures,
+        "verdict": verdict(checks, failures, s.runs),
         "scaling": dataclasses.asdict(sc),
         "spec": spec.to_dict(),
         "nonideal": spec.nonideal.to_dict(),
@@ -314,20 +338,44 @@ def validate(
     }
     report["wall_s"] = time.perf_counter() - t_start
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        _plots(out, name, series[0], step, theory, model_cov, cov, lags, emp_ac, th_ac, relax, model_relax)
-        write_json(out / "report.json", report)
-        if save_traces:  # for `thermotrain calibrate --from DIR`
-            np.savez_compressed(
-                out / "traces.npz",
-                runs=len(series),
-                step=step,
-                burn_in=burn,
-                **{f"run{i}": x for i, x in enumerate(series)},
+        from thermotrain._safeio import output_dir, write_text_atomic
+
+        with output_dir(out_dir, overwrite=overwrite, flag="--out") as out:
+            _plots(
+                out, name, series[0], step, theory, model_cov, cov, lags, emp_ac, th_ac, relax, model_relax
             )
-        (out / "summary.txt").write_text(summary(report) + "\n")
+            write_json(out / "report.json", report)
+            if save_traces:  # for `thermotrain calibrate --from DIR`
+                np.savez_compressed(
+                    out / "traces.npz",
+                    runs=len(series),
+                    step=step,
+                    burn_in=burn,
+                    **{f"run{i}": x for i, x in enumerate(series)},
+                )
+            write_text_atomic(out / "summary.txt", summary(report) + "\n")
     return report
+
+
+def describe_failures(failures: list[dict[str, Any]]) -> str:
+    """The failed runs in one line: ``run 2, seed 3: <reason>; run ...`` (runs counted from 1)."""
+    return "; ".join(
+        f"run {f['index'] + 1}, seed {f['seed']}: {f['message']}"
+        if "seed" in f
+        else f"run {f['index'] + 1}: {f['message']}"
+        for f in failures
+    )
+
+
+def verdict(checks: dict[str, bool], failures: list[dict[str, Any]], runs: int) -> str:
+    """``PASS``, or ``FAIL: `` and every reason: the failed runs (index, seed, reason) and failed checks."""
+    reasons = []
+    if failures:
+        reasons.append(f"{len(failures)} of {runs} runs failed ({describe_failures(failures)})")
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        reasons.append(f"check(s) {', '.join(bad)} out of bounds")
+    return "PASS" if not reasons else "FAIL: " + "; ".join(reasons)
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -354,10 +402,24 @@ def summary(report: dict[str, Any]) -> str:
         ]
     head = (
         f"{r['name']}: {r['family'].upper()} array, N = {r['size']}, ngspice {r['ngspice_version']}, "
-        f"{r['runs']} runs x {r['duration_tau']:g} tau ({r['noise']} noise), wall {r['wall_s']:.1f} s -> "
-        f"{'PASS' if r['pass'] else 'FAIL'}"
+        f"{runs_text(r)} x {r['duration_tau']:g} tau ({r['noise']} noise), wall {r['wall_s']:.1f} s -> "
+        f"{r.get('verdict') or ('PASS' if r['pass'] else 'FAIL')}"
     )
-    return head + "\n" + table(rows, ("quantity", "value", "bound"))
+    failed = "".join(
+        f"\nfailed: run {f['index'] + 1}"
+        + (f", seed {f['seed']}" if "seed" in f else "")
+        + f": {f['message']}"
+        for f in r.get("runs_failed") or ()
+    )
+    return head + failed + "\n" + table(rows, ("quantity", "value", "bound"))
+
+
+def runs_text(r: dict[str, Any]) -> str:
+    """``4 runs``, or ``3 of 4 runs (1 failed)`` when some failed: the statistics use the successful ones."""
+    failed = len(r.get("runs_failed") or ())
+    if not failed:
+        return f"{r['runs']} runs"
+    return f"{r['runs'] - failed} of {r['runs']} runs ({failed} failed; statistics from the others)"
 
 
 def _plots(out, name, x, step, theory, model_cov, cov, lags, emp_ac, th_ac, relax, model_relax) -> None:

@@ -42,7 +42,9 @@ from typing import Literal
 
 import numpy as np
 
-from thermotrain._errors import CircuitError
+from thermotrain._args import check_float, check_seed
+from thermotrain._errors import CircuitError, InputError, ResourceLimitError
+from thermotrain._safeio import MiB, file_limit, read_regular, write_bytes_atomic, write_text_atomic
 from thermotrain.circuits._elements import (
     GROUND,
     IDEAL_OPAMP_GAIN,
@@ -100,8 +102,37 @@ def noise_record_rows(total_time: float, noise_interval: float) -> int:
     at t_k = k*NT (a relative slack of 1e-9 absorbs round-off in T/NT), so the last row lies >= NT
     beyond T."""
     if not (math.isfinite(total_time) and total_time > 0):
-        raise ValueError(f"noise record length start + duration = {total_time!r} s must be finite and > 0.")
-    return math.ceil(total_time / noise_interval - 1e-9) + 2
+        raise InputError(f"noise record length start + duration = {total_time!r} s must be finite and > 0.")
+    rows = total_time / noise_interval
+    if not math.isfinite(rows):
+        raise InputError(f"noise record of {total_time!r} s at NT = {noise_interval!r} s has too many rows.")
+    return math.ceil(rows - 1e-9) + 2
+
+
+#: bytes one number takes in a noise file: ``%.17g`` (at most 24 characters) and a separator.
+NOISE_BYTES_PER_NUMBER = 25
+
+
+def noise_file_bytes(rows: int, n_sources: int) -> int:
+    """Upper estimate (bytes) of the noise file(s) of ``rows`` rows and ``n_sources`` sources: every file
+    has a time column, every number takes at most :data:`NOISE_BYTES_PER_NUMBER` bytes."""
+    files = -(-n_sources // FILESOURCE_MAX_COLUMNS)
+    return int(rows) * (n_sources + files) * NOISE_BYTES_PER_NUMBER
+
+
+def check_noise_size(rows: int, n_sources: int, *, what: str = "duration") -> None:
+    """Refuse (ResourceLimitError, before anything is drawn or written) a noise record whose files would
+    pass the ``noise`` file cap of :mod:`thermotrain._safeio` (``THERMOTRAIN_MAX_NOISE_MB``): such a file
+    could not be read back, and drawing it needs about a third of that in memory."""
+    size = noise_file_bytes(rows, n_sources)
+    limit = file_limit("noise")
+    if size > limit:
+        raise ResourceLimitError(
+            f"the file-noise record would be about {size / MiB:.4g} MB ({rows} rows x {n_sources} sources "
+            f"(+ a time column per file) x {NOISE_BYTES_PER_NUMBER} bytes per number), above the "
+            f"{limit / MiB:.4g} MB limit for a noise file; shorten the {what}, use fewer cells or "
+            "noise='trnoise', or raise THERMOTRAIN_MAX_NOISE_MB."
+        )
 
 
 def draw_noise(seed: int, n_rows: int, psd: np.ndarray, noise_interval: float) -> np.ndarray:
@@ -141,6 +172,10 @@ class Netlist:
         ``.cir``. Empty without file noise.
     noise_names: names of the noise sources, in column order.
     nodes: every node name of the text (circuit nodes, then helper nodes), for probe checks.
+    external_files: ``(name in text, source path)`` of data files a netlist loaded from outside names
+        (:func:`~thermotrain.netlists.load_netlist`); written beside the deck from their source.
+    trusted: run ``text`` without the allowlist check (only :func:`load_netlist` with ``trusted=True``
+        sets it; every run then prints a warning line).
     """
 
     text: str
@@ -153,6 +188,8 @@ class Netlist:
     noise_files: tuple[str, ...] = ()
     noise_names: tuple[str, ...] = ()
     nodes: tuple[str, ...] = ()
+    external_files: tuple[tuple[str, str], ...] = ()
+    trusted: bool = False
 
     @property
     def noise_end(self) -> float:
@@ -172,19 +209,25 @@ class Netlist:
             for name, cols in zip(self.noise_files, groups, strict=True)
         }
 
+    def data_files(self) -> dict[str, bytes]:
+        """``{file name: contents}`` of every data file the text names: the noise files, then the
+        external files (re-read now: a regular file under the ``noise`` cap)."""
+        out = {name: text.encode("ascii") for name, text in self.noise_file_texts().items()}
+        for name, src in self.external_files:
+            out[name] = read_regular(src, "noise", what=f"data file {name!r} of {self.title!r}")
+        return out
+
     def write_files(self, directory: str | Path, netlist_name: str) -> tuple[Path, ...]:
-        """Write ``text`` as ``directory/netlist_name`` and the noise file (if any) beside it; return the
-        paths written. Used by ``save`` and by the runner (in a fresh temporary directory per run, so
-        parallel runs never share a file)."""
+        """Write the data files (noise files, external files) into ``directory`` and then ``text`` as
+        ``directory/netlist_name``, each atomically (a temporary file and a rename); return the paths,
+        netlist first. The netlist comes last so it never names a file that was not written. Used by
+        ``save`` and by the runner (in a fresh private folder per run)."""
         directory = Path(directory)
-        cir = directory / netlist_name
-        cir.write_text(self.text, encoding="utf-8")
-        written = [cir]
-        for name, data in self.noise_file_texts().items():
-            noise = directory / name
-            noise.write_text(data, encoding="ascii")
-            written.append(noise)
-        return tuple(written)
+        written = []
+        for name, data in self.data_files().items():
+            written.append(write_bytes_atomic(directory / name, data))
+        cir = write_text_atomic(directory / netlist_name, self.text)
+        return (cir, *written)
 
     def save(self, path: str | Path) -> tuple[Path, ...]:
         """Write the netlist to ``path`` (e.g. ``FILE.cir``) and, with file noise, its noise data beside
@@ -213,18 +256,16 @@ def write_netlist(
         ``[0, start + duration]`` plus one sample (``ceil((start + duration)/NT) + 2`` rows).
     Cost: O(elements + rows * sources) time; the file-noise samples are held in memory (8 bytes each).
     """
-    if noise not in NOISE_MODES:
-        raise ValueError(f"noise={noise!r} is not one of {NOISE_MODES}.")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer (numpy.random.default_rng seed).")
-    if not (math.isfinite(start) and start >= 0):
-        raise ValueError(f"start={start!r} s must be finite and >= 0.")
-    if duration is not None and not (math.isfinite(duration) and duration > 0):
-        raise ValueError(f"duration={duration!r} s must be finite and > 0.")
+    if not isinstance(noise, str) or noise not in NOISE_MODES:
+        raise InputError(f"noise={noise!r} is not one of {', '.join(NOISE_MODES)}.")
+    seed = check_seed("seed", seed)
+    start = check_float("start", start, minimum=0.0, unit="s")
+    if duration is not None:
+        duration = check_float("duration", duration, minimum=0.0, strict_min=True, unit="s")
     nt = float(circuit.noise_interval)
     sources = circuit.noise_sources() if noise != "off" else []
     if noise == "file" and sources and duration is None:
-        raise ValueError(
+        raise InputError(
             "noise='file' needs duration (s): the noise record must cover [0, start + duration]. "
             "Pass duration=stop - start of the run you plan, or use noise='trnoise'."
         )
@@ -274,6 +315,7 @@ def write_netlist(
         else:
             total = start + float(duration)  # type: ignore[arg-type]
             rows = noise_record_rows(total, nt)
+            check_noise_size(rows, len(sources))
             samples = draw_noise(int(seed), rows, psd, nt)
             samples.setflags(write=False)
             digest = hashlib.sha256(np.ascontiguousarray(samples, dtype="<f8").tobytes())

@@ -93,7 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="exact",
         help="where K-FAC's inverses/solves run: exact (digital), ideal (ideal device), rc8/rlc8 (shipped "
         "calibrated profiles) or PROFILE.json "
-        "(a hardware profile); first-order optimizers ignore it, TNGD always runs the ideal device",
+        "(a hardware profile); first-order optimizers ignore it, TNGD runs the ideal device for exact, else the RC profile given",
     )
     p.add_argument("--epochs", type=positive_int, default=3, help="passes over the training set (count)")
     p.add_argument(
@@ -118,8 +118,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--analog-time",
         type=nonnegative_float,
-        default=50.0,
-        help="device time per solve/inverse or TNGD step (τ, ≥ 0; > 0 for thermodynamic K-FAC)",
+        default=None,
+        help="device time per solve/inverse or TNGD step (τ, ≥ 0; > 0 for thermodynamic K-FAC; default: "
+        "50 for K-FAC, 20 for TNGD - the tuned TNGDConfig default)",
     )
     p.add_argument(
         "--delay",

@@ -1,28 +1,48 @@
-"""Thermodynamic natural gradient descent (TNGD): the ideal device on A = GGN + λI, b = gradient.
+"""Thermodynamic natural gradient descent (TNGD): a device holding A = GGN + λI and b = gradient.
 
-Per training step k the device, holding A_k = J_kᵀ H_k J_k + λI and b_k = g_k, runs
+Per training step k the device, holding A_k = J_kᵀ H_k J_k + λI and b_k = g_k, runs for an analog time t
+(in τ), warm-started from the previous estimate (or from x0 = g_k on the first step / ``warm_start=False``);
+its state at t is the update direction handed to a torch optimizer (SGD → TNGD, Adam with β1 = β2 = 0 →
+TNGD-Adam). A delay t_d > 0 models the digital time between reading x and loading the new (A, b): the device
+first runs t_d under the previous system, on the same backend.
 
-    dx = -(A_k x - b_k) dt/τ + sqrt(2κ0/τ) dW           for an analog time t (in τ),
+**Normalisation** (as thermodynamic K-FAC's :class:`~thermotrain.training.AnalogSolver`): the device is loaded
+with A' = s·A and b' = β·b, where s = 1/λ̂_max(A) (``lambda_steps`` Lanczos steps with the GGN operator; the
+largest Ritz value) and β = 1/max|b|, so the device's fastest rate is ≈ 1/τ and its input spans the full
+scale [-1, 1]. It runs
 
-started from x0 = g_k (``warm_start=False``, or on the first step) or from the previous estimate
-(``warm_start=True``). Its state at t is the update direction handed to a torch optimizer (SGD → TNGD,
-Adam with β1 = β2 = 0 → TNGD-Adam). A delay t_d > 0 models the digital time between reading x and loading the
-new (A, b): the device first runs t_d under the previous (A_{k-1}, b_{k-1}). Per step the device is loaded with
-B·d_z(B·d_z + 2N) + N values (J, H_L, Jᵀ as resistor arrays and b) and N values are read.
+    dx' = -(A' x' - b') dt + sqrt(2κ0) dW        (time in τ of the scaled device)
 
-The law of x(t) is exact OU: x(t) = x0 − φ_t(A)(A x0 − b) + ψ_t(A) ξ, ξ ~ N(0, I), with
-φ_t(a) = (1 − e^{−a t})/a and ψ_t(a) = sqrt(κ0 (1 − e^{−2 a t})/a). Three integrators evaluate it:
+from x0' = (β/s)·x0, and the readout is rescaled digitally: x = (s/β)·x'. So the analog time t and the noise
+κ0 mean the same thing for every A and b: κ0 is relative to the device's full scale, exactly as in K-FAC
+(the relative error of the readout does not change when A or b is multiplied by a constant).
 
-- ``"krylov"`` (default, matrix-free): Lanczos on A with full re-orthogonalisation gives φ_t(A)r and ψ_t(A)ξ
-  from m GGN-vector products (m adaptive, ≤ ``max_krylov``; stops when the estimate changes by < ``krylov_tol``
-  relative). Exact up to that tolerance; O(m·B·d_z·N) digital work per step.
-- ``"dense"``: form A (N ≤ ``max_dense_params``), eigendecompose, apply φ_t, ψ_t exactly. O(N³).
-- ``"euler"``: Euler–Maruyama with δt = min(dt, 1/λ̂_max) τ (λ̂_max from 20 power iterations, ×1.1), the paper's
-  simulation. Its mean converges to A⁻¹b exactly; the transient of a mode with eigenvalue a is (1 − aδt)^n
-  instead of e^{−a t} (relative error ≈ a²δt·t/2 at fixed t) and its stationary covariance is
-  κ0 A⁻¹(I − aδt/2)⁻¹ (bias O(aδt)). O((t/δt)·B·d_z·N) per step.
+**Backends**:
 
-At t = 0 (and κ0 = 0, no warm start) TNGD is SGD exactly; as t → ∞ (κ0 = 0) it is NGD with damping λ.
+- ``"ideal"``: the law of x'(t) is exact OU, x'(t) = x0' − φ_t(A')(A'x0' − b') + ψ_t(A') ξ, ξ ~ N(0, I),
+  φ_t(a) = (1 − e^{−a t})/a, ψ_t(a) = sqrt(κ0 (1 − e^{−2 a t})/a), evaluated by ``integrator``:
+  ``"krylov"`` (default, matrix-free: Lanczos on A' with full re-orthogonalisation, m adaptive ≤
+  ``max_krylov`` GGN-vector products, stops when the estimate changes by < ``krylov_tol`` relative; exact up
+  to that tolerance; this is what makes big models possible), ``"dense"`` (form A', N ≤ ``max_dense_params``,
+  eigendecompose, O(N³)) or ``"euler"`` (Euler–Maruyama with δt = min(dt, 1/(1.1·λ̂_max)), the paper's
+  simulation; transient error ≈ a²δt·t/2 per mode, stationary covariance bias O(aδt)).
+- a :class:`~thermotrain.models.HardwareProfile` (RC family): the dense A' (N ≤ ``max_dense_params``, else a
+  :class:`TrainingError`) and b' are loaded into the profile's surrogate, so its DAC quantization, component
+  tolerances, finite op-amp gain, offsets, output clipping and ADC all apply. ``integrator="dense"`` calls
+  :func:`thermotrain.models.solve` (``readout="state"``): the surrogate's exact law, O(N³) with a large
+  constant (two matrix exponentials of size 2N: ~10 s at N = 1200, ~80 s at N = 2410 on one core).
+  ``integrator="krylov"`` (default) builds the same device (:meth:`HardwareProfile.instantiate`) and
+  evaluates its mean exactly (Arnoldi on the surrogate's drift, O(m·N²)); its noise (κ0 > 0) is drawn from
+  the OU law of the symmetric part of the drift with the mean diffusion (the surrogate's drift is non-normal
+  only through the ~1 % component tolerances, so this noise law is accurate to about that tolerance; with
+  κ0 = 0 the path is exact). ``euler`` runs the ideal device only. A matrix the profile refuses because
+  quantization made it indefinite is retried with 1.5× the extra damping the device names when
+  ``pd_guard`` (counted in ``damping_bumps``), else a TrainingError names the fix.
+
+Per step the ideal device is loaded with B·d_z(B·d_z + 2N) + N values (J, H_L, Jᵀ as resistor arrays and b);
+the dense profile device with N(N+1)/2 + N (A and b); N values are read.
+
+At t = 0 (κ0 = 0, no warm start) TNGD is SGD exactly; as t → ∞ (κ0 = 0) it is NGD with damping λ.
 """
 
 from __future__ import annotations
@@ -30,6 +50,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -39,9 +60,38 @@ from thermotrain._errors import TrainingError
 from thermotrain.training._ggn import GGNOperator, LossName, flat_grad, set_flat_grad
 from thermotrain.training._kfac import Schedule, resolve_schedule
 
-__all__ = ["TNGDConfig", "TNGDPreconditioner", "ou_transition"]
+__all__ = ["TNGDConfig", "TNGDPreconditioner", "ou_transition", "resolve_tngd_backend"]
 
 Integrator = Literal["krylov", "dense", "euler"]
+
+
+def resolve_tngd_backend(backend: Any) -> Any:
+    """``"ideal"`` (also for ``"exact"``: TNGD has no digital mode) or a RC-family HardwareProfile, from a
+    profile, a shipped profile name (``"rc8"``) or the path of a profile JSON."""
+    from thermotrain.models import HardwareProfile, load_profile
+    from thermotrain.training._solvers import SHIPPED_PROFILES, shipped_profile_path
+
+    if isinstance(backend, str) and backend in ("exact", "ideal"):
+        return "ideal"
+    if isinstance(backend, str) and backend in SHIPPED_PROFILES:
+        backend = shipped_profile_path(backend)
+    if isinstance(backend, str | Path):
+        if not Path(backend).exists():
+            raise TrainingError(
+                f"Unknown TNGD backend {str(backend)!r}: use 'ideal' (or 'exact', which means the ideal device "
+                "for TNGD), a shipped profile (rc8) or the path of an RC hardware-profile JSON."
+            )
+        backend = load_profile(backend)
+    if not isinstance(backend, HardwareProfile):
+        raise TrainingError(
+            f"TNGD backend must be 'ideal' or a HardwareProfile; got {type(backend).__name__} {backend!r}."
+        )
+    if backend.family != "rc":
+        raise TrainingError(
+            f"TNGD solves A x = b on the device; the {backend.family!r} profile {backend.name!r} cannot (an RLC "
+            "resonator array reads A⁻¹ from its covariance only). Use an RC profile, e.g. backend 'rc8'."
+        )
+    return backend
 
 
 @dataclass(frozen=True)
@@ -49,29 +99,38 @@ class TNGDConfig:
     """TNGD settings (immutable).
 
     Attributes:
-        damping: λ added to the GGN (number or schedule, > 0; dimensionless).
-        analog_time: t, the device time per step, in τ (0 → SGD).
+        damping: λ added to the GGN (number or schedule, > 0; dimensionless, in the GGN's units).
+        analog_time: t, the device time per step, in τ of the normalised device (fastest rate ≈ 1/τ; 0 → SGD).
         delay: t_d, time the device keeps running on the previous (A, b) before the new ones load, in τ.
-        kappa0: noise strength κ0 (dimensionless; stationary Cov = κ0·A⁻¹).
+        kappa0: noise strength κ0 relative to the device's full scale (dimensionless; the normalised
+            device's stationary Cov = κ0·A'⁻¹, the same meaning as in thermodynamic K-FAC). ``None``: 0 on
+            the ideal device, the profile's own κ0 on a hardware profile.
         warm_start: start from the previous estimate instead of the gradient.
         integrator: ``"krylov"``, ``"dense"`` or ``"euler"`` (see the module docstring).
+        backend: ``"ideal"`` or a RC :class:`~thermotrain.models.HardwareProfile` (a shipped name such as
+            ``"rc8"`` or a profile path is resolved here; ``"exact"`` means ``"ideal"``).
         dt: Euler step (τ); upper bound, reduced to 1/λ̂_max for stability.
-        krylov_tol: relative tolerance of the Lanczos evaluation.
+        krylov_tol: relative tolerance of the Lanczos/Arnoldi evaluation.
         max_krylov: maximum Lanczos iterations (GGN-vector products) per evaluation.
-        max_dense_params: size limit of the dense integrator.
+        lambda_steps: Lanczos steps of the λ_max estimate that sets the scale s (GGN-vector products).
+        max_dense_params: size limit of the dense paths (``integrator="dense"`` and hardware profiles).
+        pd_guard: on a profile, retry a matrix its quantization made indefinite with more damping.
         loss: loss whose GGN is used (mean-reduced ``"cross_entropy"`` or ``"mse"``).
     """
 
-    damping: Schedule = 1e-2
-    analog_time: float = 50.0
+    damping: Schedule = 3e-2
+    analog_time: float = 20.0
     delay: float = 0.0
-    kappa0: float = 0.0
+    kappa0: float | None = None
     warm_start: bool = True
     integrator: Integrator = "krylov"
+    backend: Any = "ideal"
     dt: float = 0.1
     krylov_tol: float = 1e-6
     max_krylov: int = 100
+    lambda_steps: int = 8
     max_dense_params: int = 4096
+    pd_guard: bool = True
     loss: LossName = "cross_entropy"
 
     def __post_init__(self) -> None:
@@ -81,12 +140,27 @@ class TNGDConfig:
             )
         for name in ("analog_time", "delay", "kappa0"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
+            if name == "kappa0" and value is None:
+                continue
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise TrainingError(f"TNGD {name} must be a finite number ≥ 0; got {value!r}.")
         if self.integrator not in ("krylov", "dense", "euler"):
             raise TrainingError(f"integrator must be 'krylov', 'dense' or 'euler'; got {self.integrator!r}.")
-        if not (self.dt > 0 and self.krylov_tol > 0 and self.max_krylov >= 1):
-            raise TrainingError("dt (τ), krylov_tol and max_krylov must be positive.")
+        if not (self.dt > 0 and self.krylov_tol > 0 and self.max_krylov >= 1 and self.lambda_steps >= 1):
+            raise TrainingError("dt (τ), krylov_tol, max_krylov and lambda_steps must be positive.")
+        object.__setattr__(self, "backend", resolve_tngd_backend(self.backend))
+        if self.backend != "ideal" and self.integrator == "euler":
+            raise TrainingError(
+                "integrator 'euler' simulates the ideal device only; on a hardware profile use 'krylov' "
+                "(default) or 'dense'."
+            )
+
+    @property
+    def effective_kappa0(self) -> float:
+        """κ0 used: the explicit value, else 0 (ideal) or the profile's κ0."""
+        if self.kappa0 is not None:
+            return float(self.kappa0)
+        return 0.0 if self.backend == "ideal" else float(self.backend.kappa0)
 
 
 def _phi(a: torch.Tensor, t: float) -> torch.Tensor:
@@ -95,8 +169,9 @@ def _phi(a: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def _psi(a: torch.Tensor, t: float, kappa0: float) -> torch.Tensor:
-    """sqrt(κ0 (1 − e^{−2 a t})/a): the standard deviation of the OU noise after time t."""
-    return torch.sqrt(kappa0 * _phi(a, 2 * t))
+    """sqrt(κ0 (1 − e^{−2 a t})/a): the standard deviation of the OU noise after time t (a ≤ 0, a Ritz value
+    of a marginal mode, is taken as 0: variance 2κ0·t)."""
+    return torch.sqrt(kappa0 * _phi(a.clamp_min(0.0), 2 * t))
 
 
 def _lanczos_apply(
@@ -142,6 +217,35 @@ def _lanczos_apply(
     return (float(beta0) * (torch.stack(V[:m]).T @ coef)).to(v.dtype), m
 
 
+def lambda_max_estimate(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, steps: int) -> float:
+    """Largest Ritz value of ``steps`` Lanczos steps on the SPD operator (a lower bound of λ_max, within a few
+    % for a GGN after ~8 steps). Fixed start vector (seed 0), so it consumes no noise. Cost: ``steps``
+    products."""
+    v = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    V = [v / v.norm()]
+    alphas: list[float] = []
+    betas: list[float] = []
+    for j in range(min(steps, n)):
+        w = matvec(V[j]).double()
+        alphas.append(float(V[j] @ w))
+        Vm = torch.stack(V)
+        w = w - Vm.T @ (Vm @ w)
+        w = w - Vm.T @ (Vm @ w)
+        beta = float(w.norm())
+        if beta <= 1e-12 * max(abs(a) for a in alphas) or j + 1 == min(steps, n):
+            break
+        betas.append(beta)
+        V.append(w / beta)
+    T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if betas:
+        off = torch.tensor(betas[: len(alphas) - 1], dtype=torch.float64)
+        T = T + torch.diag(off, 1) + torch.diag(off, -1)
+    lam = float(torch.linalg.eigvalsh(T)[-1])
+    if not (math.isfinite(lam) and lam > 0):
+        raise TrainingError(f"TNGD: the curvature's largest eigenvalue estimate is {lam!r}; it must be > 0.")
+    return lam
+
+
 def ou_transition(
     matvec: Callable[[torch.Tensor], torch.Tensor],
     x0: torch.Tensor,
@@ -155,7 +259,8 @@ def ou_transition(
     krylov_tol: float = 1e-6,
     max_krylov: int = 100,
 ) -> tuple[torch.Tensor, int]:
-    """Sample x(t) of dx = -(A x - b) dt + sqrt(2κ0) dW (time in τ) from x(0) = x0.
+    """Sample x(t) of the ideal device dx = -(A x - b) dt + sqrt(2κ0) dW (time in τ) from x(0) = x0, in the
+    units given (TNGD calls it with the normalised A' = sA, b' = βb).
 
     Returns (x(t), number of A-products used). ``dense`` (the matrix A) is required for ``"dense"``.
     """
@@ -197,6 +302,75 @@ def ou_transition(
     return x, 20 + n
 
 
+def _arnoldi_flow(M: torch.Tensor, r: torch.Tensor, t: float, tol: float, max_iter: int) -> torch.Tensor:
+    """t·φ1(tM) r = ∫_0^t e^{Ms} r ds for a dense (non-symmetric) M by Arnoldi with full re-orthogonalisation;
+    the small problem is one matrix exponential of the augmented Hessenberg matrix. O(m·n²)."""
+    beta0 = float(r.norm())
+    if beta0 == 0.0:
+        return torch.zeros_like(r)
+    n = r.numel()
+    V = [r / beta0]
+    H = torch.zeros(max_iter + 1, max_iter, dtype=r.dtype)
+    prev: torch.Tensor | None = None
+    est = torch.zeros_like(r)
+    for j in range(min(max_iter, n)):
+        w = M @ V[j]
+        Vm = torch.stack(V)
+        h = Vm @ w
+        w = w - Vm.T @ h
+        h2 = Vm @ w
+        w = w - Vm.T @ h2
+        H[: j + 1, j] = h + h2
+        beta = float(w.norm())
+        m = j + 1
+        aug = torch.zeros(m + 1, m + 1, dtype=r.dtype)
+        aug[:m, :m] = t * H[:m, :m]
+        aug[0, m] = t
+        coef = torch.linalg.matrix_exp(aug)[:m, m]
+        est = beta0 * (Vm.T @ coef)
+        done = prev is not None and float((est - prev).norm()) <= tol * float(est.norm())
+        if done or beta <= 1e-12 * float(H[: j + 1, : j + 1].abs().max()):
+            break
+        H[j + 1, j] = beta
+        V.append(w / beta)
+        prev = est
+    return est
+
+
+class _Profiled:
+    """One run of a RC hardware profile's surrogate holding (A', b'), evaluated in O(m·N²) (see the module
+    docstring: exact mean by Arnoldi; noise from the symmetric part of the drift)."""
+
+    def __init__(self, profile: Any, cfg: TNGDConfig, generator: torch.Generator) -> None:
+        self.profile, self.cfg, self.generator = profile, cfg, generator
+
+    def __call__(self, A: torch.Tensor, b: torch.Tensor, *, x0: torch.Tensor, t: float, kappa0: float) -> Any:
+        from thermotrain.models import SolveResult
+
+        n = A.shape[0]
+        inst = self.profile.instantiate(A, b, generator=self.generator, kappa0=kappa0)
+        M, u = inst.sde.M.double(), inst.sde.u.double().reshape(-1)
+        beta_hw = float(inst.input_scale[0])
+        x = x0.double() * (beta_hw / inst.matrix_scale)
+        if t > 0:
+            x = x + _arnoldi_flow(M, M @ x + u, t, self.cfg.krylov_tol, self.cfg.max_krylov)
+            if kappa0 > 0:
+                # dx = M x dt + Q dW with D = QQᵀ ≈ d̄ I and M ≈ its symmetric part: the OU kick of -M_sym
+                d_bar = float(torch.diagonal(inst.sde.D).double().mean())
+                S = -0.5 * (M + M.T)
+                xi = torch.randn(n, generator=self.generator, dtype=torch.float64)
+                kick, _ = _lanczos_apply(
+                    lambda v: S @ v,
+                    xi,
+                    lambda a: _psi(a, t, d_bar / 2),
+                    self.cfg.krylov_tol,
+                    self.cfg.max_krylov,
+                )
+                x = x + kick
+        y = inst.readout((x @ inst.observe.double().T)[None])[0]
+        return SolveResult(y * (inst.matrix_scale / beta_hw), float(t), n * (n + 1) // 2 + n, n)
+
+
 class TNGDPreconditioner:
     """Replace the gradient by the TNGD device state; call ``step(x, y)`` after ``loss.backward()``.
 
@@ -206,8 +380,10 @@ class TNGDPreconditioner:
         generator: torch generator for the device noise.
 
     Attributes:
-        last_step: analog time (τ), values loaded/read and GGN-vector products of the last step.
+        last_step: analog time (τ), values loaded/read, GGN-vector products, scale s and damping bumps of the
+            last step.
         analog_time_tau: total analog time so far (τ).
+        damping_bumps: device loads retried with extra damping (hardware profile, ``pd_guard``).
     """
 
     def __init__(
@@ -220,25 +396,89 @@ class TNGDPreconditioner:
         self.state: torch.Tensor | None = None
         self._prev_system: tuple[GGNOperator, torch.Tensor, torch.Tensor | None] | None = None
         self.analog_time_tau = 0.0
+        self.damping_bumps = 0
         self.last_step: dict[str, float] = {}
+        self._loaded = 0
+
+    def _dense(self, A: GGNOperator) -> torch.Tensor | None:
+        c = self.config
+        if c.backend == "ideal" and c.integrator != "dense":
+            return None
+        if A.n > c.max_dense_params:
+            where = "a hardware profile" if c.backend != "ideal" else "integrator='dense'"
+            raise TrainingError(
+                f"TNGD on {where} loads the dense {A.n}x{A.n} GGN, but N = {A.n} parameters exceeds "
+                f"max_dense_params = {c.max_dense_params}. Use a smaller model, raise "
+                "TNGDConfig.max_dense_params (O(N²) memory, O(N³) time), or run the ideal device "
+                "(backend 'ideal', integrator 'krylov': matrix-free)."
+            )
+        return A.dense(c.max_dense_params)
 
     def _evolve(
         self, A: GGNOperator, dense: torch.Tensor | None, x0: torch.Tensor, b: torch.Tensor, t: float
-    ):
+    ) -> tuple[torch.Tensor, int]:
+        """x(t) in the caller's units: normalise (s, β), run the backend from the scaled warm start,
+        rescale. Returns (x, GGN products)."""
         c = self.config
-        return ou_transition(
-            A.matvec,
-            x0,
-            b,
-            t,
-            c.kappa0,
-            self.generator,
-            c.integrator,
-            dense,
-            c.dt,
-            c.krylov_tol,
-            c.max_krylov,
-        )
+        kappa0 = c.effective_kappa0
+        bmax = float(b.abs().max())
+        if t == 0:
+            return x0.clone(), 0
+        if bmax == 0.0:
+            return torch.zeros_like(x0), 0
+        if dense is not None:
+            lam = lambda_max_estimate(lambda v: dense.double() @ v, A.n, c.lambda_steps)
+            products = 0
+        else:
+            lam = lambda_max_estimate(lambda v: A.matvec(v.to(x0.dtype)).double(), A.n, c.lambda_steps)
+            products = min(c.lambda_steps, A.n)
+        s, beta = 1.0 / lam, 1.0 / bmax
+        xs0, bs = x0 * (beta / s), b * beta
+        if c.backend == "ideal":
+            xs, used = ou_transition(
+                lambda v: s * A.matvec(v),
+                xs0,
+                bs,
+                t,
+                kappa0,
+                self.generator,
+                c.integrator,
+                None if dense is None else dense * s,
+                c.dt,
+                c.krylov_tol,
+                c.max_krylov,
+            )
+            self._loaded = 0
+            return (xs * (s / beta)).to(x0.dtype), products + used
+        from thermotrain._errors import UnloadableMatrixError
+        from thermotrain.models import solve
+        from thermotrain.training._solvers import _device_call
+
+        assert dense is not None
+        As = 0.5 * (dense + dense.T).double() * s
+        if c.integrator == "dense":
+            fn: Any = solve
+            kwargs: dict[str, Any] = {"backend": c.backend, "readout": "state", "generator": self.generator}
+        else:
+            fn, kwargs = _Profiled(c.backend, c, self.generator), {}
+        # damping guard: the profile rescales and re-quantizes A' + e·I, so the deficit it names moves; grow
+        # the extra damping geometrically (at least doubling) for up to 12 tries, each counted
+        extra, eye = 0.0, torch.eye(A.n, dtype=torch.float64)
+        for attempt in range(12 if c.pd_guard else 1):
+            try:
+                result = _device_call(
+                    fn, As + extra * eye, bs.double(), scale=s, t=t, x0=xs0.double(), kappa0=kappa0, **kwargs
+                )
+                break
+            except TrainingError as exc:
+                cause = exc.__cause__
+                if not isinstance(cause, UnloadableMatrixError) or attempt == (11 if c.pd_guard else 0):
+                    raise
+                extra = max(2.0 * extra, extra + 1.5 * cause.extra_damping)
+        if extra > 0:
+            self.damping_bumps += 1
+        self._loaded = int(result.values_loaded)
+        return (result.x.reshape(b.shape) * (s / beta)).to(x0.dtype), products
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -253,14 +493,17 @@ class TNGDPreconditioner:
             )
         with torch.enable_grad():
             A = GGNOperator(self.model, x, y, lam, c.loss)
-        dense = A.dense(c.max_dense_params) if c.integrator == "dense" else None
+        dense = self._dense(A) if c.analog_time > 0 else None
         products = 0
+        loaded = 0
+        bumps0 = self.damping_bumps
         x0 = self.state if (c.warm_start and self.state is not None) else g
         analog = c.analog_time
         if c.delay > 0 and self._prev_system is not None and self.state is not None:
             A_prev, b_prev, dense_prev = self._prev_system
             x0, used = self._evolve(A_prev, dense_prev, self.state, b_prev, c.delay)
             products += used
+            loaded += self._loaded
             analog += c.delay
         est, used = self._evolve(A, dense, x0, g, c.analog_time)
         products += used
@@ -273,11 +516,13 @@ class TNGDPreconditioner:
         set_flat_grad(self.model, est)
         bdz = A.z.numel()
         self.analog_time_tau += analog
+        ideal_loaded = bdz * (bdz + 2 * A.n) + A.n
         self.last_step = {
             "analog_time_tau": analog,
-            "values_loaded": float(bdz * (bdz + 2 * A.n) + A.n),
+            "values_loaded": float(ideal_loaded if c.backend == "ideal" else loaded + self._loaded),
             "values_read": float(A.n),
             "ggn_products": float(products),
+            "damping_bumps": float(self.damping_bumps - bumps0),
         }
         self.steps += 1
 
@@ -290,6 +535,7 @@ class TNGDPreconditioner:
             "steps": self.steps,
             "state": self.state,
             "analog_time_tau": self.analog_time_tau,
+            "damping_bumps": self.damping_bumps,
             "generator": self.generator.get_state(),
             "prev_system": prev,
         }
@@ -297,6 +543,7 @@ class TNGDPreconditioner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps, self.state = int(state["steps"]), state["state"]
         self.analog_time_tau = float(state["analog_time_tau"])
+        self.damping_bumps = int(state.get("damping_bumps", 0))
         self.generator.set_state(state["generator"])
         prev = state.get("prev_system")
         self._prev_system = None
@@ -305,5 +552,4 @@ class TNGDPreconditioner:
                 A = GGNOperator(
                     self.model, prev["x"], prev["y"], prev["damping"], self.config.loss, prev["theta"]
                 )
-            dense = A.dense(self.config.max_dense_params) if self.config.integrator == "dense" else None
-            self._prev_system = (A, prev["b"], dense)
+            self._prev_system = (A, prev["b"], self._dense(A))

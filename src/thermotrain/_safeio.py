@@ -235,6 +235,32 @@ def check_output_dir(path: str | Path, *, overwrite: bool = False, flag: str = "
     return path
 
 
+def check_output_file(
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    flag: str = "--out",
+    example: str = "out.json",
+    what: str = "file",
+) -> Path:
+    """Check, before any work starts, that ``path`` can become an output file: not a folder, not an existing
+    file (unless ``overwrite``), its folder writable. ``example`` is the file name suggested when a folder is
+    passed. Returns the absolute path."""
+    path = Path(path).expanduser().absolute()
+    if path.is_dir():
+        raise OutputError(f"{flag} {path} is a folder; pass a {what} path such as {path / example}.")
+    if path.exists() and not overwrite:
+        raise OutputError(
+            f"{flag} {path} already exists; pass --overwrite to replace it, or choose another name."
+        )
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {path}: cannot create files under {parent} (not writable).")
+    return path
+
+
 @contextlib.contextmanager
 def output_dir(path: str | Path, *, overwrite: bool = False, flag: str = "--out") -> Iterator[Path]:
     """Write a run's outputs atomically: yields a fresh temporary folder next to ``path``; when the

@@ -263,15 +263,17 @@ def test_the_divergence_rule_needs_three_steps_above_four_times_the_initial_loss
 
 
 @pytest.mark.slow
-def test_default_tngd_on_digits_for_12_epochs_is_reported_as_diverged(tmp_path: Path, capsys) -> None:
-    """The issue's case: ``train --optimizer tngd --epochs 12`` (defaults) went to chance accuracy and
-    exited 0 (measured: step losses 0.8 -> 35, 219, 285 nats at steps 133-135). ~90 s on 2 cores."""
+def test_default_tngd_on_digits_for_12_epochs_trains_and_completes(tmp_path: Path, capsys) -> None:
+    """The issue's case: ``train --optimizer tngd --epochs 12`` (defaults) went to chance accuracy at epoch 6
+    and exited 0. With the normalised device and the defaults tuned on a validation split it trains
+    (>= 95 %, issue 8) and says "completed"; a run that does diverge exits 4 (tested above)."""
     run = tmp_path / "run"
     code, _, err = _cli(
         capsys, "train", "--optimizer", "tngd", "--epochs", "12", "--no-progress", "--out", str(run)
     )
-    assert code == 4 and "diverged" in _one_error_line(err)
-    assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
+    summary = json.loads((run / "summary.json").read_text())
+    assert code == 0 and summary["status"] == "completed", err
+    assert summary["test_accuracy"] >= 0.95
 
 
 # ------------------------------------------------------------------------------ item 11: stale outputs
