@@ -633,7 +633,9 @@ def calibrate(
             write_json(out / "report.json", report)
             write_text_atomic(out / "summary.txt", summary(report) + "\n")
             if profile_path is not None:  # last, inside: a failure here leaves no report folder either
-                save_profile(profile, profile_path)
+                target, report_dir = Path(profile_path).absolute(), Path(out_dir).absolute()
+                inside = report_dir in target.parents  # e.g. the demo's calibrate-rc8/profile.json
+                save_profile(profile, out / target.relative_to(report_dir) if inside else profile_path)
     elif profile_path is not None:
         save_profile(profile, profile_path)
     return Calibration(profile, report, device, obs)

@@ -326,3 +326,8 @@ def test_calibrate_outputs_are_atomic(tmp_path: Path, monkeypatch) -> None:
         calibrate(spec, settings, runs=runs, profile_path=profile, out_dir=report, progress=False)
     calibrate(spec, settings, runs=runs, profile_path=profile, out_dir=report, progress=False, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["p", "p.json"]
+    # the demo's layout: the profile inside the report folder (written there before the folder is renamed)
+    inner = tmp_path / "demo" / "calibrate-rc8"
+    calibrate(spec, settings, runs=runs, profile_path=inner / "profile.json", out_dir=inner, progress=False)
+    assert load_profile(inner / "profile.json").calibrated and (inner / "summary.txt").exists()
+    assert sorted(p.name for p in inner.parent.iterdir()) == ["calibrate-rc8"]  # no partial folder left
