@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thermotrain._errors import CircuitError
+from thermotrain._safeio import check_real_dtype
 
 # The most cells one array (a netlist, a SPICE validation, a calibration) may have. ngspice 39 refactors the
 # dense coupling matrix at every time point (N = 64 already takes ~100 s for 20k steps), and the noise files
@@ -22,13 +23,7 @@ def as_real_array(x: object, name: str) -> np.ndarray:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:  # ragged nested sequences
         raise CircuitError(f"{name} is not a rectangular array of numbers ({exc}).") from None
-    if arr.dtype.kind == "c":
-        raise CircuitError(
-            f"{name} holds complex numbers (dtype {arr.dtype}); pass real numbers (its imaginary part would "
-            "otherwise be dropped)."
-        )
-    if arr.dtype.kind not in "iuf":
-        raise CircuitError(f"{name} has dtype {arr.dtype}; pass real numbers (int or float).")
+    check_real_dtype(arr, name, CircuitError)
     return arr.astype(np.float64, copy=False)
 
 

@@ -109,18 +109,11 @@ def array_name(args: argparse.Namespace) -> str:
     return name if args.corner == "ideal" else f"{name}-{args.corner}"
 
 
-def check_output_file(path: Path, *, overwrite: bool, flag: str) -> Path:
-    """Refuse, before any work, an output file that is a folder, exists (unless ``overwrite``), or whose
-    folder cannot be written."""
-    from thermotrain._safeio import check_output_file as check
-
-    return check(path, overwrite=overwrite, flag=flag, example="array.cir")
-
-
 def _netlist(args: argparse.Namespace) -> int:
+    from thermotrain._safeio import check_output_file
     from thermotrain.netlists._writer import check_noise_size, noise_record_rows, write_netlist
 
-    output = check_output_file(args.output, overwrite=args.overwrite, flag="--output")
+    output = check_output_file(args.output, overwrite=args.overwrite, flag="--output", example="array.cir")
     spec = spec_from_args(args)
     circuit = spec.build(args.seed)
     duration = args.duration * circuit.time_constant if args.noise == "file" else None

@@ -131,6 +131,20 @@ def read_text(path: str | Path, kind: str, what: str | None = None) -> str:
     return text.lstrip("\ufeff")
 
 
+def check_real_dtype(arr: np.ndarray, name: str, error: type[Exception] = InputError) -> None:
+    """Refuse complex data (numpy would drop the imaginary part with only a warning) and non-number dtypes
+    (strings, objects, booleans) with ``error`` naming ``name``."""
+    if arr.dtype.kind == "c":
+        raise error(
+            f"{name} holds complex numbers (dtype {arr.dtype}); pass real numbers (the imaginary part would "
+            "otherwise be dropped silently)."
+        )
+    if arr.dtype.kind not in "iuf":
+        raise error(
+            f"{name} has dtype {arr.dtype}, not a real number type; pass real numbers (int or float)."
+        )
+
+
 def load_npy(
     path: str | Path,
     what: str,
@@ -147,13 +161,7 @@ def load_npy(
         raise InputError(f"{what} {path}: not a readable numpy .npy array ({exc}).") from None
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{what} {path}: holds {type(arr).__name__}, not one .npy array.")
-    if arr.dtype.kind == "c":
-        raise InputError(
-            f"{what} {path}: holds complex numbers (dtype {arr.dtype}); pass a real array (the imaginary "
-            "part would be dropped silently otherwise)."
-        )
-    if arr.dtype.kind not in "iuf":
-        raise InputError(f"{what} {path}: dtype {arr.dtype} is not a real number type; pass floats.")
+    check_real_dtype(arr, f"{what} {path}")
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if allowed is not None and arr.ndim not in allowed:
         shape = "a scalar" if arr.ndim == 0 else f"shape {arr.shape}"

@@ -94,7 +94,7 @@ def test_a_planted_pickle_checkpoint_never_runs(tmp_path: Path, capsys, forged_j
         import dataclasses
 
         _forge_json(run, data, dataclasses.asdict(cfg))
-    else:  # a raw pickle, as torch.load(weights_only=False) used to accept
+    else:  # a raw pickle file, the format the old (unsafe) loader unpickled
         data = pickle.dumps(_Payload(sentinel))
     (run / "checkpoint.pt").write_bytes(data)
     code, _, err = _cli(
