@@ -32,9 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thermotrain.training import AnalogConfig, AnalogSolver, ExactSolver, KFACConfig, KFACPreconditioner
+from thermotrain.training import AnalogSolver, ExactSolver, KFACConfig, KFACPreconditioner
 from thermotrain.training._nets import cnn, mlp
-from thermotrain.training._solvers import SHIPPED_PROFILES, shipped_profile_path
 
 INV_EVERY = 10
 DAMPING = 0.1
@@ -128,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=128, help="batch size (examples)")
     parser.add_argument("--steps", type=int, default=4 * INV_EVERY, help="timed steps per row (count)")
     parser.add_argument("--warmup", type=int, default=INV_EVERY, help="untimed steps first (count)")
-    parser.add_argument("--analog-time", type=float, default=50.0, help="device time per inverse/solve (τ)")
+    parser.add_argument(
+        "--analog-time",
+        type=lambda v: v if v == "auto" else float(v),
+        default="auto",
+        help="device time per inverse/solve (τ), or auto (per matrix, for the default target readout error)",
+    )
     parser.add_argument("--models", nargs="*", default=list(_models()), help="which networks (names)")
     parser.add_argument("--skip-thermo", action="store_true", help="time only SGD / digital K-FAC / ASDL")
     parser.add_argument(
@@ -178,24 +182,25 @@ def main(argv: list[str] | None = None) -> int:
         elif not args.skip_thermo:
             backends: list[tuple[str, object]] = [("ideal", "ideal")]
             if args.profile:
-                profile = args.profile
-                if profile in SHIPPED_PROFILES:
-                    profile = str(shipped_profile_path(profile))
-                backends.append(("profile", profile))
-            for label, backend in backends:
-                for mode in ("inverse", "solve"):
-                    cfg = AnalogConfig(
-                        analog_time=args.analog_time, kappa0=1e-2 if mode == "inverse" else 1e-3
-                    )
-                    runner = _kfac_runner(fresh(), x, y, AnalogSolver(backend, cfg), mode)
-                    slow = label == "profile" and mode == "solve"
-                    warm, timed = (1, args.solve_steps) if slow else (args.warmup, args.steps)
-                    t = _time(runner, warm, timed)
-                    stats = runner.precond.solver.stats  # type: ignore[attr-defined]
-                    steps = warm + timed
-                    row[f"thermo_{label}_{mode}_ms"] = 1e3 * t
-                    row[f"thermo_{label}_{mode}_over_kfac"] = t / digital
-                    row[f"thermo_{label}_{mode}_analog_tau_per_step"] = stats.analog_time_tau / steps
+                backends.append(("profile", args.profile))  # a shipped name (rc8) or a path
+            runs = [(label, b, m, "trajectory") for label, b in backends for m in ("inverse", "solve")]
+            runs += [(label, b, "inverse", "law") for label, b in backends]  # the fast readout simulator
+            for label, backend, mode, sim in runs:
+                # the profile's recommended readout, else the defaults
+                solver = AnalogSolver(backend, simulator=sim)
+                solver.readout = solver.readout.with_(
+                    analog_time=args.analog_time, kappa0=None if mode == "inverse" else 1e-3
+                )
+                runner = _kfac_runner(fresh(), x, y, solver, mode)
+                slow = label == "profile" and mode == "solve"
+                warm, timed = (1, args.solve_steps) if slow else (args.warmup, args.steps)
+                t = _time(runner, warm, timed)
+                stats = runner.precond.solver.stats  # type: ignore[attr-defined]
+                steps = warm + timed
+                key = f"thermo_{label}_{mode}" + ("_law" if sim == "law" else "")
+                row[f"{key}_ms"] = 1e3 * t
+                row[f"{key}_over_kfac"] = t / digital
+                row[f"{key}_analog_tau_per_step"] = stats.analog_time_tau / steps
         rows.append(row)
         print(json.dumps(row), flush=True)
 

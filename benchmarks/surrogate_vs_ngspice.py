@@ -46,7 +46,8 @@ def build_circuit(n: int):
 
 
 def to_model_sde(sde, tau: float):
-    """The circuit's SDE dz = (M z + B_z u) dt + Q dW in units of tau, as a torch ``LinearSDE``."""
+    """The circuit's SDE (a ``thermotrain.circuits.CircuitSDE``: dz = (M z + B_z u) dt + Q dW, SI units) in
+    units of tau, as a torch ``thermotrain.models.LinearSDE``."""
     from thermotrain.models import LinearSDE
 
     t = lambda a: torch.as_tensor(np.asarray(a, float) * tau, dtype=torch.float64)  # noqa: E731

@@ -49,10 +49,10 @@ from thermotrain.circuits._elements import (
     VoltageSource as VoltageSource,
 )
 from thermotrain.circuits._mna import (
-    DescriptorSystem as DescriptorSystem,
+    CircuitSDE as CircuitSDE,
 )
 from thermotrain.circuits._mna import (
-    LinearSDE as LinearSDE,
+    DescriptorSystem as DescriptorSystem,
 )
 from thermotrain.circuits._mna import (
     SymbolicModel as SymbolicModel,

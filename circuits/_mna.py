@@ -1,4 +1,4 @@
-"""Modified nodal analysis: element list -> descriptor system -> linear SDE.
+"""Modified nodal analysis: element list -> descriptor system -> linear SDE (:class:`CircuitSDE`).
 
 Each element type's stamp is written once (``_stamp``) over an abstract scalar: sympy symbols give the
 symbolic model (small arrays, hand-checkable), floats give the numeric one (any size). The descriptor
@@ -59,8 +59,10 @@ class DescriptorSystem:
 
 
 @dataclass(frozen=True)
-class LinearSDE:
-    """dz = (M z + B_z u) dt + Q dW (Q = K_z diag(sqrt(psd))); node voltages of ``outputs`` = C z + D u.
+class CircuitSDE:
+    """A circuit's state-space SDE from MNA (numpy, SI units, named states/outputs/noise sources; the torch
+    surrogate in units of τ is :class:`thermotrain.models.LinearSDE`):
+    dz = (M z + B_z u) dt + Q dW (Q = K_z diag(sqrt(psd))); node voltages of ``outputs`` = C z + D u.
 
     Units: z in V (capacitor voltages) and A (inductor currents), time in s, u in V. ``K_z`` maps unit
     white noise currents to the state (so the sampled-noise theory can use the per-source PSDs).
@@ -175,6 +177,17 @@ def descriptor_system(circuit: Circuit, *, symbolic: bool = False) -> Descriptor
     return DescriptorSystem(E, F, B, K, unknowns, u_names, tuple(s.name for s in noises), psd, len(nodes))
 
 
+def _incidence(branches: list, index: dict[str, int], n: int) -> np.ndarray:
+    """[n, len(branches)] node-branch incidence: +1 at each branch's n1, -1 at its n2 (ground has no row)."""
+    A = np.zeros((n, len(branches)))
+    for k, c in enumerate(branches):
+        if c.n1 != GROUND:
+            A[index[c.n1], k] += 1
+        if c.n2 != GROUND:
+            A[index[c.n2], k] -= 1
+    return A
+
+
 def _dynamic_forest(circuit: Circuit, ds: DescriptorSystem) -> tuple[np.ndarray, list, list[int], list]:
     """T (n x k, integer), forest element list, pivot unknown per column, and for every capacitor the
     coefficient vector alpha with a_cap = T alpha (forest caps: unit vectors; loop caps: +-1 paths)."""
@@ -217,12 +230,7 @@ def _dynamic_forest(circuit: Circuit, ds: DescriptorSystem) -> tuple[np.ndarray,
                     visited.add(w)
                     pivots[k] = index[w]
                     queue.append(w)
-    T = np.zeros((n, len(forest)))
-    for k, c in enumerate(forest):
-        if c.n1 != GROUND:
-            T[index[c.n1], k] += 1
-        if c.n2 != GROUND:
-            T[index[c.n2], k] -= 1
+    T = _incidence(forest, index, n)
     inds = [e for e in circuit.elements if isinstance(e, Inductor)]
     cols = [T]
     for e in inds:
@@ -232,12 +240,7 @@ def _dynamic_forest(circuit: Circuit, ds: DescriptorSystem) -> tuple[np.ndarray,
         pivots.append(ds.unknowns.index(f"I({e.name})"))
     T = np.hstack(cols)
     # every capacitor's incidence a_c = T_f alpha_c; the pivot rows of T_f are square and triangular
-    Acap = np.zeros((n, len(caps)))
-    for j, c in enumerate(caps):
-        if c.n1 != GROUND:
-            Acap[index[c.n1], j] += 1
-        if c.n2 != GROUND:
-            Acap[index[c.n2], j] -= 1
+    Acap = _incidence(caps, index, n)
     kf = len(forest)
     piv_f = pivots[:kf]
     alphas = np.rint(np.linalg.solve(T[piv_f, :kf], Acap[piv_f])) if kf else np.zeros((0, len(caps)))
@@ -324,7 +327,7 @@ def reduce_to_sde(circuit: Circuit, *, symbolic: bool = False) -> tuple[Any, ...
     return ds, M, Bz, Kz, C, D, Dxi, states, state_nodes
 
 
-def linear_sde(circuit: Circuit) -> LinearSDE:
+def linear_sde(circuit: Circuit) -> CircuitSDE:
     """Numeric reduced model of ``circuit`` with the node voltages of ``circuit.outputs`` as outputs."""
     ds, M, Bz, Kz, C, D, Dxi, states, state_nodes = reduce_to_sde(circuit, symbolic=False)
     rows = [ds.unknowns.index(o) for o in circuit.outputs]
@@ -336,7 +339,7 @@ def linear_sde(circuit: Circuit) -> LinearSDE:
             "be infinite. Add parasitic capacitance (NonIdealities.parasitic_capacitance) or move the source."
         )
     u = np.array([e.volts for e in circuit.elements if isinstance(e, VoltageSource)], dtype=float)
-    return LinearSDE(
+    return CircuitSDE(
         M=np.asarray(M, float),
         B_z=np.asarray(Bz, float).reshape(len(states), len(u)),
         u=u,

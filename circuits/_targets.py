@@ -9,6 +9,7 @@ import numpy as np
 
 from thermotrain._errors import CircuitError
 from thermotrain._safeio import check_real_dtype
+from thermotrain._spd import spd_cholesky
 
 # The most cells one array (a netlist, a SPICE validation, a calibration) may have. ngspice 39 refactors the
 # dense coupling matrix at every time point (N = 64 already takes ~100 s for 20k steps), and the noise files
@@ -44,12 +45,7 @@ def check_spd(A: np.ndarray, name: str = "A", *, rtol: float = 1e-9) -> np.ndarr
             f"{name} must be symmetric (max |A - A^T| = {asym:.3g}); pass (A + A.T)/2 if the asymmetry is roundoff."
         )
     A = 0.5 * (A + A.T)
-    lam = np.linalg.eigvalsh(A)
-    if lam[0] <= 0:
-        raise CircuitError(
-            f"{name} must be symmetric positive definite; its smallest eigenvalue is {lam[0]:.4g}. "
-            f"Add damping (lambda > {-lam[0]:.3g}) or check how the matrix was built."
-        )
+    spd_cholesky(A, name)  # one Cholesky; the smallest eigenvalue and the damping that fixes it otherwise
     return A
 
 

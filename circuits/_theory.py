@@ -28,7 +28,7 @@ import scipy.linalg as sla
 from scipy.stats import norm
 
 from thermotrain._errors import CircuitError
-from thermotrain.circuits._mna import LinearSDE
+from thermotrain.circuits._mna import CircuitSDE
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,9 @@ class ErrorBudget:
 
 
 class Theory:
-    """Predictions of a reduced model (``LinearSDE``) for outputs = node voltages. Times in seconds."""
+    """Predictions of a reduced model (``CircuitSDE``) for outputs = node voltages. Times in seconds."""
 
-    def __init__(self, sde: LinearSDE, noise_interval: float | None = None) -> None:
+    def __init__(self, sde: CircuitSDE, noise_interval: float | None = None) -> None:
         self.sde = sde
         self.nt = noise_interval
         ev = np.linalg.eigvals(sde.M)

@@ -31,5 +31,13 @@ from thermotrain.models._profile import save_profile as save_profile
 from thermotrain.models._quantize import Quantizer as Quantizer
 from thermotrain.models._quantize import Readout as Readout
 from thermotrain.models._quantize import merge_over_roundings as merge_over_roundings
+from thermotrain.models._readout import DEFAULT_TARGET_ERROR as DEFAULT_TARGET_ERROR
+from thermotrain.models._readout import ReadoutConfig as ReadoutConfig
+from thermotrain.models._readout import ReadoutPlan as ReadoutPlan
+from thermotrain.models._readout import extreme_eigenvalues as extreme_eigenvalues
+from thermotrain.models._readout import plan_readout as plan_readout
 from thermotrain.models._reduce import ReducedModel as ReducedModel
 from thermotrain.models._reduce import balanced_truncation as balanced_truncation
+from thermotrain.models._registry import SHIPPED_PROFILES as SHIPPED_PROFILES
+from thermotrain.models._registry import find_profile as find_profile
+from thermotrain.models._registry import shipped_profile_path as shipped_profile_path

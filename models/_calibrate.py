@@ -46,11 +46,20 @@ import scipy.linalg as sla
 import torch
 from scipy.optimize import least_squares
 
-from thermotrain._args import check_choice, check_float, check_int, check_seed
+from thermotrain._args import check_float, check_int
 from thermotrain._errors import CalibrationError, InputError, OutputError
-from thermotrain._report import covariance_heatmaps, pyplot, table, to_jsonable, write_json
+from thermotrain._report import (
+    covariance_heatmaps,
+    overlay_plot,
+    pyplot,
+    table,
+    to_jsonable,
+    trace_panels,
+    write_json,
+)
+from thermotrain._runs import SpiceRunSettings
 from thermotrain.models._linear_sde import LinearSDE, log_likelihood, stationary_covariance
-from thermotrain.models._profile import FITTED_DEFAULTS, HardwareProfile, save_profile
+from thermotrain.models._profile import FITTED_DEFAULTS, HardwareProfile, rlc_drift_diffusion, save_profile
 from thermotrain.models._reduce import balanced_truncation
 
 __all__ = ["Calibration", "CalibrationSettings", "calibrate", "device_covariance"]
@@ -58,28 +67,21 @@ __all__ = ["Calibration", "CalibrationSettings", "calibrate", "device_covariance
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class CalibrationSettings:
+@dataclass(frozen=True, kw_only=True)
+class CalibrationSettings(SpiceRunSettings):
     """fit_runs / heldout_runs: independent SPICE runs fitted / held out (held out ≥ 2 for a spread);
-    duration_tau: observed time per run (τ of the array) after a burn-in of ``burn_in`` slowest relaxation
-    times; lag_tau: identification lag Δ (τ); noise: "file" (seeded) or "trnoise"; seed: tolerance draw and
-    noise seeds; workers: parallel ngspice processes (None = cores); mle: refine the RC fit by the exact
-    white-noise transition likelihood (LBFGS, at most ``max_iter`` iterations) -- off by default, because
-    ngspice's sampled, interpolated noise makes the lag-Δ chain non-Markov and biases that fit by O(NT/Δ),
-    which the shifted lag-covariance estimate avoids."""
+    lag_tau: identification lag Δ (τ); mle: refine the RC fit by the exact white-noise transition likelihood
+    (LBFGS, at most ``max_iter`` iterations) -- off by default, because ngspice's sampled, interpolated noise
+    makes the lag-Δ chain non-Markov and biases that fit by O(NT/Δ), which the shifted lag-covariance
+    estimate avoids. The SPICE runs' settings (duration_tau, 2000 τ by default; noise, seed, workers,
+    burn_in, engine, timeout) are :class:`thermotrain.netlists.SpiceRunSettings`'s."""
 
+    duration_tau: float = 2000.0
     fit_runs: int = 4
     heldout_runs: int = 4
-    duration_tau: float = 2000.0
     lag_tau: float = 0.5
-    noise: str = "file"
-    seed: int = 0
-    workers: int | None = None
-    burn_in: float = 8.0
     mle: bool = False
     max_iter: int = 60
-    engine: str = "shared"
-    timeout: float = 1800.0
 
     def __post_init__(self) -> None:
         """Every field checked where it enters (InputError naming the field, the value and the range)."""
@@ -89,18 +91,16 @@ class CalibrationSettings:
                 f"heldout_runs={self.heldout_runs} must be an integer >= 2: the run-to-run spread of the "
                 "held-out runs needs two runs."
             )
-        check_float("duration_tau", self.duration_tau, minimum=0.0, strict_min=True, unit="tau")
+        super().__post_init__()
         check_float("lag_tau", self.lag_tau, minimum=0.0, strict_min=True, unit="tau")
-        check_choice("noise", self.noise, ("file", "trnoise"))
-        check_seed("seed", self.seed)
-        if self.workers is not None:
-            check_int("workers", self.workers, minimum=1)
-        check_float("burn_in", self.burn_in, minimum=0.0, unit="slowest relaxation times")
         if not isinstance(self.mle, bool):
             raise InputError(f"mle={self.mle!r} must be True or False.")
         check_int("max_iter", self.max_iter, minimum=1)
-        check_choice("engine", self.engine, ("shared", "batch"))
-        check_float("timeout", self.timeout, minimum=0.0, strict_min=True, unit="s")
+
+    @property
+    def runs(self) -> int:
+        """All SPICE runs: fit_runs + heldout_runs."""
+        return self.fit_runs + self.heldout_runs
 
 
 def check_profile_path(path: str | Path, *, overwrite: bool = False, flag: str = "--out") -> Path:
@@ -270,12 +270,11 @@ def _quick_fit(
 def _rlc_model(
     Cinv: np.ndarray, s: float, delta: float, L: float, R: float, c0: float, k0: float, tau: float
 ):
-    """Drift and diffusion (per τ) of the profile's series-noise RLC model, states (V, I)."""
-    n = Cinv.shape[0]
-    Z, eye = np.zeros((n, n)), np.eye(n)
-    M = tau * np.block([[Z, -Cinv], [eye / L, -(R / L) * (1 + delta) * eye]])
-    D = tau * np.block([[Z, Z], [Z, (2 * k0 * s * c0 * R / L**2) * eye]])
-    return M, D
+    """Drift and diffusion (per τ) of the profile's series-noise RLC model, states (V, I), as numpy arrays
+    (:func:`thermotrain.models._profile.rlc_drift_diffusion`)."""
+    C = torch.from_numpy(np.asarray(Cinv, dtype=np.float64))
+    M, D = rlc_drift_diffusion(C, L=L, R=R, c0=c0, kappa0=k0, noise_scale=s, diag_shift=delta, tau=tau)
+    return M.numpy(), D.numpy()
 
 
 def _fit_rlc(
@@ -450,7 +449,7 @@ def calibrate(
     from thermotrain._safeio import check_output_dir
     from thermotrain.circuits import Theory, linear_sde
     from thermotrain.netlists._ngspice import ngspice_version
-    from thermotrain.netlists._validation import PHASES, ValidationSettings, describe_failures, noisy_runs
+    from thermotrain.netlists._validation import PHASES, describe_failures, noisy_runs
 
     t_start = time.perf_counter()
     if not isinstance(settings, CalibrationSettings):
@@ -471,28 +470,18 @@ def calibrate(
     profile = _design_profile(spec, circuit, name)
     tau_c, tau_p = circuit.time_constant, profile.tau_s
     t_slow = theory.relaxation_time
-    vs = ValidationSettings(
-        runs=s.fit_runs + s.heldout_runs,
-        duration_tau=s.duration_tau,
-        noise=s.noise,
-        seed=s.seed,
-        workers=s.workers,
-        burn_in=s.burn_in,
-        engine=s.engine,
-        timeout=s.timeout,
-    )
     t0 = time.perf_counter()
     if runs is None:
         runs = noisy_runs(
             circuit,
-            vs,
+            s,
             burn_in=s.burn_in * t_slow,
             duration=s.duration_tau * tau_c,
             executor=executor,
             progress=progress,
         )
         n_fit = s.fit_runs
-        ok_idx = [i for i in range(vs.runs) if i not in {f["index"] for f in runs.failures}]
+        ok_idx = [i for i in range(s.runs) if i not in {f["index"] for f in runs.failures}]
     else:
         n_fit = len(runs.series) - s.heldout_runs
         ok_idx = list(range(len(runs.series)))
@@ -697,7 +686,6 @@ def summary(report: dict[str, Any]) -> str:
 def _plots(out, name, held, device, obs, sur_cov, held_cov, step_tau, report) -> None:
     from thermotrain.models._linear_sde import simulate
 
-    plt = pyplot()
     x = held[0]
     P = x.shape[1]
     show = list(range(min(P, 3)))
@@ -707,17 +695,14 @@ def _plots(out, name, held, device, obs, sur_cov, held_cov, step_tau, report) ->
     sim = simulate(device, x0, step_tau, n + int(round(20 / step_tau)), generator=gen)[0]
     y = (sim @ obs.T).numpy()[-n:]
     t = np.arange(n) * step_tau
-    fig, axes = plt.subplots(len(show), 1, figsize=(9, 1.8 * len(show) + 0.6), sharex=True, squeeze=False)
-    for ax, i in zip(axes[:, 0], show, strict=True):
-        ax.plot(t, x[:n, i], lw=0.7, label=f"SPICE V{i} (held out)")
-        ax.plot(t, y[:, i], lw=0.7, alpha=0.8, label=f"surrogate V{i}")
-        ax.set_ylabel("V")
-        ax.legend(loc="upper right", fontsize=7)
-    axes[-1, 0].set_xlabel("time (tau)")
-    fig.suptitle(f"{name}: SPICE and calibrated-surrogate sample paths (independent noise)")
-    fig.tight_layout()
-    fig.savefig(out / "traces.png", dpi=110)
-    plt.close(fig)
+    trace_panels(
+        out / "traces.png",
+        f"{name}: SPICE and calibrated-surrogate sample paths (independent noise)",
+        "time (tau)",
+        t,
+        [("SPICE V{i} (held out)", x[:n], {"lw": 0.7}), ("surrogate V{i}", y, {"lw": 0.7, "alpha": 0.8})],
+        show,
+    )
 
     lags = np.arange(0, int(round(6 / step_tau)), max(1, int(round(0.1 / step_tau))))
     mu = np.mean(np.vstack(held), axis=0)
@@ -725,17 +710,20 @@ def _plots(out, name, held, device, obs, sur_cov, held_cov, step_tau, report) ->
     S = stationary_covariance(device.M, device.D).numpy()
     Mn, On = device.M.numpy(), obs.numpy()
     th = np.array([On @ sla.expm(Mn * (lag * step_tau)) @ S @ On.T for lag in lags])
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i in show:
-        ax.plot(lags * step_tau, emp[:, i, i] / th[0, i, i], lw=1, label=f"SPICE V{i}")
-        ax.plot(lags * step_tau, th[:, i, i] / th[0, i, i], "k--", lw=0.8)
-    ax.set_xlabel("lag (tau)")
-    ax.set_ylabel("autocovariance / surrogate variance")
-    ax.set_title(f"{name}: held-out SPICE (solid) vs calibrated surrogate (dashed)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "autocorrelation.png", dpi=110)
-    plt.close(fig)
+    overlay_plot(
+        out / "autocorrelation.png",
+        f"{name}: held-out SPICE (solid) vs calibrated surrogate (dashed)",
+        "lag (tau)",
+        "autocovariance / surrogate variance",
+        [
+            c
+            for i in show
+            for c in (
+                (lags * step_tau, emp[:, i, i] / th[0, i, i], {"lw": 1, "label": f"SPICE V{i}"}),
+                (lags * step_tau, th[:, i, i] / th[0, i, i], {"color": "k", "ls": "--", "lw": 0.8}),
+            )
+        ],
+    )
 
     covariance_heatmaps(
         out / "covariance.png",
@@ -745,6 +733,7 @@ def _plots(out, name, held, device, obs, sur_cov, held_cov, step_tau, report) ->
         ("held-out SPICE", "surrogate"),
     )
 
+    plt = pyplot()
     f = report["fit"]
     bars = [
         ("held-out vs\nsurrogate", f["heldout_covariance_rel_error"]),
@@ -768,12 +757,9 @@ def load_validation_runs(directory: str | Path) -> tuple[Any, Any, CalibrationSe
     """The spec, runs and settings of a ``thermotrain validate --save-traces`` directory (``report.json`` +
     ``traces.npz``), for :func:`calibrate` without new SPICE runs. Raises CalibrationError naming what is
     missing."""
-    import io
-    import zipfile
-
-    from thermotrain._safeio import file_limit, load_json, read_regular
+    from thermotrain._safeio import load_json
     from thermotrain.circuits import ArraySpec
-    from thermotrain.netlists._validation import NoisyRuns
+    from thermotrain.netlists import TRACES_FILE, load_traces
 
     d = Path(directory)
     hint = "run `thermotrain validate ... --save-traces --out DIR` first"
@@ -781,50 +767,10 @@ def load_validation_runs(directory: str | Path) -> tuple[Any, Any, CalibrationSe
         raise CalibrationError(f"--from {d}: not a folder; {hint}.")
     try:
         report = load_json(d / "report.json", "json", what=f"--from {d}/report.json")
-        traces = read_regular(d / "traces.npz", "traces", what=f"--from {d}/traces.npz")
+        runs = load_traces(d / TRACES_FILE, what=f"--from {d}/{TRACES_FILE}")
     except InputError as exc:
         raise CalibrationError(f"{str(exc).rstrip('.')}; {hint}.") from None
-    bad = f"--from {d}/traces.npz"
-    try:
-        with np.load(io.BytesIO(traces), allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("not an .npz archive")
-            # refuse a zip bomb before anything is decompressed: the members' stated sizes, under the cap
-            total = sum(info.file_size for info in z.zip.infolist())
-            if total > file_limit("traces"):
-                raise CalibrationError(
-                    f"{bad} expands to {total / 2**20:.3g} MB, above the {file_limit('traces') / 2**20:.3g} MB "
-                    "limit for traces; raise THERMOTRAIN_MAX_TRACES_MB if it is genuine."
-                )
-            n_runs = _scalar(z, "runs", bad)
-            if n_runs != int(n_runs) or not 1 <= n_runs <= 100_000:
-                raise CalibrationError(
-                    f"{bad}: runs = {n_runs!r} must be a whole number of runs in [1, 100000]."
-                )
-            step, burn = _scalar(z, "step", bad), _scalar(z, "burn_in", bad)
-            if not step > 0 or burn < 0:
-                raise CalibrationError(f"{bad}: step = {step!r} s must be > 0 and burn_in = {burn!r} s >= 0.")
-            series = []
-            for i in range(int(n_runs)):
-                x = z[f"run{i}"]
-                if x.dtype.kind not in "iuf" or x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
-                    raise CalibrationError(
-                        f"{bad}: run{i} has dtype {x.dtype} and shape {x.shape}; need a real [samples, nodes] array."
-                    )
-                x = np.asarray(x, dtype=np.float64)
-                if not np.isfinite(x).all():
-                    raise CalibrationError(f"{bad}: run{i} holds non-finite values (NaN/inf).")
-                if series and x.shape[1] != series[0].shape[1]:
-                    raise CalibrationError(
-                        f"{bad}: run{i} has {x.shape[1]} nodes, run0 {series[0].shape[1]}."
-                    )
-                series.append(x)
-    except CalibrationError:
-        raise
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
-        raise CalibrationError(
-            f"{bad} is not a readable traces archive ({type(exc).__name__}: {str(exc)[:120]}); {hint}."
-        ) from None
+    series = runs.series
     try:
         if not isinstance(report, dict):
             raise TypeError("report.json is not a JSON object")
@@ -839,7 +785,6 @@ def load_validation_runs(directory: str | Path) -> tuple[Any, Any, CalibrationSe
             f"{d} holds {len(series)} SPICE runs; calibration needs >= 3 (>= 1 fit, >= 2 held out). "
             "Validate with --runs 4 or more."
         )
-    runs = NoisyRuns([], series, [], step, burn, 0.0)
     try:
         settings = CalibrationSettings(
             fit_runs=len(series) - max(2, len(series) // 2),
@@ -851,13 +796,3 @@ def load_validation_runs(directory: str | Path) -> tuple[Any, Any, CalibrationSe
     except InputError as exc:
         raise CalibrationError(f"--from {d}/report.json: {exc}") from None
     return spec, runs, settings
-
-
-def _scalar(z: Any, key: str, what: str) -> float:
-    """A finite real scalar member of an npz archive."""
-    v = z[key]
-    if v.ndim != 0 or v.dtype.kind not in "iuf" or not np.isfinite(v):
-        raise CalibrationError(
-            f"{what}: {key} must be one finite number; got dtype {v.dtype}, shape {v.shape}."
-        )
-    return float(v)

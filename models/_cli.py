@@ -32,7 +32,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         load_validation_runs,
         summary,
     )
-    from thermotrain.netlists._cli import array_name, spec_from_args
+    from thermotrain.netlists._cli import array_name, spec_from_args, spice_run_kwargs
 
     report_dir = _report_dir(args)
     # every output is checked before anything is read or run
@@ -64,13 +64,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     settings = CalibrationSettings(
         fit_runs=args.fit_runs,
         heldout_runs=args.heldout_runs,
-        duration_tau=args.duration,
         lag_tau=args.lag,
-        noise=args.noise,
-        seed=args.seed,
-        workers=args.workers,
         mle=args.mle,
-        timeout=args.timeout,
+        **spice_run_kwargs(args),
     )
     name = array_name(args)
     cal = calibrate(
@@ -88,17 +84,17 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from thermotrain.models import load_profile
-    from thermotrain.training._solvers import SHIPPED_PROFILES, shipped_profile_path
+    from thermotrain.models._registry import SHIPPED_PROFILES, find_profile, shipped_profile_path
 
     path = shipped_profile_path(args.path) if args.path in SHIPPED_PROFILES else Path(args.path)
-    prof = load_profile(path)
+    prof = find_profile(args.path, what="profile")
     print(f"{path}\n{prof.summary()}")
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from thermotrain.netlists._cli import add_array_arguments
+    from thermotrain.models._calibrate import CalibrationSettings
+    from thermotrain.netlists._cli import add_array_arguments, add_spice_run_arguments
 
     p = sub.add_parser(
         "calibrate",
@@ -130,18 +126,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=4,
         help="SPICE runs held out for the check (count, >= 2: their run-to-run spread needs two)",
     )
-    p.add_argument("--duration", type=positive_float, default=2000.0, help="observed time per run (tau, > 0)")
     p.add_argument("--lag", type=positive_float, default=0.5, help="identification lag (tau, > 0; RC family)")
-    p.add_argument("--noise", choices=("file", "trnoise"), default="file", help="noise generator")
-    p.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        help="parallel ngspice processes (count; default: cores)",
-    )
-    p.add_argument(
-        "--timeout", type=positive_float, default=1800.0, help="wall-clock limit of each SPICE run (s, > 0)"
-    )
+    add_spice_run_arguments(p, CalibrationSettings)
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing profile (--out) and report folder"
     )

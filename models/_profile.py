@@ -51,8 +51,10 @@ import torch
 from torch import Tensor
 
 from thermotrain._errors import CircuitError, InputError, OutputError, ProfileError, UnloadableMatrixError
+from thermotrain._spd import smallest_eigenvalue_if_indefinite
 from thermotrain.models._linear_sde import LinearSDE
 from thermotrain.models._quantize import Quantizer, Readout
+from thermotrain.models._readout import ReadoutConfig
 
 __all__ = [
     "COMPONENT_STATS_DEFAULTS",
@@ -191,6 +193,9 @@ class HardwareProfile:
             or null for a profile that was not calibrated) and any further numeric diagnostics.
         seeds: seeds of the calibration runs; ``seeds[0]`` also seeds the per-device tolerance draws.
         created: ISO-8601 timestamp.
+        readout: the readout this device recommends (optional JSON key ``"readout"``: an object of
+            :class:`~thermotrain.models.ReadoutConfig` fields, e.g. ``{"target_error": 0.3}``; unknown keys and
+            bad values are refused), or None (the library's defaults). A JSON object is parsed here.
     """
 
     schema_version: int
@@ -209,10 +214,12 @@ class HardwareProfile:
     fit: dict[str, Any]
     seeds: list[int]
     created: str = field(default="")
+    readout: ReadoutConfig | None = None
 
     def __post_init__(self) -> None:
         for name in ("circuit", "component_stats", "fitted", "fit", "seeds"):
             object.__setattr__(self, name, copy.deepcopy(getattr(self, name)))
+        object.__setattr__(self, "readout", _parse_readout(self.readout))
         if self.schema_version != SCHEMA_VERSION:
             raise _fail(
                 f"profile schema_version is {self.schema_version!r}; this thermotrain reads {SCHEMA_VERSION}"
@@ -365,7 +372,12 @@ class HardwareProfile:
         """Shortest ADC sample interval in units of τ: 1/(adc_rate_hz · τ) (0 when the rate is unlimited)."""
         return 0.0 if self.adc_rate_hz is None else 1.0 / (self.adc_rate_hz * self.tau_s)
 
-    def readout(self) -> Readout:
+    @property
+    def recommended_readout(self) -> ReadoutConfig | None:
+        """The readout this device recommends (:attr:`readout`), None for the library's defaults."""
+        return self.readout
+
+    def readout_chain(self) -> Readout:
         """Readout chain: clip at ±output_full_scale_v, then the ADC (adc_bits) over the same range."""
         fs = float(self.component_stats["output_full_scale_v"])
         return Readout(adc=None if self.adc_bits is None else Quantizer(self.adc_bits, fs), saturation=fs)
@@ -391,6 +403,9 @@ class HardwareProfile:
                 lines.append(f"  fit.{k:<36} {v:.4g}")
         if self.fit.get("device"):
             lines.append(f"  fit.device: the fitted {self.fit['device'].get('n')}-cell calibration device")
+        if self.readout is not None:
+            rec = ", ".join(f"{k} = {v}" for k, v in _readout_json(self.readout).items()) or "the defaults"
+            lines.append(f"  recommended readout: {rec}")
         return "\n".join(lines)
 
     def calibration_device(self) -> tuple[LinearSDE, Tensor] | None:
@@ -425,6 +440,7 @@ class HardwareProfile:
         rounding: Literal["nearest", "stochastic"] = "nearest",
         kappa0: float | None = None,
         instance_seed: int | None = None,
+        min_eigenvalue: float = 0.0,
     ) -> DeviceInstance:
         """Build the surrogate of a device of size n = A.shape[0] holding A (and right-hand sides b).
 
@@ -437,6 +453,10 @@ class HardwareProfile:
             kappa0: noise level (V²) for this device; None = the profile's.
             instance_seed: seed of the per-device tolerance and offset draws (default ``seeds[0]``): the same
                 seed and n give the same physical device.
+            min_eigenvalue: a lower bound of λ_min(A) the caller relies on (caller's units, e.g. the damping):
+                the loaded matrix must keep at least half of it after quantization, else
+                :class:`~thermotrain.UnloadableMatrixError` names the extra damping that restores it (its
+                inverse would otherwise exceed the caller's bound 1/λ_min along the lost directions).
         Returns:
             :class:`DeviceInstance` in A's dtype and device. Cost O(n²) (plus O(n³) for RLC's 𝐂⁻¹).
         """
@@ -453,7 +473,7 @@ class HardwareProfile:
         A_hw = Quantizer(
             None if bits is None else bits + 1, float(cs["coupling_full_scale"])
         ).quantize_symmetric(alpha * A, rounding=rounding, generator=generator)
-        _check_loaded_pd(A_hw, alpha, bits)
+        _check_loaded_pd(A_hw, alpha, bits, min_eigenvalue)
         seed = self.seeds[0] if instance_seed is None else int(instance_seed)
         g = torch.Generator().manual_seed(seed)
         eps_el = torch.randn((n, n), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
@@ -505,20 +525,19 @@ class HardwareProfile:
             Creal = (
                 c0 * (A_hw * (1 + float(cs["tolerance"]) * sym)) + float(cs["parasitic_capacitance_f"]) * eye
             )
-            Cinv = torch.linalg.inv(Creal)
-            zero = torch.zeros_like(eye)
-            tau = self.tau_s * f
-            M = tau * torch.cat(
-                [torch.cat([zero, -Cinv], dim=1), torch.cat([eye / L, -(R / L) * (1 + delta) * eye], dim=1)],
-                dim=0,
+            M, D = rlc_drift_diffusion(
+                torch.linalg.inv(Creal),
+                L=L,
+                R=R,
+                c0=c0,
+                kappa0=k0,
+                noise_scale=s,
+                diag_shift=delta,
+                tau=self.tau_s * f,
+                noise_injection=self.circuit["noise_injection"],
             )
-            if self.circuit["noise_injection"] == "series":
-                Dv, Di = zero, (2 * k0 * s * c0 * R / L**2) * eye
-            else:
-                Dv, Di = (2 * k0 * s * c0 / R) * Cinv @ Cinv, zero
-            D = tau * torch.cat([torch.cat([Dv, zero], dim=1), torch.cat([zero, Di], dim=1)], dim=0)
             u = torch.zeros(2 * n, dtype=dtype, device=dev)
-            observe = torch.cat([eye, zero], dim=1)
+            observe = torch.cat([eye, torch.zeros_like(eye)], dim=1)
         return DeviceInstance(
             sde=LinearSDE(M, 0.5 * (D + D.T), u),
             observe=observe,
@@ -526,31 +545,102 @@ class HardwareProfile:
             input_scale=beta,
             A_loaded=A_hw,
             b_loaded=b_hw,
-            readout=self.readout(),
+            readout=self.readout_chain(),
             kappa0=k0,
         )
 
 
-def _check_loaded_pd(A_hw: Tensor, alpha: float, bits: int | None) -> None:
+def rlc_drift_diffusion(
+    Cinv: Tensor,
+    *,
+    L: float,
+    R: float,
+    c0: float,
+    kappa0: float,
+    noise_scale: float = 1.0,
+    diag_shift: float = 0.0,
+    tau: float = 1.0,
+    noise_injection: str = "series",
+) -> tuple[Tensor, Tensor]:
+    """Drift M and diffusion D (per unit of ``tau``, s) of the RLC resonator array, states (V, I_L): the one
+    statement of its physics (profiles build devices with it; calibration fits it).
+
+        𝐂 dV/dt = -I_L + ξ_node,   L dI_L/dt = V - R (1 + δ) I_L + ξ_series
+
+    with ``Cinv`` = 𝐂⁻¹ [n, n] (1/F), L (H), R (Ω), δ = ``diag_shift``; ``noise_injection`` "series": voltage
+    noise of two-sided PSD 2 κ0 s c0 R in each inductor branch (Boltzmann: Cov V = κ0 c0 𝐂⁻¹ · s), "node":
+    current noise 2 κ0 s c0 / R at each node (κ0 in V², s = ``noise_scale``, c0 the unit capacitance, F).
+    Returns ([2n, 2n], [2n, 2n]) in Cinv's dtype and device."""
+    eye = torch.eye(Cinv.shape[0], dtype=Cinv.dtype, device=Cinv.device)
+    zero = torch.zeros_like(eye)
+    M = tau * torch.cat(
+        [torch.cat([zero, -Cinv], dim=1), torch.cat([eye / L, -(R / L) * (1 + diag_shift) * eye], dim=1)],
+        dim=0,
+    )
+    if noise_injection == "series":
+        Dv, Di = zero, (2 * kappa0 * noise_scale * c0 * R / L**2) * eye
+    else:
+        Dv, Di = (2 * kappa0 * noise_scale * c0 / R) * Cinv @ Cinv, zero
+    D = tau * torch.cat([torch.cat([Dv, zero], dim=1), torch.cat([zero, Di], dim=1)], dim=0)
+    return M, D
+
+
+def _check_loaded_pd(A_hw: Tensor, alpha: float, bits: int | None, min_eigenvalue: float = 0.0) -> None:
     """Refuse a loaded matrix that is not positive definite: the array's drift −A_hw would be unstable and
     every readout would diverge. Quantization does this when its error (≈ √n·Δ/√3 in spectral norm, Δ the
-    coupling step) exceeds the smallest eigenvalue. Cost O(n³/3) (one Cholesky)."""
+    coupling step) exceeds the smallest eigenvalue. With ``min_eigenvalue`` μ > 0 (caller's units), also
+    refuse a matrix that kept less than μ/2 of it: the extra damping named then restores μ. Cost O(n³/3)
+    (one Cholesky)."""
     sym = 0.5 * (A_hw + A_hw.mT).double()
-    _, info = torch.linalg.cholesky_ex(sym)
-    if int(info) == 0:
+    keep = 0.5 * alpha * max(float(min_eigenvalue), 0.0)
+    lam = smallest_eigenvalue_if_indefinite(sym, keep)
+    if lam is None:
         return
-    lam = float(torch.linalg.eigvalsh(sym)[0])
     what = f"{bits}-bit loaded" if bits is not None else "loaded"
+    if lam > 0:
+        raise UnloadableMatrixError(
+            f"the {what} matrix kept a smallest eigenvalue of {lam / alpha:.3g} (the caller's units) of the "
+            f"{min_eigenvalue:.3g} it relies on (n = {A_hw.shape[0]}): quantization moved the bottom of its "
+            f"spectrum. Raise the damping by {min_eigenvalue - lam / alpha:.3g}, use more coupling bits, or a "
+            "smaller matrix.",
+            extra_damping=min_eigenvalue - lam / alpha,
+        )
     raise UnloadableMatrixError(
         f"the {what} matrix is not positive definite (smallest eigenvalue {lam:.3g} in units of the coupling "
         f"full scale, n = {A_hw.shape[0]}): the array would be unstable. Raise the damping by more than "
-        f"{-lam / alpha:.3g} (the caller's units), use more coupling bits, or a smaller matrix.",
-        extra_damping=-lam / alpha,
+        f"{-lam / alpha + min_eigenvalue:.3g} (the caller's units), use more coupling bits, or a smaller matrix.",
+        extra_damping=-lam / alpha + max(float(min_eigenvalue), 0.0),
     )
+
+
+def _parse_readout(value: Any) -> ReadoutConfig | None:
+    """A profile's ``readout`` entry: None, a :class:`ReadoutConfig`, or a JSON object of its fields
+    (parsed strictly by :meth:`ReadoutConfig.from_dict`; ProfileError naming the field otherwise)."""
+    if value is None or isinstance(value, ReadoutConfig):
+        return value
+    if not isinstance(value, dict):
+        raise _fail(
+            f"profile field readout = {_short(value)} must be a JSON object of readout settings "
+            '(e.g. {"target_error": 0.3}) or null',
+            "fix or remove the readout entry",
+        )
+    try:
+        return ReadoutConfig.from_dict(value, what="profile field readout")
+    except (InputError, TypeError) as e:
+        text = str(e).rstrip(".").removeprefix("profile field readout: ")
+        raise _fail(f"profile field readout: {text}", "fix or remove the readout entry") from None
+
+
+def _readout_json(config: ReadoutConfig) -> dict[str, Any]:
+    """The settings of ``config`` that differ from :class:`ReadoutConfig`'s defaults (what a profile
+    writes: the rest follow the library's defaults)."""
+    default = ReadoutConfig()
+    return {k: v for k, v in config.as_dict().items() if v != getattr(default, k)}
 
 
 _MAX_N = 256  # cells of a calibration device (the circuits' MAX_CELLS)
 _MAX_SEEDS = 100_000
+_OPTIONAL_KEYS = ("readout",)  # top-level keys a profile file may leave out
 
 
 def _short(v: Any) -> str:
@@ -637,7 +727,11 @@ def save_profile(profile: HardwareProfile, path: str | os.PathLike[str]) -> Path
         raise OutputError(
             f"profile path {path} is a folder; pass a file path such as {path / 'profile.json'}."
         )
-    text = json.dumps(asdict(profile), indent=2, allow_nan=False) + "\n"
+    data = asdict(profile)
+    data.pop("readout")
+    if profile.readout is not None:
+        data["readout"] = _readout_json(profile.readout)
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
     return write_text_atomic(path, text)
 
 
@@ -676,7 +770,7 @@ def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
             f"{SCHEMA_VERSION}; {_REGENERATE}."
         )
     names = [f.name for f in fields(HardwareProfile)]
-    missing = [k for k in names if k not in data]
+    missing = [k for k in names if k not in data and k not in _OPTIONAL_KEYS]
     extra = sorted(set(data) - set(names))
     if missing or extra:
         what = "; ".join(

@@ -6,8 +6,13 @@
 - ``load_netlist(path, trusted=False) -> Netlist`` (checked against the allowlist, data files from its
   folder), ``parse_netlist(text, ...) -> CheckedNetlist``, ``check_untrusted(text, trusted=False) -> str``
   (the canonical text); see docs/security.md
+- ``noisy_runs(circuit, settings: SpiceRunSettings, burn_in=, duration=) -> NoisyRuns`` (seeded noisy runs
+  in parallel), ``save_traces(path, runs)`` / ``load_traces(path) -> NoisyRuns`` (the ``traces.npz`` archive
+  that ``validate --save-traces`` writes and ``calibrate --from`` reads, strictly checked)
+- ``SpiceRunSettings`` (what ``ValidationSettings`` and ``thermotrain.models.CalibrationSettings`` share)
 """
 
+from thermotrain._runs import SpiceRunSettings as SpiceRunSettings
 from thermotrain.netlists._ngspice import (
     SpiceJob as SpiceJob,
 )
@@ -44,6 +49,12 @@ from thermotrain.netlists._sweep import (
 from thermotrain.netlists._sweep import (
     run_many as run_many,
 )
+from thermotrain.netlists._traces import TRACES_FILE as TRACES_FILE
+from thermotrain.netlists._traces import NoisyRuns as NoisyRuns
+from thermotrain.netlists._traces import load_traces as load_traces
+from thermotrain.netlists._traces import save_traces as save_traces
+from thermotrain.netlists._validation import ValidationSettings as ValidationSettings
+from thermotrain.netlists._validation import noisy_runs as noisy_runs
 from thermotrain.netlists._writer import (
     Netlist as Netlist,
 )

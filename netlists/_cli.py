@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,10 @@ def add_array_arguments(p: argparse.ArgumentParser) -> None:
     n_max = _max_cells()
     p.add_argument("--preset", choices=PRESETS, required=True, help="array family and recipe: rc8 or rlc8")
     p.add_argument(
-        "--size", type=arg_int(1, n_max), default=None, help=f"number of cells N, 1..{n_max} (default 8)"
+        "--size",
+        type=arg_int(1, n_max),
+        default=None,
+        help=f"number of cells N (count, 1..{n_max}; default 8)",
     )
     p.add_argument(
         "--matrix",
@@ -56,6 +60,48 @@ def add_array_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed", type=seed, default=0, help="seed of the tolerance draw and of the noise files (0..2^32-1)"
     )
+
+
+def add_spice_run_arguments(p: argparse.ArgumentParser, settings: type) -> None:
+    """The flags of the :class:`thermotrain.netlists.SpiceRunSettings` fields a user sets (--duration,
+    --noise, --workers, --timeout; --seed comes with :func:`add_array_arguments`), with the defaults of
+    ``settings`` (ValidationSettings or CalibrationSettings), so a flag's default cannot drift from its
+    field's. Read them back with :func:`spice_run_kwargs`."""
+    import dataclasses
+
+    d = {f.name: f.default for f in dataclasses.fields(settings)}
+    p.add_argument(
+        "--duration", type=positive_float, default=d["duration_tau"], help="observed time per run (tau, > 0)"
+    )
+    p.add_argument(
+        "--noise",
+        choices=("file", "trnoise"),
+        default=d["noise"],
+        help="noise generator: seeded file (bit-reproducible) or ngspice TRNOISE",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=d["workers"],
+        help="parallel ngspice processes (count; default: cores)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=d["timeout"],
+        help="wall-clock limit of each SPICE run (s, > 0)",
+    )
+
+
+def spice_run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The SpiceRunSettings keywords the flags of :func:`add_spice_run_arguments` (and --seed) hold."""
+    return {
+        "duration_tau": args.duration,
+        "noise": args.noise,
+        "seed": args.seed,
+        "workers": args.workers,
+        "timeout": args.timeout,
+    }
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -137,14 +183,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out, overwrite=args.overwrite, flag="--out")
     spec = spec_from_args(args)
-    settings = ValidationSettings(
-        runs=args.runs,
-        duration_tau=args.duration,
-        noise=args.noise,
-        seed=args.seed,
-        workers=args.workers,
-        timeout=args.timeout,
-    )
+    settings = ValidationSettings(runs=args.runs, **spice_run_kwargs(args))
     name = array_name(args)
     report = validate(
         spec,
@@ -196,6 +235,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from thermotrain.netlists._validation import ValidationSettings
+
     p = sub.add_parser(
         "netlist",
         help="write one ngspice netlist of an array",
@@ -229,15 +270,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_array_arguments(p)
-    p.add_argument("--runs", type=positive_int, default=4, help="independent SPICE runs (own noise seeds)")
-    p.add_argument("--duration", type=positive_float, default=2500.0, help="observed time per run (tau, > 0)")
-    p.add_argument("--noise", choices=("file", "trnoise"), default="file", help="noise generator")
     p.add_argument(
-        "--workers", type=positive_int, default=None, help="parallel ngspice processes (default: cores)"
+        "--runs",
+        type=positive_int,
+        default=ValidationSettings().runs,
+        help="independent SPICE runs, each with its own noise seed (count)",
     )
-    p.add_argument(
-        "--timeout", type=positive_float, default=1800.0, help="wall-clock limit of every ngspice run (s)"
-    )
+    add_spice_run_arguments(p, ValidationSettings)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--save-traces", action="store_true", help="also write DIR/traces.npz (for `calibrate --from DIR`)"

@@ -447,8 +447,32 @@ def _raise_for_messages(messages: Sequence[str], engine: str) -> None:
 # ------------------------------------------------------------------------------------------ batch mode
 
 
+def _find_binary() -> str | None:
+    """The ``ngspice`` executable on PATH, or None."""
+    return shutil.which("ngspice")
+
+
+def _find_library() -> str | None:
+    """The shared library: ``NGSPICE_LIBRARY_PATH`` when it names an existing file, else libngspice as the
+    dynamic loader finds it, or None."""
+    import ctypes.util
+
+    path = os.environ.get("NGSPICE_LIBRARY_PATH")
+    if path and os.sep in path:
+        return path if Path(path).is_file() else None
+    return ctypes.util.find_library("ngspice")
+
+
+def ngspice_missing() -> str | None:
+    """None when ngspice can run here (the ``ngspice`` binary on PATH or its shared library findable), else
+    one line saying what is missing and how to install it (e.g. for skipping tests that need it)."""
+    if _find_binary() is not None or _find_library() is not None:
+        return None
+    return f"ngspice was not found (no shared library libngspice, no `ngspice` on PATH); {INSTALL_HINT}"
+
+
 def _binary() -> str:
-    found = shutil.which("ngspice")
+    found = _find_binary()
     if found is None:
         raise SpiceNotFoundError(
             f"ngspice was not found (no shared library, no `ngspice` on PATH); {INSTALL_HINT}."

@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from thermotrain._args import check_choice, check_float, check_int, check_seed
+from thermotrain._args import check_int
 from thermotrain._errors import InputError, SpiceError
-from thermotrain._report import covariance_heatmaps, pyplot, table, write_json
+from thermotrain._report import covariance_heatmaps, overlay_plot, table, trace_panels, write_json
+from thermotrain._runs import SpiceRunSettings
 from thermotrain.circuits import ArraySpec, Capacitor, Circuit, Theory, bonferroni_z, linear_sde
 from thermotrain.netlists._ngspice import (
     SpiceJob,
@@ -41,6 +42,8 @@ from thermotrain.netlists._ngspice import (
     run_transient,
 )
 from thermotrain.netlists._sweep import RunFailure, run_many
+from thermotrain.netlists._traces import TRACES_FILE, NoisyRuns
+from thermotrain.netlists._traces import save_traces as _save_traces
 from thermotrain.netlists._writer import write_netlist
 
 log = logging.getLogger(__name__)
@@ -49,32 +52,16 @@ STEPS_PER_INTERVAL = 2  # output samples per noise interval NT (phases 0 and 1/2
 PHASES = tuple(k / STEPS_PER_INTERVAL for k in range(STEPS_PER_INTERVAL))
 
 
-@dataclass(frozen=True)
-class ValidationSettings:
-    """runs: independent SPICE runs (own noise seeds); duration_tau: observed time per run in tau (after a
-    burn-in of ``burn_in`` slowest relaxation times); noise: "file" (seeded, bit-reproducible) or "trnoise";
-    seed: tolerance draw and noise seeds; workers: parallel ngspice processes (None = cores)."""
+@dataclass(frozen=True, kw_only=True)
+class ValidationSettings(SpiceRunSettings):
+    """runs: independent SPICE runs (own noise seeds, >= 1); the rest: :class:`SpiceRunSettings`
+    (duration_tau 2500 τ by default)."""
 
     runs: int = 4
-    duration_tau: float = 2500.0
-    noise: str = "file"
-    seed: int = 0
-    workers: int | None = None
-    burn_in: float = 8.0
-    engine: str = "shared"
-    timeout: float = 1800.0
 
     def __post_init__(self) -> None:
-        """Every field checked where it enters (InputError naming the field, the value and the range)."""
         check_int("runs", self.runs, minimum=1)
-        check_float("duration_tau", self.duration_tau, minimum=0.0, strict_min=True, unit="tau")
-        check_choice("noise", self.noise, ("file", "trnoise"))
-        check_seed("seed", self.seed)
-        if self.workers is not None:
-            check_int("workers", self.workers, minimum=1)
-        check_float("burn_in", self.burn_in, minimum=0.0, unit="slowest relaxation times")
-        check_choice("engine", self.engine, ("shared", "batch"))
-        check_float("timeout", self.timeout, minimum=0.0, strict_min=True, unit="s")
+        super().__post_init__()
 
 
 def _relaxation_fit(t: np.ndarray, x: np.ndarray, x_inf: np.ndarray, t_slow: float) -> float:
@@ -112,38 +99,26 @@ def run_seed(seed: int, index: int) -> int:
     return 1000 * seed + index + 1
 
 
-@dataclass(frozen=True)
-class NoisyRuns:
-    """Independent noisy SPICE runs of one circuit on the grid ``step`` (s): ``series[r]`` is the r-th
-    successful run's [T, P] output voltages after the burn-in; ``failures`` the runs that failed (dicts of
-    RunFailure plus the run's noise ``seed``), each retried once when its worker crashed."""
-
-    transients: list[Transient]
-    series: list[np.ndarray]
-    failures: list[dict[str, Any]]
-    step: float
-    burn_in: float
-    t_netlist: float
-
-
 def noisy_runs(
     circuit: Circuit,
-    settings: ValidationSettings,
+    settings: SpiceRunSettings,
     *,
     burn_in: float,
     duration: float,
+    runs: int | None = None,
     executor: Executor | None = None,
     progress: bool = True,
 ) -> NoisyRuns:
-    """Run ``settings.runs`` noisy transients of ``circuit`` (run r uses noise seed 1000·seed + r + 1), each
-    ``burn_in + duration`` s long on the grid NT / STEPS_PER_INTERVAL, in parallel on ``executor`` (or
-    run_many's own pool of ``settings.workers`` spawned processes: rebuilt after a crashed worker, the
-    interrupted runs retried once). Failed runs are reported, not raised."""
+    """Run ``runs`` (default ``settings.runs``) noisy transients of ``circuit`` (run r uses noise seed
+    1000·seed + r + 1), each ``burn_in + duration`` s long on the grid NT / STEPS_PER_INTERVAL, in parallel
+    on ``executor`` (or run_many's own pool of ``settings.workers`` spawned processes: rebuilt after a
+    crashed worker, the interrupted runs retried once). Failed runs are reported, not raised."""
     s = settings
+    n_runs = check_int("runs", s.runs if runs is None else runs, minimum=1)
     step = circuit.noise_interval / STEPS_PER_INTERVAL
     t0 = time.perf_counter()
     jobs = []
-    for r in range(s.runs):
+    for r in range(n_runs):
         nl = write_netlist(
             circuit, noise=s.noise, seed=run_seed(s.seed, r), duration=burn_in + duration + 3 * step
         )
@@ -346,13 +321,7 @@ def validate(
             )
             write_json(out / "report.json", report)
             if save_traces:  # for `thermotrain calibrate --from DIR`
-                np.savez_compressed(
-                    out / "traces.npz",
-                    runs=len(series),
-                    step=step,
-                    burn_in=burn,
-                    **{f"run{i}": x for i, x in enumerate(series)},
-                )
+                _save_traces(out / TRACES_FILE, noisy)
             write_text_atomic(out / "summary.txt", summary(report) + "\n")
     return report
 
@@ -423,51 +392,57 @@ def runs_text(r: dict[str, Any]) -> str:
 
 
 def _plots(out, name, x, step, theory, model_cov, cov, lags, emp_ac, th_ac, relax, model_relax) -> None:
-    plt = pyplot()
     P = x.shape[1]
     show = list(range(min(P, 4)))
     tau_s = theory.relaxation_time
     n = min(x.shape[0], int(20 * tau_s / step))
     t = np.arange(n) * step * 1e6
     sd = np.sqrt(np.diag(model_cov))
-    fig, axes = plt.subplots(len(show), 1, figsize=(9, 1.8 * len(show) + 0.6), sharex=True, squeeze=False)
-    for ax, i in zip(axes[:, 0], show, strict=True):
-        ax.plot(t, x[:n, i], lw=0.7, label=f"SPICE V{i}")
-        ax.axhline(theory.mean[i], color="k", lw=1, label="model mean")
-        for k in (-2, 2):
-            ax.axhline(theory.mean[i] + k * sd[i], color="k", ls="--", lw=0.8)
-        ax.set_ylabel("V")
-        ax.legend(loc="upper right", fontsize=7)
-    axes[-1, 0].set_xlabel("time after burn-in (us)")
-    fig.suptitle(f"{name}: SPICE traces with the model's mean and +-2 sigma")
-    fig.tight_layout()
-    fig.savefig(out / "traces.png", dpi=110)
-    plt.close(fig)
+    band = {"color": "k", "ls": "--", "lw": 0.8}
+    trace_panels(
+        out / "traces.png",
+        f"{name}: SPICE traces with the model's mean and +-2 sigma",
+        "time after burn-in (us)",
+        t,
+        [("SPICE V{i}", x[:n], {"lw": 0.7})],
+        show,
+        hlines=[
+            (theory.mean, "model mean", {"color": "k", "lw": 1}),
+            (theory.mean - 2 * sd, None, band),
+            (theory.mean + 2 * sd, None, band),
+        ],
+    )
 
     covariance_heatmaps(
         out / "covariance.png", f"{name}: stationary covariance", model_cov, cov, ("model", "SPICE")
     )
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i in show:
-        ax.plot(lags * 1e6, emp_ac[:, i] / th_ac[0, i], lw=1, label=f"SPICE V{i}")
-        ax.plot(lags * 1e6, th_ac[:, i] / th_ac[0, i], "k--", lw=0.8)
-    ax.set_xlabel("lag (us)")
-    ax.set_ylabel("autocovariance / model variance")
-    ax.set_title(f"{name}: autocorrelation, SPICE (solid) vs model (dashed)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "autocorrelation.png", dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i in show:
-        ax.plot(relax.time * 1e6, relax.values[:, i], lw=1.2, label=f"SPICE V{i}")
-        ax.plot(relax.time * 1e6, model_relax[:, i], "k--", lw=0.8)
-    ax.set_xlabel("time (us)")
-    ax.set_ylabel("V")
-    ax.set_title(f"{name}: noise-free relaxation, SPICE (solid) vs model (dashed)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "relaxation.png", dpi=110)
-    plt.close(fig)
+    dashed = {"color": "k", "ls": "--", "lw": 0.8}
+    overlay_plot(
+        out / "autocorrelation.png",
+        f"{name}: autocorrelation, SPICE (solid) vs model (dashed)",
+        "lag (us)",
+        "autocovariance / model variance",
+        [
+            c
+            for i in show
+            for c in (
+                (lags * 1e6, emp_ac[:, i] / th_ac[0, i], {"lw": 1, "label": f"SPICE V{i}"}),
+                (lags * 1e6, th_ac[:, i] / th_ac[0, i], dashed),
+            )
+        ],
+    )
+    overlay_plot(
+        out / "relaxation.png",
+        f"{name}: noise-free relaxation, SPICE (solid) vs model (dashed)",
+        "time (us)",
+        "V",
+        [
+            c
+            for i in show
+            for c in (
+                (relax.time * 1e6, relax.values[:, i], {"lw": 1.2, "label": f"SPICE V{i}"}),
+                (relax.time * 1e6, model_relax[:, i], dashed),
+            )
+        ],
+    )

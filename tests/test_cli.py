@@ -64,6 +64,9 @@ def test_debug_shows_the_traceback(monkeypatch) -> None:
         ["netlist", "--preset", "rc9", "--output", "x.cir"],
         ["train", "--epochs", "0"],
         ["train", "--batch-size", "many"],
+        ["train", "--analog-time", "fast"],
+        ["train", "--resume", "--overwrite"],
+        ["experiment", "kfac-claims", "--analog-time", "0"],
         ["no-such-command"],
     ],
 )
@@ -80,6 +83,8 @@ def test_help_shows_defaults(capsys) -> None:
         cli_module.main(["train", "--help"])
     out = capsys.readouterr().out
     assert "(default: 128)" in out  # --batch-size
+    assert "(default: auto)" in out  # --analog-time
+    assert "(default: 0)" in out  # --seed: a default of 0 is shown too
 
 
 def test_demo_folder_is_replaced_but_a_foreign_folder_is_refused(tmp_path: Path) -> None:

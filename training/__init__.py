@@ -42,12 +42,12 @@ from thermotrain.training._kfac import (
 from thermotrain.training._kfac import (
     Schedule as Schedule,
 )
+from thermotrain.training._nets import ViT as ViT
 from thermotrain.training._nets import build_model as build_model
 from thermotrain.training._nets import cnn as cnn
 from thermotrain.training._nets import mlp as mlp
-from thermotrain.training._solvers import (
-    AnalogConfig as AnalogConfig,
-)
+from thermotrain.training._nets import vit as vit
+from thermotrain.training._precond import Preconditioner as Preconditioner
 from thermotrain.training._solvers import (
     AnalogSolver as AnalogSolver,
 )

@@ -121,6 +121,13 @@ class NGDPreconditioner:
         self.last_step = {"ggn_products": float(products)}
         self.steps += 1
 
+    def device_log(self) -> list[dict[str, Any]]:
+        """Digital: no device calls."""
+        return []
+
+    def device_stats(self) -> dict[str, Any]:
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "prev": self.prev}
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from thermotrain._report import pyplot, table
 from thermotrain._safeio import output_dir
 from thermotrain.training._data import load_dataset
 from thermotrain.training._harness import TrainConfig, train
@@ -13,33 +14,27 @@ from thermotrain.training._harness import TrainConfig, train
 __all__ = ["format_table", "plot_curves", "train_comparison"]
 
 _COLUMNS = (
-    ("optimizer", "{}"),
-    ("test_accuracy", "{:.4f}"),
-    ("test_loss", "{:.4f}"),
-    ("steps", "{}"),
-    ("wall_s", "{:.2f}"),
-    ("analog_time_tau", "{:.4g}"),
+    ("optimizer", "optimizer"),
+    ("test_accuracy", "test acc"),
+    ("test_loss", "test loss"),
+    ("steps", "steps"),
+    ("wall_s", "wall s"),
+    ("analog_time_tau", "analog time τ"),
+    ("analog_time_per_call_tau", "τ per device call"),
 )
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """A fixed-width text table of the comparison rows (accuracy as a fraction, wall in s, analog time in τ)."""
-    heads = ["optimizer", "test acc", "test loss", "steps", "wall s", "analog time τ"]
-    cells = [[fmt.format(r[k]) for k, fmt in _COLUMNS] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
-    return "\n".join([line(heads), line(["-" * w for w in widths]), *(line(c) for c in cells)])
+    """A fixed-width text table of the comparison rows (accuracy as a fraction, wall in s, analog time in τ;
+    the per-call time as min…max over the run's device calls, "-" for digital runs)."""
+    return table([[r.get(k) for k, _ in _COLUMNS] for r in rows], [h for _, h in _COLUMNS])
 
 
 def plot_curves(summaries: list[dict[str, Any]], labels: list[str], path: Path, title: str = "") -> None:
     """Test accuracy and test loss per epoch against steps, one line per run; saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for summary, label in zip(summaries, labels):
+    for summary, label in zip(summaries, labels, strict=True):
         hist = summary["history"]
         steps = [h["step"] for h in hist]
         axes[0].plot(steps, [h["test_accuracy"] for h in hist], marker="o", label=label)
@@ -64,50 +59,45 @@ def _profile_name(path: str | Path) -> str:
         return Path(path).stem
 
 
+def _per_call(summary: dict[str, Any]) -> str | None:
+    """'min…max' analog time per device call (τ) of a run, or None for a digital one."""
+    per = summary.get("readout", {}).get("analog_time_per_call_tau")
+    if not per:
+        return None
+    lo, hi = per["min"], per["max"]
+    return f"{lo:.3g}" if hi <= lo * (1 + 1e-9) else f"{lo:.3g}…{hi:.3g}"
+
+
 def train_comparison(
     out_dir: str | Path,
     backend_profile: str | Path | None = None,
     dataset: str = "digits",
     epochs: int = 5,
     seed: int = 0,
-    analog_time: float = 1000.0,
-    kappa0: float = 1e-3,
-    damping: float = 0.1,
-    mode: str = "solve",
-    analog_dt: float = 0.1,
     subset: int | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    **thermo: Any,
 ) -> list[dict[str, Any]]:
     """Train a small MLP with Adam, digital K-FAC and thermodynamic K-FAC; print and return a 3-row table.
 
-    Thermodynamic K-FAC runs its linear algebra on ``backend_profile`` (a hardware-profile JSON) or the ideal
-    device when ``None``: ``mode="solve"`` (default; mean readout of (G+λI)⁻¹∇W(A+λI)⁻¹, warm-started) or
-    ``"inverse"`` (covariance readout, much noisier at equal analog time), ``analog_time`` (τ) per solve,
-    noise ``kappa0``, covariance-readout sample interval ``analog_dt`` (τ); both K-FAC runs use ``damping`` λ. Writes ``out_dir/{adam,kfac-digital,kfac-thermo}/`` run folders,
-    ``out_dir/comparison.json`` and ``out_dir/comparison.png`` (test accuracy/loss against steps), all
-    together at the end (a temporary folder renamed into place; nothing is left if a run fails).
-    ``out_dir`` must be absent or empty unless ``overwrite`` (then it is replaced when the new runs finish).
+    Thermodynamic K-FAC runs on ``backend_profile`` (a hardware-profile JSON or a shipped name) or the ideal
+    device when ``None``, with :class:`TrainConfig`'s defaults — the same run as ``thermotrain train
+    --optimizer kfac --backend PROFILE`` with no other flag: covariance readout, ``analog_time="auto"`` (the
+    device picks each inverse's time for the target readout error), the profile's own κ0. ``thermo`` passes
+    TrainConfig fields to both K-FAC runs where they apply (``damping``, ``kfac_mode``) and to the
+    thermodynamic one (``analog_time``, ``readout_error``, ``kappa0``, ``analog_dt`` …). Writes
+    ``out_dir/{adam,kfac-digital,kfac-thermo}/`` run folders, ``out_dir/comparison.json`` and
+    ``out_dir/comparison.png`` (test accuracy/loss against steps), all together at the end (a temporary
+    folder renamed into place; nothing is left if a run fails). ``out_dir`` must be absent or empty unless
+    ``overwrite`` (then it is replaced when the new runs finish).
 
     Returns:
         One dict per optimizer with optimizer, test_accuracy (fraction), test_loss (nats), steps, wall_s (s),
-        analog_time_tau (τ).
+        analog_time_tau (τ, total), analog_time_per_call_tau (τ, "min…max"; None when digital).
     """
     with output_dir(out_dir, overwrite=overwrite, flag="out_dir") as tmp:
-        return _compare(
-            tmp,
-            backend_profile,
-            dataset,
-            epochs,
-            seed,
-            analog_time,
-            kappa0,
-            damping,
-            mode,
-            analog_dt,
-            subset,
-            progress,
-        )
+        return _compare(tmp, backend_profile, dataset, epochs, seed, subset, progress, thermo)
 
 
 def _compare(
@@ -116,20 +106,15 @@ def _compare(
     dataset: str,
     epochs: int,
     seed: int,
-    analog_time: float,
-    kappa0: float,
-    damping: float,
-    mode: str,
-    analog_dt: float,
     subset: int | None,
     progress: bool,
+    thermo: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """The body of :func:`train_comparison`, writing into the fresh folder ``out``."""
     data = load_dataset(dataset, subset)
     thermo_backend = str(backend_profile) if backend_profile is not None else "ideal"
     common = dict(model="mlp", dataset=dataset, epochs=epochs, seed=seed, batch_size=64, progress=progress)
-    kfac = dict(damping=damping, kfac_mode=mode)
-    thermo = dict(analog_time=analog_time, kappa0=kappa0, analog_dt=analog_dt)
+    kfac = {k: thermo.pop(k) for k in ("damping", "kfac_mode") if k in thermo}
     runs = [
         ("adam", TrainConfig(optimizer="adam", lr=3e-3, out=str(out / "adam"), **common)),  # type: ignore[arg-type]
         (
@@ -152,9 +137,12 @@ def _compare(
     for label, cfg in runs:
         summary = train(cfg, data)
         summaries.append(summary)
-        rows.append({"optimizer": label} | {k: summary[k] for k, _ in _COLUMNS[1:]})
-    table = format_table(rows)
-    print(table)
+        rows.append(
+            {"optimizer": label}
+            | {k: summary[k] for k, _ in _COLUMNS[1:-1]}
+            | {"analog_time_per_call_tau": _per_call(summary)}
+        )
+    print(format_table(rows))
     (out / "comparison.json").write_text(json.dumps(rows, indent=2))
     plot_curves(summaries, [r["optimizer"] for r in rows], out / "comparison.png", f"MLP on {dataset}")
     return rows

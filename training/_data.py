@@ -15,7 +15,7 @@ import torch
 
 from thermotrain._errors import TrainingError
 
-__all__ = ["DATASETS", "FASHION_MNIST_DIR", "Dataset", "load_dataset"]
+__all__ = ["DATASETS", "FASHION_MNIST_DIR", "Dataset", "load_dataset", "validation_split"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 DATASETS = ("digits", "fashion-mnist")
@@ -123,3 +123,28 @@ def load_dataset(name: str, subset: int | None = None, root: Path | str | None =
         return torch.from_numpy(a.astype(np.int64))
 
     return Dataset(name, _x(xtr), _y(ytr), _x(xte), _y(yte))
+
+
+def validation_split(data: Dataset, fraction: float = 0.2, seed: int = 123) -> Dataset:
+    """The training set split into train / validation by a fixed permutation (``seed``); the validation part
+    takes the place of the test set, so hyperparameters are chosen without looking at test results.
+
+    Args:
+        data: a loaded data set.
+        fraction: share of the training examples held out (0 < fraction < 1).
+        seed: seed of the fixed permutation (independent of training seeds).
+    """
+    if not (isinstance(fraction, float | int) and 0 < fraction < 1):
+        raise TrainingError(f"validation fraction must be in (0, 1); got {fraction!r}.")
+    n = len(data.x_train)
+    n_val = max(1, round(fraction * n))
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(n))
+    val, train = perm[:n_val], perm[n_val:]
+    return Dataset(
+        data.name + "/validation",
+        data.x_train[train],
+        data.y_train[train],
+        data.x_train[val],
+        data.y_train[val],
+        data.num_classes,
+    )

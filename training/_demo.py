@@ -7,11 +7,9 @@
 Thermodynamic K-FAC runs on the profile the demo's calibration step just wrote (``out/calibrate-rc8``), else
 on the shipped 8-bit-coupling hardware profile ``thermotrain.models/profiles/rc8.json`` when that file exists
 and :func:`thermotrain.models.load_profile` accepts it, else on the ideal device; the choice (and why) is
-printed. On a profile the factors are inverted by
-the covariance readout (``mode="inverse"``, 4000 τ sampled every 2 τ, one device run per factor every 10
-steps), because a
-mean-readout solve on the surrogate costs an exact time-average of a 4N-state system per call (too slow for a
-demo on 2 cores); on the ideal device the mean readout (``mode="solve"``, warm-started) is used.
+printed. It runs with no settings of its own: exactly what ``thermotrain train --optimizer kfac --backend
+PROFILE`` does with no other flag (covariance readout, analog time chosen per inverse for the profile's
+recommended readout error, the profile's own κ0), so the demo shows what a user gets.
 
 Budget on 2 CPU cores: ≲ 60 s (``quick=True``: ≲ 20 s, 2 epochs on 600 examples).
 """
@@ -20,20 +18,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from thermotrain.models import shipped_profile_path
 from thermotrain.training._compare import train_comparison
-from thermotrain.training._solvers import shipped_profile_path
 
-__all__ = ["demo_profile", "demo_train", "shipped_profile", "thermo_on_profile"]
+__all__ = ["demo_profile", "demo_train", "shipped_profile"]
 
 log = logging.getLogger(__name__)
-
-#: Thermodynamic K-FAC settings per backend kind: analog time (τ) per call, noise κ0, readout mode.
-IDEAL = {"mode": "solve", "analog_time": 1000.0, "kappa0": 1e-3}
-PROFILE = {"mode": "inverse", "analog_time": 4000.0, "analog_dt": 2.0}
 
 
 def shipped_profile() -> tuple[Path | None, str]:
@@ -51,19 +44,6 @@ def shipped_profile() -> tuple[Path | None, str]:
             f"the shipped profile {path} does not load ({type(exc).__name__}: {exc}); using the ideal device",
         )
     return path, f"using the shipped hardware profile {path}"
-
-
-def thermo_on_profile(prof: Any) -> dict[str, Any]:
-    """TrainConfig settings of thermodynamic K-FAC on hardware profile ``prof`` (the demo's, and the
-    experiments'): covariance readout (``PROFILE``), the profile's own κ0, and a sample interval no shorter
-    than its ADC interval."""
-    return {
-        "optimizer": "kfac",
-        "kfac_mode": PROFILE["mode"],
-        "analog_time": float(PROFILE["analog_time"]),
-        "analog_dt": max(float(PROFILE["analog_dt"]), prof.sample_interval_tau),
-        "kappa0": float(prof.kappa0),
-    }
 
 
 def demo_profile(out: Path) -> tuple[Path | None, str]:
@@ -94,12 +74,6 @@ def demo_train(out: Path, quick: bool = False) -> None:
     """
     profile, why = demo_profile(Path(out))
     print(f"thermodynamic K-FAC backend: {why}")
-    settings: dict[str, Any] = dict(IDEAL)
-    if profile is not None:
-        from thermotrain.models import load_profile
-
-        t = thermo_on_profile(load_profile(profile))
-        settings = {k: t[k] for k in ("analog_time", "analog_dt", "kappa0")} | {"mode": t["kfac_mode"]}
     threads = torch.get_num_threads()
     # one thread: the matrices are small (<= 65 x 65), and two threads on two shared cores spend more time
     # synchronising than computing (measured: 5-13 ms per profile inverse on 1 thread, 0.2-0.8 s on 2 under load)
@@ -110,9 +84,7 @@ def demo_train(out: Path, quick: bool = False) -> None:
             backend_profile=profile,
             epochs=2 if quick else 5,
             subset=600 if quick else None,
-            damping=0.1,
             overwrite=True,
-            **settings,
         )
     finally:
         torch.set_num_threads(threads)

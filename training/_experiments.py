@@ -101,6 +101,8 @@ def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
             checked[key] = check_choice(flag, value, DATASETS)
         elif key in ("epochs", "seeds", "subset", "inv_update_steps"):
             checked[key] = check_int(flag, value, minimum=1)
+        elif key == "analog_time" and value == "auto":
+            checked[key] = value
         elif key in ("damping", "analog_time", "adam_lr"):
             checked[key] = check_float(flag, value, minimum=0.0, strict_min=True)
         elif key == "pd_guard":
@@ -116,12 +118,9 @@ def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _plt():
-    import matplotlib
+    from thermotrain._report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _curve(
@@ -215,17 +214,18 @@ def _write(out: Path, name: str, payload: dict[str, Any]) -> None:
 
 
 def _profile_thermo(path: str | None) -> dict[str, Any]:
-    """Thermodynamic K-FAC on a calibrated profile (default the shipped rc8) with the demo's settings."""
-    from thermotrain.training._demo import thermo_on_profile
-    from thermotrain.training._solvers import shipped_profile_path
+    """Thermodynamic K-FAC on a calibrated profile (default the shipped rc8) with TrainConfig's defaults (what
+    ``train --optimizer kfac --backend PROFILE`` does with no other flag: auto analog time)."""
+    from thermotrain.models import shipped_profile_path
 
+    _calibrated(path)  # loads, or one line naming the file
     backend = shipped_profile_path("rc8") if path is None else path
-    return thermo_on_profile(_calibrated(path)) | {"backend": str(backend)}
+    return {"optimizer": "kfac", "backend": str(backend)}
 
 
 def _calibrated(path: str | None) -> Any:
     """The profile at ``path``, or the shipped SPICE-calibrated rc8 profile."""
-    from thermotrain.training._solvers import shipped_profile_path
+    from thermotrain.models import shipped_profile_path
 
     return _profile(str(shipped_profile_path("rc8")) if path is None else path)
 
@@ -302,13 +302,12 @@ def _run(name: str, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
                 "optimizer": "kfac",
                 "backend": "ideal",
                 "kfac_mode": "solve",
-                "analog_time": 1000.0,
                 "kappa0": 1e-3,
             },
             "kfac (thermo rc8 profile, inverse)": _profile_thermo(opts.get("profile")),
             "ngd-cg": {"optimizer": "ngd-cg"},
-            "tngd": {"optimizer": "tngd", "analog_time": 50.0, "kappa0": 0.0},
-            "tngd-adam": {"optimizer": "tngd-adam", "analog_time": 50.0, "kappa0": 0.0, "lr": 3e-3},
+            "tngd": {"optimizer": "tngd"},
+            "tngd-adam": {"optimizer": "tngd-adam"},
         }
         runs = _sweep(base, settings, seeds, data)
         title = f"optimizers, MLP on {dataset}"
@@ -357,16 +356,16 @@ def _run(name: str, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _kfac_quantization(base: TrainConfig, seeds: int, data: Any, out: Path, profile: Any):
-    """Thermodynamic K-FAC (solve mode) on profiles derived from a calibrated one (default: the shipped rc8
-    profile, made by ``thermotrain calibrate``): its fitted corrections and noise kept, coupling bits and
-    tolerance replaced; each with nearest rounding and with randomized rounding merged over 4 loads."""
-    from thermotrain.models import load_profile, save_profile
-    from thermotrain.training._solvers import shipped_profile_path
+    """Thermodynamic K-FAC (default settings: covariance readout, auto analog time) on profiles derived from
+    a calibrated one (default: the shipped rc8 profile, made by ``thermotrain calibrate``): its fitted
+    corrections and noise kept, coupling bits and tolerance replaced; each with nearest rounding and with
+    randomized rounding merged over 4 loads."""
+    from thermotrain.models import load_profile, save_profile, shipped_profile_path
 
     if profile is None:
         profile = load_profile(shipped_profile_path("rc8"))
     settings: dict[str, dict[str, Any]] = {"digital": {"optimizer": "kfac"}}
-    thermo = {"optimizer": "kfac", "kfac_mode": "solve", "analog_time": 1000.0, "kappa0": 1e-3}
+    thermo = {"optimizer": "kfac"}
     for bits in (4, 6, 8, 12):
         for tol in (0.0, 0.01):
             stats = profile.component_stats | {"coupling_bits": bits, "tolerance": tol}
@@ -428,7 +427,7 @@ def _cost_model(out: Path, profile: Any) -> dict[str, Any]:
 
 def _kfac_claims(out: Path, opts: dict[str, Any], base: TrainConfig) -> dict[str, Any]:
     """Adam vs digital K-FAC vs thermodynamic K-FAC (profile) with quarter-epoch evaluations; the claims."""
-    from thermotrain.training._demo import shipped_profile, thermo_on_profile
+    from thermotrain.training._demo import shipped_profile
 
     path = opts["profile"] if opts.get("profile") is not None else shipped_profile()[0]
     if path is None:
@@ -442,7 +441,8 @@ def _kfac_claims(out: Path, opts: dict[str, Any], base: TrainConfig) -> dict[str
     def opt(key: str, default: Any) -> Any:
         return opts[key] if opts.get(key) is not None else default
 
-    thermo = thermo_on_profile(prof) | {
+    thermo = {
+        "optimizer": "kfac",
         "backend": str(path),
         "inv_update_steps": opt("inv_update_steps", 10),
         "damping": opt("damping", 0.1),

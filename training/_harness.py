@@ -53,8 +53,8 @@ import math
 import os
 import random
 import re
+import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +62,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from thermotrain._args import check_choice, check_float, check_int, check_seed
-from thermotrain._errors import CheckpointError, DivergedError, InputError, OutputError, TrainingError
+from thermotrain._errors import CheckpointError, DivergedError, InputError, OutputError
 from thermotrain._safeio import check_output_dir, check_regular, load_json, read_regular, write_text_atomic
+from thermotrain.models import DEFAULT_TARGET_ERROR, ReadoutConfig
+from thermotrain.models._linalg import recommended_readout
 from thermotrain.training._baselines import NGDConfig, NGDPreconditioner
-from thermotrain.training._data import DATASETS, Dataset, load_dataset
+from thermotrain.training._config import (
+    OPTIMIZERS,
+    ConfigError,
+    TrainConfig,
+    check_device,
+)
+from thermotrain.training._data import Dataset, load_dataset
 from thermotrain.training._kfac import KFACConfig, KFACPreconditioner
-from thermotrain.training._nets import MODELS, build_model
-from thermotrain.training._solvers import AnalogConfig, make_solver
+from thermotrain.training._nets import build_model
+from thermotrain.training._precond import ReadoutTally
+from thermotrain.training._solvers import AnalogSolver, make_solver
 from thermotrain.training._tngd import TNGDConfig, TNGDPreconditioner
 
 __all__ = [
@@ -88,20 +96,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adam", "kfac", "ngd-cg", "ngd", "tngd", "tngd-adam")
-DEFAULT_LR = {
-    "sgd": 0.05,
-    "adam": 1e-3,
-    "kfac": 0.05,
-    "ngd-cg": 0.1,
-    "ngd": 0.1,
-    "tngd": 0.1,
-    "tngd-adam": 3e-3,  # tuned on a digits validation split with the normalised device (docs/results.md)
-}
-DEFAULT_KAPPA0 = 1e-2  # device noise when neither the user nor a hardware profile sets one
-
-DEFAULT_DAMPING = {"kfac": 1e-1, "ngd-cg": 1e-2, "ngd": 1e-2, "tngd": 3e-2, "tngd-adam": 3e-2}
-
 #: Divergence thresholds (see the module docstring): multiples of L0 = max(first loss, ln(classes)).
 DIVERGENCE_FACTOR = 4.0
 DIVERGENCE_PATIENCE = 3
@@ -115,7 +109,6 @@ RUN_FILES = ("metrics.jsonl", "summary.json", *CHECKPOINT_FILES)
 _RUN_TEMP = re.compile(
     r"^(\.(metrics\.jsonl|summary\.json|checkpoint\.pt|checkpoint\.json)\.[A-Za-z0-9_]+\.tmp|checkpoint\.pt\.tmp)$"
 )
-_DEVICE = re.compile(r"^(cpu|cuda|cuda:(0|[1-9][0-9]{0,3}))$")
 
 _RESUME_KEYS = (
     "model",
@@ -130,6 +123,8 @@ _RESUME_KEYS = (
     "delay",
     "kappa0",
     "analog_dt",
+    "readout_error",
+    "readout_simulator",
     "rounding",
     "roundings",
     "pd_guard",
@@ -140,199 +135,6 @@ _RESUME_KEYS = (
     "lr_schedule",
     "subset",
 )
-
-
-class ConfigError(InputError, TrainingError):
-    """A :class:`TrainConfig` field has the wrong type or is out of range. Both an
-    :class:`~thermotrain.InputError` (a value from outside) and, for code written against earlier versions,
-    a :class:`~thermotrain.TrainingError`."""
-
-
-def check_device(value: Any, name: str = "device") -> str:
-    """A torch device string from the allowlist ``cpu``, ``cuda``, ``cuda:N``; CUDA must be available (and
-    N below the device count) when asked for."""
-    if not isinstance(value, str) or not _DEVICE.match(value):
-        raise ConfigError(f"{name}={value!r} is not a device this trainer runs on; use cpu, cuda or cuda:N.")
-    if value.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"{name}={value!r}: cuda requested but torch.cuda.is_available() is False; use cpu."
-            )
-        index = int(value.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"{name}={value!r}: torch sees {torch.cuda.device_count()} CUDA device(s); use cuda:0 … "
-                f"cuda:{torch.cuda.device_count() - 1}."
-            )
-    return value
-
-
-def _field(name: str, check: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run one ``thermotrain._args`` check, re-raised as :class:`ConfigError` naming the field."""
-    try:
-        return check(name, *args, **kwargs)
-    except InputError as exc:
-        raise ConfigError(f"TrainConfig.{exc}") from None
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"TrainConfig.{name}={value!r} must be True or False, not {type(value).__name__}.")
-    return value
-
-
-def _validate(cfg: TrainConfig) -> None:
-    """Check and normalise every field of ``cfg`` (ints stay ints, numbers become floats, paths strings)."""
-    put = lambda name, value: object.__setattr__(cfg, name, value)  # noqa: E731 - frozen dataclass
-    if not isinstance(cfg.optimizer, str) or cfg.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"Unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
-    for name, choices in (
-        ("model", MODELS),
-        ("dataset", DATASETS),
-        ("rounding", ("nearest", "stochastic")),
-        ("kfac_mode", ("inverse", "solve")),
-        ("lr_schedule", ("constant", "cosine")),
-    ):
-        _field(name, check_choice, getattr(cfg, name), choices)
-    for name in ("backend", "out"):
-        value = getattr(cfg, name)
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-            put(name, value)
-        if value is None and name == "out":
-            continue
-        if not isinstance(value, str) or not value or "\x00" in value:
-            raise ConfigError(f"TrainConfig.{name}={value!r} must be a non-empty string (a name or a path).")
-    put("epochs", _field("epochs", check_int, cfg.epochs, minimum=1))
-    put("seed", _field("seed", check_seed, cfg.seed))
-    for name in ("batch_size", "roundings", "inv_update_steps", "cg_iters"):
-        put(name, _field(name, check_int, getattr(cfg, name), minimum=1))
-    for name in ("subset", "eval_every"):
-        if getattr(cfg, name) is not None:
-            put(name, _field(name, check_int, getattr(cfg, name), minimum=1))
-    if cfg.lr is not None:
-        put("lr", _field("lr", check_float, cfg.lr, minimum=0.0, strict_min=True))
-    if cfg.damping is not None:
-        try:
-            put("damping", check_float("damping", cfg.damping, minimum=0.0, strict_min=True))
-        except InputError:
-            raise ConfigError(f"damping must be > 0 (e.g. 1e-3 … 1e-1); got {cfg.damping!r}.") from None
-    if cfg.kl_clip is not None:
-        put("kl_clip", _field("kl_clip", check_float, cfg.kl_clip, minimum=0.0, strict_min=True, unit="nats"))
-    if cfg.kappa0 is not None:
-        put("kappa0", _field("kappa0", check_float, cfg.kappa0, minimum=0.0))
-    if cfg.analog_time is not None:
-        put("analog_time", _field("analog_time", check_float, cfg.analog_time, minimum=0.0, unit="tau"))
-    put("delay", _field("delay", check_float, cfg.delay, minimum=0.0, unit="tau"))
-    put(
-        "analog_dt", _field("analog_dt", check_float, cfg.analog_dt, minimum=0.0, strict_min=True, unit="tau")
-    )
-    if (
-        cfg.optimizer == "kfac"
-        and cfg.backend != "exact"
-        and cfg.analog_time is not None
-        and cfg.analog_time <= 0
-    ):
-        raise ConfigError(
-            f"TrainConfig.analog_time={cfg.analog_time!r} tau: thermodynamic K-FAC (backend {cfg.backend!r}) "
-            "needs a device time > 0 per inverse/solve (e.g. 50 … 4000 tau)."
-        )
-    for name in ("pd_guard", "tngd_warm_start", "resume", "overwrite", "progress"):
-        _flag(name, getattr(cfg, name))
-    check_device(cfg.device, "TrainConfig.device")
-    if cfg.resume and cfg.out is None:
-        raise ConfigError("resume=True needs out=DIR holding checkpoint.pt and checkpoint.json.")
-    if cfg.resume and cfg.overwrite:
-        raise ConfigError(
-            "resume=True and overwrite=True contradict each other: resume continues the run in out, "
-            "overwrite starts afresh there; choose one."
-        )
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run.
-
-    Attributes:
-        model: ``"mlp"`` or ``"cnn"``.
-        dataset: ``"digits"`` or ``"fashion-mnist"``.
-        optimizer: one of ``OPTIMIZERS``.
-        backend: ``"exact"``, ``"ideal"`` or a hardware-profile path (used by ``kfac``; TNGD always runs the
-            ideal device equation).
-        epochs: passes over the training set.
-        seed: seeds model initialisation, data order and device noise.
-        batch_size: examples per step.
-        lr: learning rate of the outer optimizer (``None``: per-optimizer default, ``DEFAULT_LR``).
-        damping: λ of the second-order methods (``None``: ``DEFAULT_DAMPING``).
-        analog_time: device time per inverse/solve (thermodynamic K-FAC) or per step (TNGD), in τ; ``None``: the
-            optimizer's own default (``AnalogConfig.analog_time`` = 50, ``TNGDConfig.analog_time`` = 20).
-        delay: TNGD delay t_d, in τ.
-        kappa0: device noise κ0 (dimensionless; ``None``: a hardware profile's own κ0, else 1e-2).
-        analog_dt: sample interval of thermodynamic K-FAC's covariance readout (τ; ≥ a profile's ADC interval).
-        rounding, roundings: a hardware profile's DAC rounding ("nearest"/"stochastic") and the number of
-            independent loads averaged per device call (randomized-rounding mitigation; costs × roundings).
-        pd_guard: a matrix the profile's quantization made indefinite is retried with more damping instead
-            of stopping the run; the retries are reported (``damping_bumps``, ``extra_damping_max``).
-        kfac_mode: ``"inverse"`` or ``"solve"``.
-        inv_update_steps: K-FAC inverse (device reload) interval, in steps.
-        cg_iters: CG iterations per step for ``ngd-cg``.
-        kl_clip: K-FAC trust region (nats; ``None`` = off), see :class:`KFACConfig`.
-        lr_schedule: ``"constant"`` or ``"cosine"`` (lr·(1 + cos(π·step/total))/2 over the whole run).
-        tngd_warm_start: TNGD starts from its previous estimate.
-        subset: train on this many examples (and test on at most as many); ``None``: all.
-        eval_every: also evaluate on the test set every this many steps (``kind="eval"`` records).
-        device: torch device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (CUDA must be available).
-        out: output folder (``None``: nothing written). It must be absent or empty unless ``resume`` or
-            ``overwrite``.
-        resume: continue from ``out/checkpoint.pt`` + ``out/checkpoint.json`` (``epochs`` must exceed the
-            checkpoint's epochs).
-        overwrite: remove the earlier run's files in ``out`` (metrics, summary, checkpoint) before writing.
-        progress: show a tqdm progress bar.
-
-    Every field is checked here (type and range); a bad value raises :class:`ConfigError` (an
-    :class:`~thermotrain.InputError` and a :class:`~thermotrain.TrainingError`) naming the field.
-    """
-
-    model: str = "mlp"
-    dataset: str = "digits"
-    optimizer: str = "adam"
-    backend: str = "exact"
-    epochs: int = 3
-    seed: int = 0
-    batch_size: int = 128
-    lr: float | None = None
-    damping: float | None = None
-    analog_time: float | None = None
-    delay: float = 0.0
-    kappa0: float | None = None
-    analog_dt: float = 0.1
-    rounding: str = "nearest"
-    roundings: int = 1
-    pd_guard: bool = False
-    kfac_mode: str = "inverse"
-    inv_update_steps: int = 10
-    cg_iters: int = 10
-    kl_clip: float | None = 1e-3
-    lr_schedule: str = "constant"
-    tngd_warm_start: bool = True
-    subset: int | None = None
-    eval_every: int | None = None
-    device: str = "cpu"
-    out: str | None = None
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    @property
-    def effective_lr(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
-
-    @property
-    def effective_damping(self) -> float:
-        return self.damping if self.damping is not None else DEFAULT_DAMPING.get(self.optimizer, 0.0)
 
 
 class Method:
@@ -360,22 +162,20 @@ class Method:
         else:
             self.opt = torch.optim.SGD(model.parameters(), lr=lr)
         if name == "kfac":
+            # backend exact: the digital solver; else one ReadoutConfig: the profile's recommendation (or the
+            # defaults) with this run's explicit settings on top (None leaves a field as it is)
             solver = make_solver(
-                cfg.backend,
-                AnalogConfig(
-                    analog_time=AnalogConfig.analog_time if cfg.analog_time is None else cfg.analog_time,
-                    kappa0=DEFAULT_KAPPA0 if cfg.kappa0 is None else cfg.kappa0,
-                    dt=cfg.analog_dt,
+                cfg.backend, generator=noise, pd_guard=cfg.pd_guard, simulator=cfg.readout_simulator
+            )
+            if isinstance(solver, AnalogSolver):
+                solver.readout = solver.readout.with_(
+                    analog_time=cfg.analog_time,
+                    target_error=cfg.readout_error,
+                    sample_interval=cfg.analog_dt,
+                    kappa0=cfg.kappa0,
                     rounding=cfg.rounding,
                     roundings=cfg.roundings,
-                    pd_guard=cfg.pd_guard,
-                ),
-                generator=noise,
-            )
-            backend = getattr(solver, "backend", None)
-            if cfg.kappa0 is None and backend is not None and backend != "ideal":
-                # no κ0 given: the profile's own noise level, never a default that overrides it
-                solver.config = dataclasses.replace(solver.config, kappa0=float(backend.kappa0))
+                )
             kcfg = KFACConfig(
                 damping=lam,
                 mode=cfg.kfac_mode,  # type: ignore[arg-type]
@@ -394,7 +194,7 @@ class Method:
             # resolved by TNGDConfig (RC family). κ0 None: 0 on the ideal device, the profile's own κ0.
             tcfg = TNGDConfig(
                 damping=lam,
-                analog_time=TNGDConfig.analog_time if cfg.analog_time is None else cfg.analog_time,
+                analog_time=TNGDConfig.analog_time if cfg.analog_time == "auto" else cfg.analog_time,
                 delay=cfg.delay,
                 kappa0=cfg.kappa0,
                 warm_start=cfg.tngd_warm_start,
@@ -410,6 +210,22 @@ class Method:
         self.analog_time_tau = 0.0
         self.values_loaded = 0
         self.values_read = 0
+        self.readout = ReadoutTally()
+        #: device calls of the steps since the harness last wrote them to metrics.jsonl
+        self.pending_calls: list[dict[str, Any]] = []
+
+    def readout_setting(self) -> tuple[Any, float | None]:
+        """(analog time setting: "auto" or τ, target readout error) of the analog solver, or (None, None)."""
+        readout = getattr(getattr(self.precond, "solver", None), "readout", None)
+        if isinstance(readout, ReadoutConfig):
+            target = readout.target_error
+            if target is None:
+                rec = recommended_readout(self.precond.solver.backend)
+                target = rec.target_error if rec is not None and rec.target_error else DEFAULT_TARGET_ERROR
+            return readout.analog_time, target
+        if self.cfg.optimizer in ("tngd", "tngd-adam"):
+            return getattr(self.precond.config, "analog_time", None), None
+        return None, None
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """One optimizer step on the batch (x, y); returns its loss (nats, before the update).
@@ -438,15 +254,16 @@ class Method:
                     loss=float(loss.detach()),
                     reason=f"non-finite gradient in {name}",
                 )
-        if isinstance(self.precond, KFACPreconditioner):
-            self.precond.step()
-        elif self.precond is not None:
-            self.precond.step(x, y)
         if self.precond is not None:
+            self.precond.step(x, y)
             last = self.precond.last_step
             self.analog_time_tau += float(last.get("analog_time_tau", 0.0))
             self.values_loaded += int(last.get("values_loaded", 0))
             self.values_read += int(last.get("values_read", 0))
+            calls = self.precond.device_log()
+            if calls:
+                self.readout.add(calls)
+                self.pending_calls.extend(calls)
         self.opt.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -460,6 +277,7 @@ class Method:
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "precond": None if self.precond is None else self.precond.state_dict(),
             "analog": [self.analog_time_tau, self.values_loaded, self.values_read],
+            "readout": self.readout.as_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -470,6 +288,7 @@ class Method:
         if self.precond is not None:
             self.precond.load_state_dict(state["precond"])
         self.analog_time_tau, self.values_loaded, self.values_read = state["analog"]
+        self.readout.load(state.get("readout", {}))
 
 
 def build_method(cfg: TrainConfig, model: nn.Module, total_steps: int | None = None) -> Method:
@@ -774,11 +593,14 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def _guard_stats(method: Method) -> dict[str, Any]:
-    """The damping guard's counts when the run used an analog solver (else nothing)."""
-    stats = getattr(getattr(method.precond, "solver", None), "stats", None)
-    if stats is None or not hasattr(stats, "damping_bumps"):
+    """The device's counts beyond time and I/O (the damping guard's), and its readout summary."""
+    if method.precond is None:
         return {}
-    return {"damping_bumps": stats.damping_bumps, "extra_damping_max": stats.extra_damping_max}
+    out = dict(method.precond.device_stats())
+    if method.readout.calls:
+        setting, target = method.readout_setting()
+        out["readout"] = {"analog_time": setting, "target_error": target, **method.readout.as_dict()}
+    return out
 
 
 def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
@@ -845,6 +667,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     train_loss = float("nan")
     epoch = start_epoch
+    announced = False
 
     def record(rec: dict[str, Any]) -> None:
         if fh is not None:
@@ -894,6 +717,13 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
                     }
                     history.append(rec)
                     record(rec)
+                if method.pending_calls:
+                    if not announced and cfg.progress:
+                        announced = True
+                        tqdm.write(method.readout.line(*method.readout_setting()), file=sys.stderr)
+                    for call in method.pending_calls:
+                        record({"kind": "readout", "step": method.steps, **call})
+                    method.pending_calls = []
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 record(

@@ -14,6 +14,36 @@ Conventions follow curvlinops' ``KFACLinearOperator`` with ``fisher_type="empiri
 ``separate_weight_and_bias=False`` and a mean-reduced loss: weight-sharing positions (conv patches, sequence
 positions) count as extra rows of A (averaged) and of G (summed); ĝ = B·∂L/∂s for a batch of B.
 
+**Weight sharing (sequences, patches): the expand form.** A Linear applied to an input of shape
+(B, T₁, …, T_k, d_in) shares its weights over the T = T₁⋯T_k positions (tokens of a transformer, patches of a
+ViT, output pixels of a Conv2d after unfolding). Its gradient is ∇W = Σ_n Σ_t ĝ_{n,t} a_{n,t}ᵀ / B, and K-FAC
+uses the *expand* approximation of Eschenhagen, Immer, Turner, Schneider & Hennig, "Kronecker-Factored
+Approximate Curvature for Modern Neural Network Architectures", NeurIPS 2023 (arXiv:2311.00636, Sec. 3):
+every position is treated as one more example,
+
+    A = 1/(B·T) Σ_n Σ_t a_{n,t} a_{n,t}ᵀ,      G = 1/B Σ_n Σ_t ĝ_{n,t} ĝ_{n,t}ᵀ,   ĝ_{n,t} = ∂ℓ_n/∂s_{n,t},
+
+i.e. the per-example Fisher (1/B)Σ_n (Σ_t a⊗ĝ)(Σ_t a⊗ĝ)ᵀ with the cross-position terms t ≠ t' dropped and
+E[aaᵀ ⊗ ĝĝᵀ] ≈ E[aaᵀ] ⊗ E[ĝĝᵀ] over the B·T rows (so A is a mean over rows and G a sum over positions). With
+T = 1 this is plain K-FAC, unchanged. The paper proves expand exact for deep *linear* networks in its "expand
+setting" (a loss term per position); a classifier that pools the tokens (a ViT's class token) is its
+"reduce setting", where expand is an approximation — the paper trains a ViT with both flavours and finds
+little difference. Implementation: the batch is the leading dimension of the layer's input and output (an
+input without one raises ``TrainingError``); all other leading dimensions are flattened into rows, so A
+comes from (B·T, d_in+1) rows, G from (B·T, d_out) rows scaled by B, and the low-rank path's ∇W = SᵀX holds
+over those B·T rows exactly as over B (it is chosen when rows·(m²+n²+mn) < 0.8·mn(m+n), i.e. less often as
+T grows). A model must not fold its tokens into the batch dimension before a Linear (a (B·T, d) input would
+make G T times too large).
+
+**What is not preconditioned.** Only ``nn.Linear`` and ungrouped ``nn.Conv2d`` modules get Kronecker factors.
+Every other trainable parameter keeps its plain (mini-batch) gradient, which the outer optimizer (SGD with
+momentum) applies as for first-order training: LayerNorm/BatchNorm weights and biases, and bare
+``nn.Parameter`` s such as a ViT's class token and positional embedding (their module is listed in
+:attr:`KFACPreconditioner.fallback_layers`). A ViT's patch embedding is an ``nn.Linear`` on the flattened
+patches (B, T, C·p²) and is preconditioned like any other token-wise Linear (the expand form above, the same
+factors a stride-p Conv2d with kernel p gets from unfolding); so are the attention projections (a fused
+qkv Linear, the output projection) and both MLP Linears of every block, and the classifier head (T = 1).
+
 Where the inverses come from is a :class:`~thermotrain.training.CurvatureSolver`:
 
 - ``ExactSolver`` — digital K-FAC: Cholesky inverses, O(d³) per factor every ``inv_update_steps``;
@@ -150,7 +180,9 @@ class _Layer:
 
     # -- factor statistics ---------------------------------------------------------------------------
     def input_rows(self, x: torch.Tensor) -> torch.Tensor:
-        """Rows a of A: (B·T, d_in[+1]); for Conv2d the unfolded patches in weight.view(out, -1) order."""
+        """Rows a of A: (B·T, d_in[+1]) — the expand form (module docstring): the T weight-sharing positions
+        of each example (the middle dimensions of a Linear's (B, …, d_in) input; the unfolded patches of a
+        Conv2d, in weight.view(out, -1) order) become rows next to the batch."""
         m = self.module
         if isinstance(m, nn.Conv2d):
             x = F.unfold(x, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
@@ -161,6 +193,7 @@ class _Layer:
         return x
 
     def output_rows(self, g: torch.Tensor) -> torch.Tensor:
+        """Rows of ∂L/∂s: (B·T, d_out), in the same (example, position) order as :meth:`input_rows`."""
         if isinstance(self.module, nn.Conv2d):
             g = g.flatten(2).transpose(1, 2)
         return g.reshape(-1, g.shape[-1])
@@ -170,6 +203,11 @@ class _Layer:
             raise TrainingError(
                 f"K-FAC recorded {_MAX_PASSES} forward passes of layer {self.name!r} without a step(); call "
                 "precond.step() after each backward, and evaluate under torch.no_grad() or model.eval()."
+            )
+        if x.dim() < 2:
+            raise TrainingError(
+                f"K-FAC needs a batch dimension: layer {self.name!r} got an input of shape {tuple(x.shape)}; "
+                "pass a batch of shape (B, …, d_in) (x.unsqueeze(0) for one example)."
             )
         self._inputs.append(x.detach())
 
@@ -199,7 +237,9 @@ class _Layer:
     def update_factors(self, decay: float) -> bool:
         """F ← ρF + (1-ρ)·mean over this step's passes of the batch factor, in place (one fused GEMM per pass).
 
-        A_batch = XᵀX / rows, G_batch = SᵀS · B (curvlinops' scaling); the first update initialises F."""
+        A_batch = XᵀX / rows, G_batch = SᵀS · B (curvlinops' scaling); with rows = B·T and S = ∂L/∂s = ĝ/B
+        this is the expand form A = Σ aaᵀ/(B·T), G = Σ ĝĝᵀ/B of the module docstring. The first update
+        initialises F."""
         if not self.recorded():
             self.clear_sums()
             return False
@@ -251,7 +291,8 @@ class _Layer:
         return g
 
     def low_rank_gradient(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(S, X) with ∇W = SᵀX from this step's single recorded pass, or None when ∇W is not that product.
+        """(S, X) with ∇W = SᵀX over this step's B·T rows (one recorded pass), or None when ∇W is not that
+        product.
 
         Checked on a fixed random probe v: ‖∇W v − Sᵀ(X v)‖ ≤ 1e-4 (‖∇W‖‖v‖ + ‖S‖‖X v‖) — O(rows·(m+n) + mn)
         — so a gradient changed after ``backward`` (clipping, accumulation, weight decay) uses the dense path."""
@@ -388,8 +429,21 @@ class KFACPreconditioner:
             lam = self.config.min_damping
         return lam
 
+    def device_log(self) -> list[dict[str, Any]]:
+        """The device calls (one per factor inverse or solve) since the last call: op, n, analog_time_tau,
+        burn_in_tau, dt_tau, lambda_min, predicted_error, capped; ``[]`` for the digital solver."""
+        drain = getattr(self.solver, "drain_log", None)
+        return drain() if drain is not None else []
+
+    def device_stats(self) -> dict[str, Any]:
+        """The damping guard's counts of an analog solver (``{}`` when digital)."""
+        if not self.solver.is_analog:
+            return {}
+        st = self.solver.stats
+        return {"damping_bumps": st.damping_bumps, "extra_damping_max": st.extra_damping_max}
+
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
         """Update factors (if recorded this step), refresh inverses when due, precondition the gradients.
 
         Digital fast paths (same result as the formula, to rounding): factors are updated in place by one
@@ -479,7 +533,7 @@ class KFACPreconditioner:
                     assert isinstance(self.solver, ExactSolver)
                     chol, inv = self.solver.cholesky(fac), None
                 else:
-                    chol, inv = None, self.solver.inverse(fac)
+                    chol, inv = None, self.solver.inverse(fac, floor=lam)
             finally:
                 fac.diagonal().sub_(lam)
             setattr(layer, f"{name}_chol", chol)
@@ -506,8 +560,10 @@ class KFACPreconditioner:
             assert g is not None and layer.A_damped is not None and layer.G_damped is not None
             prev = layer.prev_update
             y0 = None if prev is None else prev @ layer.A_damped  # Y = (G+λI)⁻¹g = U (A+λI)
-            y = self.solver.solve(layer.G_damped, g, x0=y0)
-            u = self.solver.solve(layer.A_damped, y.T, x0=None if prev is None else prev.T).T
+            y = self.solver.solve(layer.G_damped, g, x0=y0, floor=self.damping())
+            u = self.solver.solve(
+                layer.A_damped, y.T, x0=None if prev is None else prev.T, floor=self.damping()
+            ).T
             layer.prev_update = u.detach().clone()
         if not bool(torch.isfinite(u.sum())):
             raise TrainingError(

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+import thermotrain.models as models
 from thermotrain._errors import TrainingError
+from thermotrain.models import HardwareProfile, ReadoutConfig, ReadoutPlan
+from thermotrain.models._linalg import recommended_readout
 
-__all__ = ["AnalogConfig", "AnalogSolver", "CurvatureSolver", "ExactSolver", "SolverStats", "make_solver"]
+__all__ = ["AnalogSolver", "CurvatureSolver", "ExactSolver", "SolverStats", "make_solver"]
 
 
 @dataclass
@@ -38,7 +40,7 @@ class SolverStats:
         values_loaded: matrix and vector entries written through the DAC (count).
         values_read: entries read back through the ADC (count).
         calls: number of inverse/solve calls.
-        damping_bumps: device calls the damping guard retried with extra damping (``AnalogConfig.pd_guard``).
+        damping_bumps: device calls the damping guard retried with extra damping (``AnalogSolver.pd_guard``).
         extra_damping_max: the largest extra damping it added, in the units of the unscaled matrix.
     """
 
@@ -69,11 +71,14 @@ class CurvatureSolver(abc.ABC):
         self.stats = SolverStats()
 
     @abc.abstractmethod
-    def inverse(self, M: torch.Tensor) -> torch.Tensor:
-        """Return M⁻¹ for SPD ``M`` of shape (n, n)."""
+    def inverse(self, M: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+        """Return M⁻¹ for SPD ``M`` of shape (n, n); ``floor`` is a known lower bound of λ_min(M) (e.g. the
+        damping), which an analog device uses to plan its readout."""
 
     @abc.abstractmethod
-    def solve(self, M: torch.Tensor, B: torch.Tensor, x0: torch.Tensor | None = None) -> torch.Tensor:
+    def solve(
+        self, M: torch.Tensor, B: torch.Tensor, x0: torch.Tensor | None = None, floor: float = 0.0
+    ) -> torch.Tensor:
         """Return M⁻¹B for SPD ``M`` (n, n) and ``B`` (n, k); ``x0`` (n, k) is a warm start if used."""
 
     @property
@@ -115,7 +120,7 @@ class ExactSolver(CurvatureSolver):
     def _cholesky(self, M: torch.Tensor) -> torch.Tensor:
         _check_spd_input(M)
         Md = M if self.dtype is None else M.to(self.dtype)
-        L, info = torch.linalg.cholesky_ex(Md)
+        L, info = torch.linalg.cholesky_ex(Md)  # one factorisation on the fast path (the digital baseline)
         if int(info) != 0 and Md.dtype != torch.float64:
             Md = Md.double()
             L, info = torch.linalg.cholesky_ex(Md)
@@ -127,7 +132,7 @@ class ExactSolver(CurvatureSolver):
             )
         return L
 
-    def inverse(self, M: torch.Tensor) -> torch.Tensor:
+    def inverse(self, M: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
         self.stats.calls += 1
         return torch.cholesky_inverse(self._cholesky(M)).to(M.dtype)
 
@@ -137,63 +142,12 @@ class ExactSolver(CurvatureSolver):
         self.stats.calls += 1
         return self._cholesky(M)
 
-    def solve(self, M: torch.Tensor, B: torch.Tensor, x0: torch.Tensor | None = None) -> torch.Tensor:
+    def solve(
+        self, M: torch.Tensor, B: torch.Tensor, x0: torch.Tensor | None = None, floor: float = 0.0
+    ) -> torch.Tensor:
         self.stats.calls += 1
         L = self._cholesky(M)
         return torch.cholesky_solve(B.to(L.dtype), L).to(B.dtype)
-
-
-@dataclass(frozen=True)
-class AnalogConfig:
-    """How the analog device is run for one inverse/solve.
-
-    Attributes:
-        analog_time: integration time t per call, in τ (after the matrix is scaled to λ_max ≤ 1, the slowest
-            mode relaxes in κ(M)·τ, so t ≫ κ is needed for a converged answer).
-        kappa0: noise strength κ0 (dimensionless; stationary Cov(x) = κ0·M⁻¹). Used by ``inverse`` (must be
-            > 0) and as added noise in ``solve`` (0 = noiseless mean readout).
-        dt: sampling interval of the covariance readout, in τ.
-        burn_in: time discarded before averaging, in τ (``None``: a tenth of ``analog_time``).
-        normalize: scale M by s = 1/(Gershgorin bound of λ_max) and each right-hand side b by β = 1/max|b|
-            before loading, so entries, rates and inputs fit the device's range (the noise κ0 is then relative
-            to full scale); the answer is rescaled digitally (one O(n²) pass).
-        rounding, roundings: a hardware profile's DAC rounding (``"nearest"`` or ``"stochastic"``) and the
-            number of independent loads averaged per call (randomized-rounding error mitigation; each load is
-            a full run, so the analog time and I/O grow by ``roundings``).
-        pd_guard: when the hardware refuses a matrix because quantization made it indefinite, retry with
-            1.5× the extra damping the device names (up to 8 times) instead of raising; every retry is
-            counted in ``SolverStats.damping_bumps`` / ``extra_damping_max`` and reported by training.
-    """
-
-    analog_time: float = 50.0
-    kappa0: float = 1e-2
-    dt: float = 0.1
-    burn_in: float | None = None
-    normalize: bool = True
-    rounding: str = "nearest"
-    roundings: int = 1
-    pd_guard: bool = False
-
-    def __post_init__(self) -> None:
-        for field, value in (("analog_time", self.analog_time), ("dt", self.dt)):
-            if not (math.isfinite(value) and value > 0):
-                raise TrainingError(f"AnalogConfig.{field} must be a positive number of τ; got {value!r}.")
-        if not (math.isfinite(self.kappa0) and self.kappa0 >= 0):
-            raise TrainingError(f"AnalogConfig.kappa0 must be ≥ 0 (dimensionless); got {self.kappa0!r}.")
-        if self.rounding not in ("nearest", "stochastic"):
-            raise TrainingError(
-                f"AnalogConfig.rounding must be 'nearest' or 'stochastic'; got {self.rounding!r}."
-            )
-        if not (isinstance(self.roundings, int) and self.roundings >= 1):
-            raise TrainingError(f"AnalogConfig.roundings must be a positive int; got {self.roundings!r}.")
-        if self.burn_in is not None and not (0 <= self.burn_in < self.analog_time):
-            raise TrainingError(
-                f"AnalogConfig.burn_in must lie in [0, analog_time={self.analog_time}) τ; got {self.burn_in!r}."
-            )
-
-    @property
-    def burn_in_tau(self) -> float:
-        return self.analog_time / 10 if self.burn_in is None else self.burn_in
 
 
 def _device_call(fn, M, *args, scale: float = 1.0, guard: SolverStats | None = None, **kwargs):
@@ -227,52 +181,72 @@ def _refused(exc: Exception, scale: float) -> TrainingError:
     return TrainingError(
         f"the analog device refused the curvature matrix: {exc} (The solver loaded M·s with "
         f"s = {scale:.3g}: divide a damping quoted above by s to get the damping of the factor itself; "
-        "or enable the damping guard, AnalogConfig(pd_guard=True) / --pd-guard.)"
+        "or keep the damping guard on (AnalogSolver(pd_guard=True), the default), which retries with more damping.)"
     )
-
-
-def _models():
-    """Import :mod:`thermotrain.models` lazily; explain what is missing when it is not there yet."""
-    import thermotrain.models as models
-
-    missing = [name for name in ("solve", "inverse") if not hasattr(models, name)]
-    if missing:
-        raise TrainingError(
-            f"thermotrain.models does not provide {', '.join(missing)} yet, so the analog backends cannot run; "
-            "use backend='exact' (digital) until the models package lands."
-        )
-    return models
 
 
 class AnalogSolver(CurvatureSolver):
     """Thermodynamic linear algebra on the ideal device or a calibrated hardware profile.
 
-    ``inverse(M)``: the device holds dx = -M x dt/τ + sqrt(2κ0/τ) dW for ``analog_time``; the sample
-    covariance of x after burn-in, divided by κ0, estimates M⁻¹ (relative error ~ sqrt(2κ/T) for the slowest
-    mode). ``solve(M, B)``: per column b, dx = -(M x - b) dt/τ (+ noise), the time average of x after burn-in
-    estimates M⁻¹b (error variance 2κ0·M⁻²/T). Cost per call: n² values loaded (+ n per right-hand side),
-    ``analog_time`` τ per run (columns of B are solved as separate runs), n² values (inverse) or n per column
-    (solve) read out.
+    ``inverse(M)``: the device holds dx = -M x dt/τ + sqrt(2κ0/τ) dW; after a burn-in the sample covariance
+    of x, divided by κ0, estimates M⁻¹. ``solve(M, B)``: per column b, dx = -(M x - b) dt/τ (+ noise); the
+    time average of x after burn-in estimates M⁻¹b. How long the device runs, how often it is sampled and at
+    which noise level comes from one :class:`thermotrain.models.ReadoutConfig`: by default
+    ``analog_time="auto"`` picks, for each loaded matrix, the burn-in, window and sample interval that reach
+    the target relative error (the config's ``target_error``, else the profile's recommendation, else
+    ``thermotrain.models.DEFAULT_TARGET_ERROR``) from a Lanczos estimate of λ_min, floored at the damping the
+    caller passes (``floor=``). Every call's plan is appended to :attr:`calls_log` (drained by the training
+    harness into ``metrics.jsonl``), and the time used is summed into ``stats.analog_time_tau``.
+
+    The matrix is scaled by s = 1/(Gershgorin bound of λ_max) before loading (rates ≤ 1/τ, entries in range)
+    and each right-hand side by β = 1/max|b|, so κ0 is relative to full scale; answers are rescaled digitally.
 
     Args:
-        backend: ``"ideal"`` or a :class:`thermotrain.models.HardwareProfile` (or a path to its JSON).
-        config: :class:`AnalogConfig`.
+        backend: ``"ideal"`` or a :class:`thermotrain.models.HardwareProfile` (or a shipped name / path).
+        readout: :class:`thermotrain.models.ReadoutConfig` (its ``mode`` is set per call: covariance for
+            ``inverse``, average for ``solve``); ``None``: the profile's recommended readout, else defaults.
         generator: torch generator for the device noise (seeded runs are reproducible).
+        normalize: scale M and b into the device's range as above (``False``: load them as given).
+        pd_guard: when the hardware refuses a matrix because quantization made it indefinite, retry with
+            1.5× the extra damping the device names (up to 8 times) instead of raising; every retry is counted
+            in ``SolverStats.damping_bumps`` / ``extra_damping_max`` and reported by training.
+        simulator: how the covariance readout is simulated: ``"law"`` (default; one draw from its law) or
+            ``"trajectory"`` (the reference; :func:`thermotrain.models.inverse`); the device, its time and its
+            I/O are the same.
     """
+
+    #: the most per-call records kept in :attr:`calls_log` between two drains
+    LOG_LIMIT = 10_000
 
     def __init__(
         self,
         backend: Any = "ideal",
-        config: AnalogConfig | None = None,
+        readout: ReadoutConfig | None = None,
         generator: torch.Generator | None = None,
+        *,
+        normalize: bool = True,
+        pd_guard: bool = True,
+        simulator: str = "law",
     ) -> None:
         super().__init__()
-        self.config = config or AnalogConfig()
-        if isinstance(backend, str | Path) and str(backend) != "ideal":
-            backend = _models().load_profile(backend)
+        if readout is not None and not isinstance(readout, ReadoutConfig):
+            raise TrainingError(
+                f"readout must be a thermotrain.models.ReadoutConfig; got {type(readout).__name__}."
+            )
+        if backend != "ideal" and not isinstance(backend, HardwareProfile):
+            backend = models.find_profile(backend)
         self.backend = backend
+        if readout is None:
+            readout = recommended_readout(backend) or ReadoutConfig()
+        self.readout = readout
+        self.normalize = bool(normalize)
+        self.pd_guard = bool(pd_guard)
+        if simulator not in ("trajectory", "law"):
+            raise TrainingError(f"simulator must be 'trajectory' or 'law'; got {simulator!r}.")
+        self.simulator = simulator
         self.name = "ideal" if backend == "ideal" else f"profile:{getattr(backend, 'name', 'hardware')}"
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.calls_log: list[dict[str, Any]] = []
 
     @property
     def is_analog(self) -> bool:
@@ -280,83 +254,90 @@ class AnalogSolver(CurvatureSolver):
 
     def _scale(self, M: torch.Tensor) -> float:
         """1/(Gershgorin upper bound of λ_max(M)); 1 when normalisation is off."""
-        if not self.config.normalize:
+        if not self.normalize:
             return 1.0
         bound = float(M.abs().sum(dim=1).max())
         return 1.0 / bound if bound > 0 else 1.0
 
-    def inverse_relative_error(self, M: torch.Tensor) -> float:
-        """Stated noise of ``inverse(M)``: sqrt(2 / (λ_min(sM)·T)), the relative standard deviation of the
-        sample variance of the slowest mode over the averaging window T = analog_time − burn_in (τ)."""
-        Ms = 0.5 * (M + M.T) * self._scale(M)
-        lam_min = float(torch.linalg.eigvalsh(Ms.double())[0])
-        return math.sqrt(2.0 / (lam_min * (self.config.analog_time - self.config.burn_in_tau)))
+    def plan(self, M: torch.Tensor, floor: float = 0.0, mode: str = "covariance") -> ReadoutPlan:
+        """The :class:`ReadoutPlan` this solver would run for ``M`` (after scaling), without running it:
+        analog time, burn-in, sample interval and the predicted relative error of the slowest mode."""
+        M = 0.5 * (M + M.T)
+        s = self._scale(M)
+        from thermotrain.models._linalg import _plan
 
-    def _rounding(self) -> dict[str, Any]:
-        """The DAC rounding options, passed only to a hardware profile (the ideal device quantizes nothing)."""
-        if self.backend == "ideal":
-            return {}
-        return {"rounding": self.config.rounding, "roundings": self.config.roundings}
+        return _plan(M * s, self.backend, self.readout.with_(mode=mode), lambda_floor=floor * s)
 
-    def _account(self, result: Any) -> None:
+    def _account(self, result: Any, op: str, n: int) -> None:
         self.stats.calls += 1
         self.stats.analog_time_tau += float(result.analog_time_tau)
         self.stats.values_loaded += int(result.values_loaded)
         self.stats.values_read += int(result.values_read)
-
-    def inverse(self, M: torch.Tensor) -> torch.Tensor:
-        _check_spd_input(M)
-        if self.config.kappa0 <= 0:
-            raise TrainingError(
-                "The covariance readout needs kappa0 > 0; set AnalogConfig(kappa0=1e-2) or so."
+        plan = result.plan
+        if plan is not None and len(self.calls_log) < self.LOG_LIMIT:
+            self.calls_log.append(
+                {
+                    "op": op,
+                    "n": n,
+                    "analog_time_tau": float(result.analog_time_tau),
+                    "burn_in_tau": plan.burn_in,
+                    "dt_tau": plan.dt,
+                    "lambda_min": plan.lambda_min,
+                    "predicted_error": plan.predicted_error,
+                    "capped": plan.capped,
+                }
             )
+
+    def drain_log(self) -> list[dict[str, Any]]:
+        """The per-call records since the last drain (and forget them)."""
+        log, self.calls_log = self.calls_log, []
+        return log
+
+    def inverse(self, M: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+        _check_spd_input(M)
         M = 0.5 * (M + M.T)
         s = self._scale(M)
-        c = self.config
         result = _device_call(
-            _models().inverse,
+            models.inverse,
             M * s,
             scale=s,
-            guard=self.stats if c.pd_guard else None,
+            guard=self.stats if self.pd_guard else None,
             backend=self.backend,
-            t=c.analog_time,
-            kappa0=c.kappa0,
-            dt=c.dt,
-            burn_in=c.burn_in_tau,
+            config=self.readout,
+            lambda_floor=floor * s,
             generator=self.generator,
-            **self._rounding(),
+            simulator=self.simulator,
         )
-        self._account(result)
+        self._account(result, "inverse", M.shape[0])
         inv = result.inverse.to(M.dtype) * s
         return 0.5 * (inv + inv.T)
 
-    def solve(self, M: torch.Tensor, B: torch.Tensor, x0: torch.Tensor | None = None) -> torch.Tensor:
+    def solve(
+        self, M: torch.Tensor, B: torch.Tensor, x0: torch.Tensor | None = None, floor: float = 0.0
+    ) -> torch.Tensor:
         _check_spd_input(M)
         M = 0.5 * (M + M.T)
         s = self._scale(M)
-        c = self.config
         # per-column input scale β: the loaded b spans the DAC's full scale [-1, 1] (x' = β/s · M⁻¹b)
         beta = (
             1.0 / B.abs().amax(dim=0).clamp_min(1e-30)
-            if c.normalize
+            if self.normalize
             else torch.ones(B.shape[1], dtype=B.dtype)
         )
         result = _device_call(
-            _models().solve,
+            models.solve,
             M * s,
             B * beta,
             scale=s,
-            guard=self.stats if c.pd_guard else None,
+            guard=self.stats if self.pd_guard else None,
             backend=self.backend,
-            t=c.analog_time,
-            kappa0=c.kappa0,
+            config=self.readout,
             x0=None if x0 is None else x0 * beta / s,
             readout="average",
-            burn_in=c.burn_in_tau,
+            lambda_floor=floor * s,
             generator=self.generator,
-            **self._rounding(),
         )
-        self._account(result)
+        self._account(result, "solve", M.shape[0])
         return (result.x.reshape(B.shape) * (s / beta)).to(B.dtype)
 
     def state_dict(self) -> dict[str, Any]:
@@ -370,40 +351,19 @@ class AnalogSolver(CurvatureSolver):
 
 Backend = Literal["exact", "ideal"] | str | Path | Any
 
-SHIPPED_PROFILES = ("rc8", "rlc8")
-"""Names of the calibrated profiles shipped with thermotrain (``thermotrain/models/profiles/NAME.json``)."""
-
-
-def shipped_profile_path(name: str) -> Path:
-    """Path of a shipped profile (``"rc8"`` or ``"rlc8"``)."""
-    import importlib.resources
-
-    if name not in SHIPPED_PROFILES:
-        raise TrainingError(f"no shipped profile {name!r}; choose one of {', '.join(SHIPPED_PROFILES)}.")
-    return Path(str(importlib.resources.files("thermotrain.models") / "profiles" / f"{name}.json"))
-
 
 def make_solver(
-    backend: Backend = "exact", config: AnalogConfig | None = None, generator: torch.Generator | None = None
+    backend: Backend = "exact",
+    readout: ReadoutConfig | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    pd_guard: bool = True,
+    simulator: str = "law",
 ) -> CurvatureSolver:
-    """Build the solver for ``backend``: ``"exact"`` (digital), ``"ideal"`` or a hardware profile / its path."""
+    """Build the solver for ``backend``: ``"exact"`` (digital), ``"ideal"``, a shipped profile name (``rc8``,
+    ``rlc8``), a hardware-profile path or a :class:`thermotrain.models.HardwareProfile`."""
     if isinstance(backend, CurvatureSolver):
         return backend
     if backend == "exact":
         return ExactSolver()
-    if isinstance(backend, str) and backend in SHIPPED_PROFILES:
-        backend = shipped_profile_path(backend)
-    if backend == "ideal" or isinstance(backend, str | Path):
-        if isinstance(backend, str | Path) and backend != "ideal":
-            if not Path(backend).exists():
-                raise TrainingError(
-                    f"Unknown backend {str(backend)!r}: use 'exact', 'ideal', a shipped profile (rc8, rlc8) or "
-                    "the path of a hardware-profile JSON (e.g. one written by `thermotrain calibrate`)."
-                )
-            from thermotrain._safeio import read_text
-
-            # a regular UTF-8 text file under the profile size cap, before the profile parser sees it
-            # (a FIFO, /dev/zero, a directory or a binary file is refused with one line)
-            read_text(backend, "profile", f"backend {str(backend)!r}")
-        return AnalogSolver(backend, config, generator)
-    return AnalogSolver(backend, config, generator)
+    return AnalogSolver(backend, readout, generator, pd_guard=pd_guard, simulator=simulator)

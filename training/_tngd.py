@@ -68,20 +68,12 @@ Integrator = Literal["krylov", "dense", "euler"]
 def resolve_tngd_backend(backend: Any) -> Any:
     """``"ideal"`` (also for ``"exact"``: TNGD has no digital mode) or a RC-family HardwareProfile, from a
     profile, a shipped profile name (``"rc8"``) or the path of a profile JSON."""
-    from thermotrain.models import HardwareProfile, load_profile
-    from thermotrain.training._solvers import SHIPPED_PROFILES, shipped_profile_path
+    from thermotrain.models import HardwareProfile, find_profile
 
     if isinstance(backend, str) and backend in ("exact", "ideal"):
         return "ideal"
-    if isinstance(backend, str) and backend in SHIPPED_PROFILES:
-        backend = shipped_profile_path(backend)
     if isinstance(backend, str | Path):
-        if not Path(backend).exists():
-            raise TrainingError(
-                f"Unknown TNGD backend {str(backend)!r}: use 'ideal' (or 'exact', which means the ideal device "
-                "for TNGD), a shipped profile (rc8) or the path of an RC hardware-profile JSON."
-            )
-        backend = load_profile(backend)
+        backend = find_profile(backend, what="TNGD backend")
     if not isinstance(backend, HardwareProfile):
         raise TrainingError(
             f"TNGD backend must be 'ideal' or a HardwareProfile; got {type(backend).__name__} {backend!r}."
@@ -525,6 +517,14 @@ class TNGDPreconditioner:
             "damping_bumps": float(self.damping_bumps - bumps0),
         }
         self.steps += 1
+
+    def device_log(self) -> list[dict[str, Any]]:
+        """TNGD runs the device continuously (one ``analog_time`` per step, in ``last_step``): no per-call
+        readout plans to report."""
+        return []
+
+    def device_stats(self) -> dict[str, Any]:
+        return {"damping_bumps": self.damping_bumps}
 
     def state_dict(self) -> dict[str, Any]:
         prev = None

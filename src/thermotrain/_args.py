@@ -4,17 +4,24 @@ The ``check_*`` functions validate one value where it enters (a function argumen
 and raise :class:`InputError` naming the argument, the value and the range. The ``arg_*`` factories wrap
 them as ``argparse`` types, so a bad flag is refused by the parser with the same words
 (``thermotrain validate: error: argument --runs: must be an integer >= 1, got 0``).
+
+:func:`add_dataclass_arguments` derives a parser's flags from a config dataclass's field metadata (help,
+unit, argparse type, choices) and :func:`namespace_to_dataclass` builds the dataclass back from the parsed
+flags, so a field and its flag cannot drift apart (``thermotrain train`` <-> ``TrainConfig``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from thermotrain._errors import InputError
+
+_T = TypeVar("_T")
 
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit here
 
@@ -122,3 +129,160 @@ nonnegative_int = arg_int(0)
 positive_float = arg_float(0.0, strict_min=True)
 nonnegative_float = arg_float(0.0)
 seed = arg_seed()
+
+
+def arg_float_or(
+    words: dict[str, Any],
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    strict_min: bool = False,
+    unit: str = "",
+) -> Callable[[str], Any]:
+    """argparse type: one of the keywords in ``words`` (mapped to its value, e.g. ``{"auto": "auto"}`` or
+    ``{"off": None}``) or a finite float in the range, e.g. ``--analog-time auto`` / ``--analog-time 400``.
+    A bad value is refused in one line naming the keywords, the range and ``unit``."""
+    u = f" {unit}" if unit else ""
+    keywords = " or ".join(repr(w) for w in words)
+    bound = f" {'>' if strict_min else '>='} {minimum!r}{u}" if minimum is not None else ""
+    bound += f" and <= {maximum!r}{u}" if maximum is not None else ""
+    want = f"{keywords} or a number{bound or u}"
+
+    def convert(text: str) -> Any:
+        word = text.strip()
+        if word.lower() in words:
+            return words[word.lower()]
+        try:
+            value = _parse_float(word)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text!r}") from None
+        try:
+            return check_float("value", value, minimum=minimum, maximum=maximum, strict_min=strict_min)
+        except InputError:
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text}") from None
+
+    convert.__name__ = "|".join(words) + "|number"
+    return convert
+
+
+# --- argparse flags derived from dataclass fields -------------------------------------------------------
+#
+# A dataclass field describes its flag in ``field(metadata=...)``:
+#   help     what the value is (required unless ``cli`` is False)
+#   unit     its unit or kind ("tau", "count", "steps", "dimensionless", "nats", "path", ...), shown as
+#            "[unit]" after the help; omit for choices and on/off flags
+#   type     the argparse type (a checked converter from this module); ``choices`` for a fixed set
+#   flag     the flag's name when it is not ``--field-name``
+#   group    fields with the same group name are mutually exclusive on the command line
+#   metavar  the metavar shown in --help
+#   cli      False: no flag (the field keeps its default when built by :func:`namespace_to_dataclass`)
+#   default, action  (in ``overrides``) replace the field's default / the derived argparse action
+# The flag's default is the field's default, written into the help ("(default: X)") unless None or False
+# (a None default's meaning belongs in ``help``). A bool field is an on/off flag: ``--x`` (store_true) when
+# it defaults to False, ``--x/--no-x`` when it defaults to True. A "%" in ``help`` must be written "%%".
+
+_FLAG_KEYS = {"help", "unit", "type", "choices", "flag", "group", "metavar", "cli", "default", "action"}
+
+
+def flag_name(field_name: str) -> str:
+    """``batch_size`` -> ``--batch-size``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def cli_fields(cls: type) -> list[dataclasses.Field]:
+    """The init fields of dataclass ``cls`` that have a command-line flag (``metadata["cli"]`` not False)."""
+    return [f for f in dataclasses.fields(cls) if f.init and f.metadata.get("cli", True)]
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    *,
+    include: tuple[str, ...] | list[str] | None = None,
+    exclude: tuple[str, ...] | list[str] = (),
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, argparse.Action]:
+    """Add one flag per field of dataclass ``cls`` to ``parser`` from the fields' metadata (see above).
+
+    Args:
+        include: only these fields (in this order); default: every field with a flag, in field order.
+        exclude: skip these fields.
+        overrides: per field, metadata keys to replace for this parser (e.g. another ``default`` or
+            ``help``); ``default`` and ``action`` here are passed to argparse as given.
+
+    Returns:
+        ``{field name: argparse action}``; the destination of each flag is the field name.
+
+    Raises:
+        TypeError: a field named in ``include``/``exclude``/``overrides`` does not exist or has no flag, a
+            field has no ``help``, or an unknown metadata key (these are programming errors, not user input).
+    """
+    overrides = dict(overrides or {})
+    fields = {f.name: f for f in cli_fields(cls)}
+    for name in (*(include or ()), *exclude, *overrides):
+        if name not in fields:
+            raise TypeError(f"{cls.__name__} has no command-line field {name!r}.")
+    names = [n for n in (include if include is not None else fields) if n not in exclude]
+    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    actions: dict[str, argparse.Action] = {}
+    for name in names:
+        f = fields[name]
+        meta = {**f.metadata, **overrides.get(name, {})}
+        unknown = set(meta) - _FLAG_KEYS
+        if unknown:
+            raise TypeError(f"{cls.__name__}.{name}: unknown flag metadata {sorted(unknown)}.")
+        if not meta.get("help"):
+            raise TypeError(f"{cls.__name__}.{name} has no metadata['help'] (or mark it cli=False).")
+        help_text = str(meta["help"]) + (f" [{meta['unit']}]" if meta.get("unit") else "")
+        kwargs: dict[str, Any] = {"dest": name}
+        if "default" in meta:
+            kwargs["default"] = meta["default"]
+        elif f.default is not dataclasses.MISSING:
+            kwargs["default"] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            kwargs["default"] = f.default_factory()
+        else:
+            kwargs["required"] = True
+        default = kwargs.get("default")
+        if default is not None and default is not False and "%(default)" not in help_text:
+            # written here, not left to the formatter: a default of 0 must show too (0 == False)
+            help_text += " (default: %(default)s)"
+        kwargs["help"] = help_text
+        if "action" in meta:
+            kwargs["action"] = meta["action"]
+        elif isinstance(kwargs.get("default"), bool) or meta.get("type") is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction if kwargs.get("default") else "store_true"
+        else:
+            for key in ("type", "choices", "metavar"):
+                if meta.get(key) is not None:
+                    kwargs[key] = meta[key]
+        target = parser
+        if meta.get("group"):
+            if meta["group"] not in groups:
+                groups[meta["group"]] = parser.add_mutually_exclusive_group()
+            target = groups[meta["group"]]
+        actions[name] = target.add_argument(meta.get("flag") or flag_name(name), **kwargs)
+    return actions
+
+
+def namespace_to_dataclass(cls: type[_T], args: argparse.Namespace, **extra: Any) -> _T:
+    """Build ``cls`` from the parsed flags: every init field from ``extra`` if given there, else from the
+    namespace attribute of the same name; a field without a flag (``cli`` False) may be absent and then
+    keeps its default. Anything else missing, or an ``extra`` key that is no field, is a ``TypeError``
+    (a flag forgotten in the parser), never a silently defaulted field."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    stray = set(extra) - set(fields)
+    if stray:
+        raise TypeError(f"{cls.__name__} has no field(s) {sorted(stray)}.")
+    values: dict[str, Any] = {}
+    missing = []
+    for name, f in fields.items():
+        if name in extra:
+            values[name] = extra[name]
+        elif hasattr(args, name):
+            values[name] = getattr(args, name)
+        elif f.metadata.get("cli", True):
+            missing.append(name)
+    if missing:
+        raise TypeError(f"the parsed flags lack {cls.__name__} field(s) {missing}; add their flags.")
+    return cls(**values)

@@ -8,7 +8,6 @@ K-FAC on that surrogate next to Adam and digital K-FAC.
 from __future__ import annotations
 
 import argparse
-import importlib
 import shutil
 import time
 from pathlib import Path
@@ -73,22 +72,13 @@ def run_demo(out: Path, *, quick: bool = False, overwrite: bool = False) -> int:
         if not report["pass"]:
             failed.append(name)
 
-    for title, module, fn in (
-        (
-            "3. surrogate calibrated against SPICE (hardware profile)",
-            "thermotrain.models._demo",
-            "demo_calibrate",
-        ),
-        (
-            "4. training: Adam vs digital K-FAC vs thermodynamic K-FAC",
-            "thermotrain.training._demo",
-            "demo_train",
-        ),
+    from thermotrain.models._demo import demo_calibrate
+    from thermotrain.training._demo import demo_train
+
+    for title, step in (
+        ("3. surrogate calibrated against SPICE (hardware profile)", demo_calibrate),
+        ("4. training: Adam vs digital K-FAC vs thermodynamic K-FAC", demo_train),
     ):
-        try:
-            step = getattr(importlib.import_module(module), fn)
-        except (ModuleNotFoundError, AttributeError):
-            continue
         t = _step(title)
         step(out, quick=quick)
         print(f"[{time.perf_counter() - t:.1f} s]")

@@ -80,3 +80,54 @@ def covariance_heatmaps(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def trace_panels(
+    path: str | Path,
+    title: str,
+    xlabel: str,
+    t: np.ndarray,
+    lines: Sequence[tuple[str, np.ndarray, dict[str, Any]]],
+    show: Sequence[int],
+    *,
+    hlines: Sequence[tuple[np.ndarray, str | None, dict[str, Any]]] = (),
+    ylabel: str = "V",
+) -> None:
+    """One panel per output ``i`` in ``show``, stacked on a shared time axis ``t``: each of ``lines``
+    (label with ``{i}``, a [len(t), P] array, matplotlib keywords) drawn as its column i, and each of
+    ``hlines`` (a [P] array of levels, a label or None, keywords) as a horizontal line at its entry i."""
+    plt = pyplot()
+    fig, axes = plt.subplots(len(show), 1, figsize=(9, 1.8 * len(show) + 0.6), sharex=True, squeeze=False)
+    for ax, i in zip(axes[:, 0], show, strict=True):
+        for label, y, kw in lines:
+            ax.plot(t, y[:, i], label=label.format(i=i), **kw)
+        for level, label, kw in hlines:
+            ax.axhline(level[i], **({"label": label} if label else {}), **kw)
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="upper right", fontsize=7)
+    axes[-1, 0].set_xlabel(xlabel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def overlay_plot(
+    path: str | Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    curves: Sequence[tuple[np.ndarray, np.ndarray, dict[str, Any]]],
+) -> None:
+    """One axes with every curve (x, y, matplotlib keywords, e.g. a ``label``) drawn over the others."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for x, y, kw in curves:
+        ax.plot(x, y, **kw)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -40,7 +40,8 @@ class _Parser(argparse.ArgumentParser):
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS):
+        hidden = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+        if "default" in text.lower() or hidden:  # `in (None, False)` would also hide 0 (0 == False)
             return text
         return super()._get_help_string(action)
 

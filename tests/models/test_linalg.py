@@ -125,7 +125,9 @@ def test_ideal_solve_noise_matches_its_law(readout: str) -> None:
 def test_ideal_inverse_error_is_within_its_standard_error() -> None:
     n, k0, dt, t = 3, 0.02, 0.5, 3000.0
     A = spd(n, 4)
-    r = inverse(A, backend="ideal", t=t, kappa0=k0, dt=dt, generator=torch.Generator().manual_seed(1))
+    r = inverse(
+        A, backend="ideal", t=t, kappa0=k0, dt=dt, burn_in=None, generator=torch.Generator().manual_seed(1)
+    )
     lam, U = torch.linalg.eigh(A)
     N = round(t / dt) + 1
     est = U.T @ r.inverse @ U * k0  # sample covariance of the modes
@@ -289,13 +291,16 @@ def test_profile_refuses_a_loaded_matrix_that_quantization_made_indefinite() -> 
 
 def test_analog_solver_reports_a_refused_matrix_as_a_training_error() -> None:
     from thermotrain._errors import TrainingError
-    from thermotrain.training import AnalogConfig, AnalogSolver
+    from thermotrain.models import ReadoutConfig
+    from thermotrain.training import AnalogSolver
 
     g = torch.Generator().manual_seed(5)
     Q, _ = torch.linalg.qr(torch.randn(24, 24, generator=g, dtype=torch.float64))
     A = Q @ torch.diag(torch.logspace(-3, 0, 24, dtype=torch.float64)) @ Q.T
     solver = AnalogSolver(
-        HardwareProfile.from_spec("rc", coupling_bits=4), AnalogConfig(analog_time=10.0, dt=1.0)
+        HardwareProfile.from_spec("rc", coupling_bits=4),
+        ReadoutConfig(analog_time=10.0, sample_interval=1.0),
+        pd_guard=False,  # the guard (on by default) would retry it
     )
     with pytest.raises(TrainingError, match="refused the curvature matrix"):
         solver.inverse(A)
@@ -330,7 +335,8 @@ def test_randomized_rounding_loads_are_averaged_and_accounted() -> None:
 
 def test_the_damping_guard_retries_a_refused_matrix_and_counts_it() -> None:
     from thermotrain import UnloadableMatrixError
-    from thermotrain.training import AnalogConfig, AnalogSolver
+    from thermotrain.models import ReadoutConfig
+    from thermotrain.training import AnalogSolver
 
     g = torch.Generator().manual_seed(5)
     Q, _ = torch.linalg.qr(torch.randn(24, 24, generator=g, dtype=torch.float64))
@@ -339,7 +345,111 @@ def test_the_damping_guard_retries_a_refused_matrix_and_counts_it() -> None:
     with pytest.raises(UnloadableMatrixError) as info:
         p.instantiate(A)
     assert info.value.extra_damping > 0
-    solver = AnalogSolver(p, AnalogConfig(analog_time=10.0, dt=1.0, pd_guard=True))
+    solver = AnalogSolver(p, ReadoutConfig(analog_time=10.0, sample_interval=1.0), pd_guard=True)
     inv = solver.inverse(A)
     assert torch.isfinite(inv).all()
     assert solver.stats.damping_bumps == 1 and solver.stats.extra_damping_max >= info.value.extra_damping
+
+
+# --------------------------------------------------------------------------- one readout configuration (#8)
+def test_default_inverse_plans_its_time_from_lambda_min_and_meets_the_predicted_error() -> None:
+    """No time given: the device plans burn-in, window and interval from λ_min for the default target, the
+    plan is returned with the result, and the measured whitened error matches the predicted one (over
+    repetitions: mean within its CI, not a single draw)."""
+    from thermotrain.models import DEFAULT_TARGET_ERROR, ReadoutConfig
+
+    n = 6
+    A = spd(n, 11, lam_min=0.05, lam_max=1.0)
+    r = inverse(A, backend="ideal", generator=torch.Generator().manual_seed(0))
+    plan = r.plan
+    assert plan is not None and r.analog_time_tau == pytest.approx(plan.t)
+    assert plan.lambda_min == pytest.approx(float(torch.linalg.eigvalsh(A)[0]), rel=1e-9)  # n ≤ Lanczos steps
+    assert 0 < plan.predicted_error <= DEFAULT_TARGET_ERROR + 1e-12
+    assert plan.burn_in > 0 and plan.t > plan.burn_in
+    # the slowest mode's relative variance error over R repetitions, against the law
+    lam, U = torch.linalg.eigh(A)
+    u = U[:, 0]
+    R, errs = 60, []
+    for seed in range(R):
+        est = inverse(A, backend="ideal", generator=torch.Generator().manual_seed(100 + seed)).inverse
+        errs.append(float(u @ est @ u) * float(lam[0]) - 1.0)
+    errs_t = torch.tensor(errs, dtype=F64)
+    from thermotrain.models._readout import covariance_error
+
+    S = int(round((plan.t - plan.burn_in) / plan.dt)) + 1
+    law = covariance_error(float(lam[0]), plan.dt, S)
+    # mean: |bias| (burn-in e^{-2λb} ≤ ε/4 by construction) within Z standard errors of the mean
+    assert abs(float(errs_t.mean())) < Z * law / R**0.5 + DEFAULT_TARGET_ERROR / 4
+    # spread: the sample sd of R draws lies within ±Z·sd/sqrt(2(R-1)) of the law
+    sd = float(errs_t.std())
+    assert abs(sd - law) < Z * law / (2 * (R - 1)) ** 0.5, (sd, law)
+    # a fixed time is still honoured, and a config carries every setting
+    fixed = inverse(A, backend="ideal", t=400.0, dt=0.5, generator=torch.Generator().manual_seed(1))
+    assert fixed.analog_time_tau == 400.0 and fixed.plan.burn_in == 40.0 and fixed.plan.dt == 0.5
+    cfg = ReadoutConfig(analog_time=300.0, sample_interval=1.0, burn_in=50.0, kappa0=0.02)
+    r2 = inverse(A, backend="ideal", config=cfg)
+    assert (r2.plan.t, r2.plan.burn_in, r2.plan.dt, r2.plan.kappa0) == (300.0, 50.0, 1.0, 0.02)
+
+
+def test_a_tighter_target_costs_time_by_the_inverse_square_law() -> None:
+    from thermotrain.models import ReadoutConfig
+
+    A = spd(5, 3, lam_min=0.02, lam_max=1.0)
+    t = {
+        eps: inverse(A, backend="ideal", config=ReadoutConfig(target_error=eps)).plan
+        for eps in (0.4, 0.2, 0.1)
+    }
+    w = {eps: p.t - p.burn_in for eps, p in t.items()}
+    assert w[0.2] / w[0.4] == pytest.approx(4.0, rel=0.05) and w[0.1] / w[0.2] == pytest.approx(4.0, rel=0.05)
+
+
+def test_the_lambda_floor_bounds_the_plan_and_the_loaded_spectrum() -> None:
+    """A known lower bound of λ_min (the damping) caps the planned time, and a profile whose quantization
+    ate more than half of it refuses the matrix, naming the extra damping that restores it."""
+    from thermotrain import UnloadableMatrixError
+    from thermotrain.models import ReadoutConfig
+
+    g = torch.Generator().manual_seed(5)
+    Q, _ = torch.linalg.qr(torch.randn(40, 40, generator=g, dtype=F64))
+    A = Q @ torch.diag(torch.logspace(-4, 0, 40, dtype=F64)) @ Q.T + 0.05 * torch.eye(40, dtype=F64)
+    p = HardwareProfile.from_spec("rc", coupling_bits=4)  # keeps λ_min ≈ 0.003 of the 0.05 (measured)
+    cfg = ReadoutConfig(lanczos_steps=4)  # a poor λ_min estimate: the floor keeps the time finite
+    loose = inverse(A, backend="ideal", config=cfg)
+    floored = inverse(A, backend="ideal", config=cfg, lambda_floor=0.05)
+    assert floored.plan.lambda_min >= 0.05 and floored.plan.t <= loose.plan.t
+    with pytest.raises(UnloadableMatrixError, match="quantization moved the bottom") as info:
+        inverse(A, backend=p, t=10.0, dt=1.0, lambda_floor=0.05)
+    assert info.value.extra_damping > 0
+    fixed = A + 1.5 * info.value.extra_damping * torch.eye(40, dtype=F64)
+    assert torch.isfinite(inverse(fixed, backend=p, t=10.0, dt=1.0, lambda_floor=0.05).inverse).all()
+    # without a floor the same matrix loads (it stays positive definite): the floor is what refuses it
+    assert torch.isfinite(inverse(A, backend=p, t=10.0, dt=1.0).inverse).all()
+
+
+def test_the_law_simulator_reads_the_same_device_as_the_trajectory() -> None:
+    """``simulator="law"`` draws the covariance readout from its law: over repetitions its mean and spread on
+    the slowest mode agree with the trajectory's (same plan, same cost accounting), on the ideal device and on
+    an RC profile with an ADC; a run the law refuses falls back to the trajectory."""
+    A = spd(5, 21, lam_min=0.1, lam_max=1.0)
+    lam, U = torch.linalg.eigh(A)
+    u = U[:, 0]
+    p = HardwareProfile.from_spec("rc", adc_bits=12, kappa0=0.01)
+    for backend in ("ideal", p):
+        vals = {}
+        for sim in ("trajectory", "law"):
+            rs = [
+                inverse(A, backend=backend, simulator=sim, generator=torch.Generator().manual_seed(k))
+                for k in range(80)
+            ]
+            assert len({(r.analog_time_tau, r.values_read) for r in rs}) == 1
+            vals[sim] = torch.tensor([float(u @ r.inverse @ u) for r in rs], dtype=F64)
+        a, b = vals["trajectory"], vals["law"]
+        se = (a.var() / len(a) + b.var() / len(b)).sqrt()
+        assert abs(float(a.mean() - b.mean())) < Z * float(se), backend
+        ratio = float(b.std() / a.std())  # sample sds of 80 draws: relative se ~ 1/sqrt(2·79) each
+        assert abs(ratio - 1) < Z * (2 / (2 * 79)) ** 0.5, (backend, ratio)
+    # too short a window for the law (fewer than 10 decorrelation times of the slowest mode): trajectory
+    r = inverse(
+        A, backend="ideal", t=20.0, dt=1.0, simulator="law", generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.isfinite(r.inverse).all()

@@ -117,3 +117,67 @@ def test_profile_command_prints_a_shipped_profile(capsys) -> None:
     assert main(["profile", "rc8"]) == 0
     out = capsys.readouterr().out
     assert "rc8-board" in out and "fit.heldout_covariance_rel_error" in out and "[[" not in out
+
+
+def test_shipped_profiles_recommend_their_readout(tmp_path: Path) -> None:
+    """The optional top-level ``readout`` is parsed into a ReadoutConfig, and save_profile writes it back
+    byte for byte (only the fields that differ from the defaults)."""
+    from thermotrain.models import SHIPPED_PROFILES, ReadoutConfig, shipped_profile_path
+
+    assert SHIPPED_PROFILES == ("rc8", "rlc8")
+    for name in SHIPPED_PROFILES:
+        path = shipped_profile_path(name)
+        p = load_profile(path)
+        assert p.readout == ReadoutConfig(target_error=0.1) and p.recommended_readout is p.readout
+        assert "recommended readout: target_error = 0.1" in p.summary()
+        again = save_profile(p, tmp_path / f"{name}.json")
+        assert again.read_text() == path.read_text()
+    # a profile without the key loads with readout None, and is written without it
+    plain = profile()
+    assert plain.readout is None
+    assert "readout" not in json.loads(save_profile(plain, tmp_path / "plain.json").read_text())
+    q = dataclasses.replace(plain, readout=ReadoutConfig(target_error=0.1, roundings=2))
+    text = save_profile(q, tmp_path / "q.json").read_text()
+    assert json.loads(text)["readout"] == {"target_error": 0.1, "roundings": 2}
+    assert load_profile(tmp_path / "q.json") == q
+
+
+@pytest.mark.parametrize(
+    ("readout", "words"),
+    [
+        ({"target_eror": 0.3}, r"readout: unknown field\(s\) \['target_eror'\]"),
+        ({"target_error": -1}, "ReadoutConfig.target_error=-1"),
+        ({"target_error": "0.3"}, "ReadoutConfig.target_error='0.3'"),
+        ({"roundings": True}, "ReadoutConfig.roundings=True"),
+        ({"mode": "cov"}, "ReadoutConfig.mode='cov'"),
+        ([0.3], r"readout = \[0.3\] must be a JSON object"),
+    ],
+)
+def test_a_bad_readout_entry_is_refused_in_one_line(tmp_path: Path, readout, words) -> None:
+    data = dataclasses.asdict(profile())
+    data["readout"] = readout
+    with pytest.raises(ProfileError, match=words) as info:
+        load_profile(write(tmp_path, data))
+    assert "\n" not in str(info.value) and "p.json" in str(info.value)
+
+
+def test_find_profile_takes_a_name_a_path_or_a_profile(tmp_path: Path) -> None:
+    from thermotrain import InputError
+    from thermotrain.models import find_profile, shipped_profile_path
+
+    rc8 = find_profile("rc8")
+    assert rc8 == load_profile(shipped_profile_path("rc8")) and rc8.family == "rc"
+    assert find_profile("rlc8").family == "rlc"
+    assert find_profile(rc8) is rc8
+    path = save_profile(profile(), tmp_path / "mine.json")
+    assert find_profile(path) == profile() and find_profile(str(path)) == profile()
+    with pytest.raises(
+        ProfileError, match=r"backend 'rc9': no such profile file; use a shipped profile \(rc8, rlc8\)"
+    ):
+        find_profile("rc9")
+    with pytest.raises(InputError, match=r"--profile 3 is not a hardware profile.*\(rc8, rlc8\)"):
+        find_profile(3, what="--profile")  # type: ignore[arg-type]
+    with pytest.raises(ProfileError, match="is a directory"):
+        find_profile(tmp_path)
+    with pytest.raises(InputError, match=r"no shipped profile 'rc9'; choose one of rc8, rlc8"):
+        shipped_profile_path("rc9")

@@ -18,9 +18,15 @@ import torch
 from thermotrain import ProfileError
 from thermotrain._errors import CalibrationError, InputError, OutputError
 from thermotrain.cli import main
-from thermotrain.models import CalibrationSettings, calibrate, inverse, load_profile, solve
+from thermotrain.models import (
+    CalibrationSettings,
+    calibrate,
+    inverse,
+    load_profile,
+    shipped_profile_path,
+    solve,
+)
 from thermotrain.models._calibrate import load_validation_runs
-from thermotrain.training._solvers import shipped_profile_path
 
 GOOD = json.loads(Path(shipped_profile_path("rc8")).read_text())
 

@@ -1,10 +1,8 @@
-"""Shared helpers for the netlist tests: small circuits built straight from the element list, and a
-clean skip of ``spice`` tests on machines that have no ngspice at all (``make test`` installs it)."""
+"""Shared helpers for the netlist tests: small circuits built straight from the element list. (The skip of
+``spice`` tests on machines without ngspice is suite-wide: tests/conftest.py.)"""
 
 from __future__ import annotations
 
-import ctypes.util
-import shutil
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -18,17 +16,6 @@ from thermotrain.circuits import (
     Resistor,
     VoltageSource,
 )
-
-_HAVE_NGSPICE = shutil.which("ngspice") is not None or ctypes.util.find_library("ngspice") is not None
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _HAVE_NGSPICE:
-        return
-    skip = pytest.mark.skip(reason="ngspice is not installed (run `make setup`); spice tests need it")
-    for item in items:
-        if "spice" in item.keywords and "tests/netlists" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(skip)
 
 
 def rc_cells(

@@ -32,7 +32,9 @@ def test_a_corrupt_shipped_profile_is_reported_not_used(tmp_path: Path, monkeypa
     assert path is None and "does not load" in why
 
 
-def test_demo_uses_a_loadable_profile_with_its_own_noise(tmp_path: Path, monkeypatch) -> None:
+def test_demo_runs_thermo_kfac_with_the_defaults_a_user_gets(tmp_path: Path, monkeypatch) -> None:
+    """No settings of the demo's own: the profile's κ0 and readout come from TrainConfig's defaults (the
+    issue: the demo used 4000 τ while `train` used 50 τ and nobody was told)."""
     models = pytest.importorskip("thermotrain.models")
     prof = models.HardwareProfile.from_spec("rc", coupling_bits=8, kappa0=0.02, circuit={"name": "rc8"})
     models.save_profile(prof, tmp_path / "models" / "profiles" / "rc8.json")
@@ -43,12 +45,11 @@ def test_demo_uses_a_loadable_profile_with_its_own_noise(tmp_path: Path, monkeyp
     monkeypatch.setattr(_demo, "train_comparison", lambda out, **kw: seen.update(kw))
     _demo.demo_train(tmp_path, quick=True)
     assert seen["backend_profile"] == tmp_path / "models" / "profiles" / "rc8.json"
-    assert seen["kappa0"] == 0.02 and seen["mode"] == "inverse"
+    assert set(seen) <= {"backend_profile", "epochs", "subset", "overwrite"}, seen
 
 
 def test_the_shipped_profiles_load_and_are_calibrated() -> None:
-    from thermotrain.models import load_profile
-    from thermotrain.training._solvers import shipped_profile_path
+    from thermotrain.models import load_profile, shipped_profile_path
 
     for name in ("rc8", "rlc8"):
         prof = load_profile(shipped_profile_path(name))

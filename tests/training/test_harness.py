@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from thermotrain import TrainingError
+from thermotrain import ProfileError, TrainingError
 from thermotrain.training import TrainConfig, load_dataset, train
 from thermotrain.training._cli import add_parser
 
@@ -76,7 +76,7 @@ def test_bad_settings_raise_training_error(tmp_path: Path, kw: dict, match: str)
 
 
 def test_unknown_backend_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(TrainingError, match="Unknown backend"):
+    with pytest.raises(ProfileError, match="backend 'no-such-profile.json': no such profile file"):
         train(_cfg(tmp_path, optimizer="kfac", backend="no-such-profile.json"))
 
 
@@ -116,10 +116,11 @@ def test_a_profile_backend_keeps_its_own_noise_level_unless_the_user_sets_one(tm
 
     path = save_profile(HardwareProfile.from_spec("rc", kappa0=0.003), tmp_path / "p.json")
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    eye = torch.eye(5, dtype=torch.float64)
     own = Method(TrainConfig(optimizer="kfac", backend=str(path)), model)
-    assert own.precond.solver.config.kappa0 == 0.003
+    assert own.precond.solver.plan(eye).kappa0 == 0.003  # the κ0 the device runs at
     user = Method(TrainConfig(optimizer="kfac", backend=str(path), kappa0=0.02), model)
-    assert user.precond.solver.config.kappa0 == 0.02
+    assert user.precond.solver.plan(eye).kappa0 == 0.02
 
 
 def test_kfac_claims_experiment_reports_both_claims_per_seed(tmp_path) -> None:
@@ -135,3 +136,38 @@ def test_kfac_claims_experiment_reports_both_claims_per_seed(tmp_path) -> None:
     assert set(c["thermo_minus_digital_per_seed"]) <= {0, 1}
     assert isinstance(c["kfac_half_steps_claim_holds"], bool) and isinstance(c["thermo_within_1_point"], bool)
     assert (tmp_path / "kfac-claims.png").stat().st_size > 0 and (tmp_path / "kfac-claims.json").exists()
+
+
+def test_auto_analog_time_is_logged_per_inverse_summed_and_survives_resume(tmp_path: Path, capsys) -> None:
+    """Thermodynamic K-FAC with no time given: every device call is a ``kind="readout"`` record, the records
+    sum to the run's analog_time_tau, the summary states the per-call range, and the progress line names
+    the chosen time. A resumed run keeps the tally."""
+    kw = dict(optimizer="kfac", backend="rc8", epochs=2, inv_update_steps=5)
+    summary = train(_cfg(tmp_path / "full", **(kw | {"progress": True})))
+    err = capsys.readouterr().err
+    assert "analog time per device call (auto, target readout error 0.1)" in err
+    lines = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    calls = [r for r in lines if r["kind"] == "readout"]
+    assert len(calls) == 4 * 2  # two refreshes (steps 1, 6) of 4 factors (5 steps per epoch, 2 epochs)
+    assert sum(c["analog_time_tau"] for c in calls) == pytest.approx(summary["analog_time_tau"])
+    assert all(c["predicted_error"] <= 0.1 + 1e-9 and c["analog_time_tau"] > c["burn_in_tau"] for c in calls)
+    ro = summary["readout"]
+    assert ro["analog_time"] == "auto" and ro["target_error"] == 0.1 and ro["calls"] == len(calls)
+    per = ro["analog_time_per_call_tau"]
+    assert per["min"] == min(c["analog_time_tau"] for c in calls) and per["max"] > per["min"]
+    train(_cfg(tmp_path / "part", **(kw | {"epochs": 1})))
+    resumed = train(_cfg(tmp_path / "part", **(kw | {"resume": True})))
+    assert resumed["readout"]["calls"] == ro["calls"] and resumed["test_accuracy"] == summary["test_accuracy"]
+
+
+def test_every_preconditioner_follows_the_protocol() -> None:
+    from torch import nn
+
+    from thermotrain.training import Preconditioner
+    from thermotrain.training._harness import Method
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    for name in ("kfac", "ngd-cg", "ngd", "tngd", "tngd-adam"):
+        method = Method(TrainConfig(optimizer=name, progress=False), model)
+        assert isinstance(method.precond, Preconditioner), name
+    assert Method(TrainConfig(optimizer="adam"), model).precond is None

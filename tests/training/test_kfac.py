@@ -80,6 +80,46 @@ def test_factors_and_preconditioned_gradient_match_curvlinops(make_model, shape)
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
+def test_vit_factors_and_preconditioned_gradient_match_curvlinops_expand() -> None:
+    """Every Linear of a tiny ViT (patch embedding, fused qkv, output projection, MLP, head) on (B, T, d)
+    inputs: A, G and the update equal curvlinops' ``kfac_approx="expand"`` (Eschenhagen et al. 2023)."""
+    from curvlinops import KFACInverseLinearOperator
+
+    from thermotrain.training._nets import vit
+
+    torch.manual_seed(0)
+    model = vit((1, 4, 4), patch=2, dim=8, depth=1, heads=2, mlp_dim=8, num_classes=3).double()
+    x, y = _batch((5, 1, 4, 4))
+    lam = 1e-2
+    precond = KFACPreconditioner(model, KFACConfig(damping=lam, inv_update_steps=1))
+    nn.CrossEntropyLoss()(model(x), y).backward()
+    linear = [p for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters()]
+    grads = [p.grad.clone() for p in linear]
+    precond.step()
+
+    from curvlinops import KFACLinearOperator
+
+    ref = KFACLinearOperator(
+        model,
+        nn.CrossEntropyLoss(),
+        linear,
+        [(x, y)],
+        fisher_type="empirical",
+        kfac_approx="expand",
+        separate_weight_and_bias=False,
+        check_deterministic=False,
+    )
+    ref.compute_kronecker_factors()
+    factors = precond.factors()
+    assert set(factors) == set(ref._input_covariances) and len(factors) == 6
+    for name, (A, G) in factors.items():
+        torch.testing.assert_close(A, ref._input_covariances[name], atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(G, ref._gradient_covariances[name], atol=1e-12, rtol=1e-10)
+    expected = KFACInverseLinearOperator(ref, damping=lam) @ grads
+    for p, b in zip(linear, expected):
+        torch.testing.assert_close(p.grad, b, atol=1e-10, rtol=1e-8)
+
+
 def test_unsupported_layers_fall_back_to_plain_gradient_and_are_reported(caplog) -> None:
     model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)).double()
     with caplog.at_level("INFO"):

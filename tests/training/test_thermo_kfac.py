@@ -6,12 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from thermotrain.training import AnalogConfig, AnalogSolver, ExactSolver, KFACConfig, KFACPreconditioner
-
-models = pytest.importorskip("thermotrain.models")
-pytestmark = pytest.mark.xfail(
-    not hasattr(models, "solve"), reason="thermotrain.models.solve/inverse not available yet", strict=False
-)
+from thermotrain.models import ReadoutConfig
+from thermotrain.models._readout import covariance_readout_error
+from thermotrain.training import AnalogSolver, ExactSolver, KFACConfig, KFACPreconditioner
 
 torch.set_num_threads(1)
 LAM = 0.1
@@ -28,15 +25,21 @@ def _step(solver, mode: str) -> tuple[torch.Tensor, KFACPreconditioner]:
     return torch.cat([p.grad.reshape(-1) for p in model.parameters()]), precond
 
 
+def _stated_error(F: torch.Tensor, t: float, burn: float, dt: float) -> float:
+    """The covariance readout's predicted relative error for the damped factor F (scaled like the solver)."""
+    M = F + LAM * torch.eye(F.shape[0], dtype=F.dtype)
+    Ms = M / M.abs().sum(dim=1).max()
+    lam = float(torch.linalg.eigvalsh(Ms)[0])
+    return covariance_readout_error(lam, M.shape[0], dt, int((t - burn) / dt) + 1)
+
+
 def test_inverse_mode_matches_digital_kfac_within_stated_noise() -> None:
     ref, digital = _step(ExactSolver(), "inverse")
-    solver = AnalogSolver("ideal", AnalogConfig(analog_time=10_000.0, kappa0=1e-2, dt=0.5))
+    solver = AnalogSolver("ideal", ReadoutConfig(analog_time=10_000.0, kappa0=1e-2, sample_interval=0.5))
     ours, precond = _step(solver, "inverse")
     # the update multiplies two estimated inverses: their relative errors add (1st order)
     stated = sum(
-        solver.inverse_relative_error(F + LAM * torch.eye(F.shape[0], dtype=F.dtype))
-        for A, G in digital.factors().values()
-        for F in (A, G)
+        _stated_error(F, 10_000.0, 1_000.0, 0.5) for A, G in digital.factors().values() for F in (A, G)
     )
     err = float((ours - ref).norm() / ref.norm())
     assert err < 2 * stated, (err, stated)
@@ -46,8 +49,30 @@ def test_inverse_mode_matches_digital_kfac_within_stated_noise() -> None:
 
 def test_solve_mode_matches_digital_kfac_at_long_analog_time() -> None:
     ref, _ = _step(ExactSolver(), "inverse")
-    solver = AnalogSolver("ideal", AnalogConfig(analog_time=3000.0, kappa0=1e-6))
+    solver = AnalogSolver("ideal", ReadoutConfig(analog_time=3000.0, kappa0=1e-6))
     ours, precond = _step(solver, "solve")
     # mean readout: transient ~ e^{-λ_min·burn_in} (λ_min ≥ 0.05 here, burn-in 300 τ) + noise sqrt(2κ0/T)/λ_min
     assert float((ours - ref).norm() / ref.norm()) < 1e-3
     assert precond.last_step["analog_time_tau"] == pytest.approx(4 * 3000.0)
+
+
+def test_auto_analog_time_meets_its_predicted_error_and_logs_every_inverse() -> None:
+    """The default readout (analog_time="auto") plans each inverse from λ_min ≥ the damping: the update's
+    error stays within twice the sum of the plans' predicted errors, and every call is logged with its time."""
+    ref, digital = _step(ExactSolver(), "inverse")
+    solver = AnalogSolver("ideal", ReadoutConfig(target_error=0.3))
+    assert solver.readout.analog_time == "auto" and AnalogSolver("ideal").readout.analog_time == "auto"
+    ours, precond = _step(solver, "inverse")
+    calls = precond.device_log()
+    assert [c["n"] for c in calls] == [7, 5, 6, 3]  # A and G of both layers (bias column included)
+    assert precond.device_log() == []  # drained
+    stated = sum(c["predicted_error"] for c in calls)
+    assert all(0 < c["predicted_error"] <= 0.3 + 1e-9 for c in calls)
+    err = float((ours - ref).norm() / ref.norm())
+    assert err < 2 * stated, (err, stated)
+    assert precond.solver.stats.analog_time_tau == pytest.approx(sum(c["analog_time_tau"] for c in calls))
+    # a tighter target costs more time, by the law's 1/ε² (within the rounding of sample counts)
+    tight = AnalogSolver("ideal", ReadoutConfig(target_error=0.1))
+    _step(tight, "inverse")
+    ratio = tight.stats.analog_time_tau / solver.stats.analog_time_tau
+    assert 7.0 < ratio < 11.0, ratio

@@ -9,11 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from thermotrain import TrainingError
-from thermotrain.models import HardwareProfile, load_profile
+from thermotrain import ProfileError, TrainingError
+from thermotrain.models import HardwareProfile, load_profile, shipped_profile_path
 from thermotrain.training import TNGDConfig, TNGDPreconditioner, mlp
 from thermotrain.training._harness import TrainConfig, train
-from thermotrain.training._solvers import shipped_profile_path
 from thermotrain.training._tngd import resolve_tngd_backend
 
 torch.set_num_threads(1)
@@ -85,7 +84,7 @@ def test_backend_resolution() -> None:
     assert TNGDConfig().effective_kappa0 == 0.0
     with pytest.raises(TrainingError, match="RC profile"):
         resolve_tngd_backend("rlc8")
-    with pytest.raises(TrainingError, match="Unknown TNGD backend 'nope.json'"):
+    with pytest.raises(ProfileError, match="TNGD backend 'nope.json': no such profile file"):
         TNGDConfig(backend="nope.json")
     with pytest.raises(TrainingError, match="ideal device only"):
         TNGDConfig(backend="rc8", integrator="euler")

@@ -386,7 +386,7 @@ def test_the_comparison_refuses_an_old_folder_unless_overwrite(tmp_path: Path) -
         (["--analog-dt", "0"], 2, "--analog-dt"),
         (["--kappa0", "-1"], 2, "--kappa0"),
         (["--epochs", "0"], 2, "--epochs"),
-        (["--optimizer", "kfac", "--backend", "MISSING.json"], 1, "Unknown backend"),
+        (["--optimizer", "kfac", "--backend", "MISSING.json"], 1, "no such profile file"),
         (["--optimizer", "kfac", "--backend", "CORRUPT.json"], 1, "CORRUPT.json"),
         (["--optimizer", "kfac", "--backend", "BINARY.json"], 1, "UTF-8"),
         (["--optimizer", "kfac", "--backend", "/dev/zero"], 1, "not a regular file"),
