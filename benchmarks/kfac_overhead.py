@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="device time per inverse/solve (τ), or auto (per matrix, for the default target readout error)",
     )
+    parser.add_argument(
+        "--analog-dt",
+        type=float,
+        default=None,
+        help="covariance-readout sample interval (τ; default: chosen with the analog time)",
+    )
     parser.add_argument("--models", nargs="*", default=list(_models()), help="which networks (names)")
     parser.add_argument("--skip-thermo", action="store_true", help="time only SGD / digital K-FAC / ASDL")
     parser.add_argument(
@@ -189,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
                 # the profile's recommended readout, else the defaults
                 solver = AnalogSolver(backend, simulator=sim)
                 solver.readout = solver.readout.with_(
-                    analog_time=args.analog_time, kappa0=None if mode == "inverse" else 1e-3
+                    analog_time=args.analog_time,
+                    sample_interval=args.analog_dt,
+                    kappa0=None if mode == "inverse" else 1e-3,
                 )
                 runner = _kfac_runner(fresh(), x, y, solver, mode)
                 slow = label == "profile" and mode == "solve"
