@@ -8,11 +8,14 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 OUT ?= runs/demo
 APT_PKGS := ngspice libngspice0 libngspice0-dev dataset-fashion-mnist
+# optional: a headless browser for the test that opens report.html (it skips, with the reason, without one)
+OPTIONAL_APT_PKGS := chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SUDO_N := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: setup system venv demo test test-all lint bench clean
+.PHONY: setup system venv optional demo test test-all lint bench clean
 
-setup: system venv
+setup: system venv optional
 
 system:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -22,6 +25,18 @@ system:
 	fi
 
 venv: $(BIN)/.installed
+
+# Best effort, tried once per .venv (never prompts for a password, never fails the set-up).
+optional: $(BIN)/.optional-tried
+
+$(BIN)/.optional-tried: | $(BIN)/.installed
+	@for p in $(OPTIONAL_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 && continue; \
+	  echo ">> installing optional Debian package $$p (best effort)"; \
+	  { DEBIAN_FRONTEND=noninteractive timeout 900 $(SUDO_N) apt-get install -y -qq --no-install-recommends $$p \
+	    || { $(SUDO_N) apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 $(SUDO_N) apt-get install \
+	         -y -qq --no-install-recommends $$p; }; } >/dev/null 2>&1 \
+	  || echo ">> $$p not installed (optional; the headless-browser test of report.html skips)"; \
+	done; touch $@
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)

@@ -24,6 +24,7 @@ from thermotrain.models._linear_sde import transition as transition
 from thermotrain.models._profile import COMPONENT_STATS_DEFAULTS as COMPONENT_STATS_DEFAULTS
 from thermotrain.models._profile import FITTED_DEFAULTS as FITTED_DEFAULTS
 from thermotrain.models._profile import SCHEMA_VERSION as SCHEMA_VERSION
+from thermotrain.models._profile import ChipSpec as ChipSpec
 from thermotrain.models._profile import DeviceInstance as DeviceInstance
 from thermotrain.models._profile import HardwareProfile as HardwareProfile
 from thermotrain.models._profile import load_profile as load_profile
@@ -41,3 +42,7 @@ from thermotrain.models._reduce import balanced_truncation as balanced_truncatio
 from thermotrain.models._registry import SHIPPED_PROFILES as SHIPPED_PROFILES
 from thermotrain.models._registry import find_profile as find_profile
 from thermotrain.models._registry import shipped_profile_path as shipped_profile_path
+from thermotrain.models._tiles import TiledResult as TiledResult
+from thermotrain.models._tiles import tile_blocks as tile_blocks
+from thermotrain.models._tiles import tiled_inverse as tiled_inverse
+from thermotrain.models._tiles import tiled_solve as tiled_solve

@@ -621,6 +621,7 @@ def calibrate(
             _plots(out, name, held_series, device, obs, sur_cov, held_cov, step_tau, report)
             write_json(out / "report.json", report)
             write_text_atomic(out / "summary.txt", summary(report) + "\n")
+            _html_report(out, report)  # after the plots: it embeds every PNG in out
             if profile_path is not None:  # last, inside: a failure here leaves no report folder either
                 target, report_dir = Path(profile_path).absolute(), Path(out_dir).absolute()
                 inside = report_dir in target.parents  # e.g. the demo's calibrate-rc8/profile.json
@@ -630,8 +631,8 @@ def calibrate(
     return Calibration(profile, report, device, obs)
 
 
-def summary(report: dict[str, Any]) -> str:
-    """The calibration report as a table a person reads."""
+def _summary_rows(report: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """(quantity, value, reference) rows of the report, for :func:`summary` and the HTML report."""
     f = report["fit"]
     red = report["reduction"]["surrogate_order"]
     rows = [
@@ -673,6 +674,13 @@ def summary(report: dict[str, Any]) -> str:
                 "smallest order within 1e-3 (white noise)",
             )
         )
+    return rows
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The calibration report as a table a person reads."""
+    f = report["fit"]
+    rows = _summary_rows(report)
     fitted = ", ".join(f"{k} = {v:.4g}" for k, v in report["fitted"].items())
     head = (
         f"{report['name']}: {report['family'].upper()} array, N = {report['size']}, ngspice "
@@ -681,6 +689,50 @@ def summary(report: dict[str, Any]) -> str:
         f"\nfit: {report['fit_method']['method']}; fitted {fitted}"
     )
     return head + "\n" + table(rows, ("quantity", "value", "reference"))
+
+
+def _html_report(out: Path, report: dict[str, Any]) -> None:
+    """``out/report.html``: the verdict, the fit errors with their references, the fitted values, every plot
+    in ``out`` and the settings (:func:`thermotrain._html.write_html_report`)."""
+    from thermotrain._html import Section, Table, kv_table, write_html_report
+
+    f = report["fit"]
+    ok = bool(report["pass"])
+    verdict = (
+        f"{'PASS' if ok else 'FAIL'}: held-out covariance rel. error {f['heldout_covariance_rel_error']:.3g} "
+        f"(CI95 {f['heldout_covariance_rel_error_ci95']:.3g})"
+        + (f"; {len(report['runs_failed'])} SPICE run(s) failed" if report.get("runs_failed") else "")
+    )
+    sections = [
+        Section(
+            "Fit",
+            text=f"{report['family'].upper()} array, N = {report['size']}: {f['fit_runs']} fit + "
+            f"{f['heldout_runs']} held-out runs x {f['duration_tau']:g} tau; {report['fit_method']['method']}",
+            tables=(
+                Table(("quantity", "value", "reference"), tuple(_summary_rows(report))),
+                kv_table(
+                    {k: "pass" if v else "FAIL" for k, v in report["checks"].items()}, ("check", "result")
+                ),
+                kv_table(report["fitted"], ("fitted", "value")),
+            ),
+        )
+    ]
+    if report.get("runs_failed"):
+        sections.append(Section("Failed runs", pre="\n".join(map(str, report["runs_failed"]))))
+    settings = {
+        k: report[k] for k in ("name", "family", "size", "settings", "nonideal", "tau_s", "timings_s")
+    }
+    if "profile" in report:
+        settings["profile"] = report["profile"]
+    write_html_report(
+        out,
+        f"thermotrain calibrate: {report['name']}",
+        verdict,
+        sections,
+        settings=settings,
+        known_versions={"ngspice": report.get("ngspice_version")},
+        passed=ok,
+    )
 
 
 def _plots(out, name, held, device, obs, sur_cov, held_cov, step_tau, report) -> None:

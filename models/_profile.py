@@ -50,6 +50,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from thermotrain._args import check_int
 from thermotrain._errors import CircuitError, InputError, OutputError, ProfileError, UnloadableMatrixError
 from thermotrain._spd import smallest_eigenvalue_if_indefinite
 from thermotrain.models._linear_sde import LinearSDE
@@ -61,6 +62,7 @@ __all__ = [
     "FITTED_DEFAULTS",
     "SCHEMA_VERSION",
     "DeviceInstance",
+    "ChipSpec",
     "HardwareProfile",
     "load_profile",
     "save_profile",
@@ -145,6 +147,32 @@ def _bits(v: Any, path: str, lo: int = 2) -> None:
 
 
 @dataclass(frozen=True)
+class ChipSpec:
+    """The chip a profile describes: ``tiles`` fixed-size analog tiles of ``cells_per_tile`` fully coupled
+    cells each (a profile's optional top-level ``"chip"`` entry, e.g. ``{"cells_per_tile": 64, "tiles": 16}``).
+    A matrix wider than one tile is mapped onto several (:func:`thermotrain.models.tiled_inverse`,
+    :func:`thermotrain.models.tiled_solve`); the tiles of one round run in parallel, more blocks than tiles
+    run in several rounds.
+
+    Fields:
+        cells_per_tile: cells (matrix rows) one tile holds, an int in [1, 1_000_000].
+        tiles: tiles on the chip, an int in [1, 1_000_000].
+    """
+
+    cells_per_tile: int
+    tiles: int
+
+    def __post_init__(self) -> None:
+        check_int("ChipSpec.cells_per_tile", self.cells_per_tile, minimum=1, maximum=_MAX_CHIP)
+        check_int("ChipSpec.tiles", self.tiles, minimum=1, maximum=_MAX_CHIP)
+
+    @property
+    def cells(self) -> int:
+        """Cells on the whole chip (cells_per_tile x tiles)."""
+        return self.cells_per_tile * self.tiles
+
+
+@dataclass(frozen=True)
 class DeviceInstance:
     """One device built from a profile for one loaded matrix (time in units of τ).
 
@@ -196,6 +224,9 @@ class HardwareProfile:
         readout: the readout this device recommends (optional JSON key ``"readout"``: an object of
             :class:`~thermotrain.models.ReadoutConfig` fields, e.g. ``{"target_error": 0.3}``; unknown keys and
             bad values are refused), or None (the library's defaults). A JSON object is parsed here.
+        chip: the chip this profile describes (optional JSON key ``"chip"``: ``{"cells_per_tile": int,
+            "tiles": int}``, both >= 1, no other keys), or None: "one device of any size" (``instantiate``
+            builds a device of any n; nothing checks that extrapolation). A JSON object is parsed here.
     """
 
     schema_version: int
@@ -215,11 +246,13 @@ class HardwareProfile:
     seeds: list[int]
     created: str = field(default="")
     readout: ReadoutConfig | None = None
+    chip: ChipSpec | None = None
 
     def __post_init__(self) -> None:
         for name in ("circuit", "component_stats", "fitted", "fit", "seeds"):
             object.__setattr__(self, name, copy.deepcopy(getattr(self, name)))
         object.__setattr__(self, "readout", _parse_readout(self.readout))
+        object.__setattr__(self, "chip", _parse_chip(self.chip))
         if self.schema_version != SCHEMA_VERSION:
             raise _fail(
                 f"profile schema_version is {self.schema_version!r}; this thermotrain reads {SCHEMA_VERSION}"
@@ -406,6 +439,17 @@ class HardwareProfile:
         if self.readout is not None:
             rec = ", ".join(f"{k} = {v}" for k, v in _readout_json(self.readout).items()) or "the defaults"
             lines.append(f"  recommended readout: {rec}")
+        if self.chip is None:
+            lines.append(
+                "  chip: not declared -- one device of any size (no tiles; a device wider than the "
+                "calibrated one is an extrapolation)"
+            )
+        else:
+            c = self.chip
+            lines.append(
+                f"  chip: {c.tiles} tile(s) of {c.cells_per_tile} cells ({c.cells} cells); wider matrices are "
+                "mapped onto tiles"
+            )
         return "\n".join(lines)
 
     def calibration_device(self) -> tuple[LinearSDE, Tensor] | None:
@@ -631,6 +675,31 @@ def _parse_readout(value: Any) -> ReadoutConfig | None:
         raise _fail(f"profile field readout: {text}", "fix or remove the readout entry") from None
 
 
+def _parse_chip(value: Any) -> ChipSpec | None:
+    """A profile's ``chip`` entry: None, a :class:`ChipSpec`, or a JSON object with exactly the keys
+    ``cells_per_tile`` and ``tiles`` (ints >= 1); ProfileError naming the field otherwise."""
+    if value is None or isinstance(value, ChipSpec):
+        return value
+    fix = "fix or remove the chip entry"
+    example = '(e.g. {"cells_per_tile": 64, "tiles": 16})'
+    if not isinstance(value, dict):
+        raise _fail(f"profile field chip = {_short(value)} must be a JSON object {example} or null", fix)
+    known = [f.name for f in fields(ChipSpec)]
+    missing = [k for k in known if k not in value]
+    unknown = sorted(set(value) - set(known))
+    if missing or unknown:
+        what = "; ".join(
+            p
+            for p in (missing and f"missing field(s) {missing}", unknown and f"unknown field(s) {unknown}")
+            if p
+        )
+        raise _fail(f"profile field chip: {what}; known: {known} {example}", fix)
+    try:
+        return ChipSpec(**value)
+    except InputError as e:
+        raise _fail(f"profile field chip: {str(e).rstrip('.')}", fix) from None
+
+
 def _readout_json(config: ReadoutConfig) -> dict[str, Any]:
     """The settings of ``config`` that differ from :class:`ReadoutConfig`'s defaults (what a profile
     writes: the rest follow the library's defaults)."""
@@ -640,7 +709,8 @@ def _readout_json(config: ReadoutConfig) -> dict[str, Any]:
 
 _MAX_N = 256  # cells of a calibration device (the circuits' MAX_CELLS)
 _MAX_SEEDS = 100_000
-_OPTIONAL_KEYS = ("readout",)  # top-level keys a profile file may leave out
+_MAX_CHIP = 1_000_000  # sanity bound on cells per tile and tiles per chip
+_OPTIONAL_KEYS = ("readout", "chip")  # top-level keys a profile file may leave out
 
 
 def _short(v: Any) -> str:
@@ -731,6 +801,9 @@ def save_profile(profile: HardwareProfile, path: str | os.PathLike[str]) -> Path
     data.pop("readout")
     if profile.readout is not None:
         data["readout"] = _readout_json(profile.readout)
+    data.pop("chip")
+    if profile.chip is not None:
+        data["chip"] = {"cells_per_tile": profile.chip.cells_per_tile, "tiles": profile.chip.tiles}
     text = json.dumps(data, indent=2, allow_nan=False) + "\n"
     return write_text_atomic(path, text)
 

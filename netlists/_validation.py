@@ -323,6 +323,7 @@ def validate(
             if save_traces:  # for `thermotrain calibrate --from DIR`
                 _save_traces(out / TRACES_FILE, noisy)
             write_text_atomic(out / "summary.txt", summary(report) + "\n")
+            _html_report(out, report)  # last: it embeds every plot written above
     return report
 
 
@@ -347,8 +348,8 @@ def verdict(checks: dict[str, bool], failures: list[dict[str, Any]], runs: int) 
     return "PASS" if not reasons else "FAIL: " + "; ".join(reasons)
 
 
-def summary(report: dict[str, Any]) -> str:
-    """The report as a table a person reads."""
+def _summary_rows(report: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """(quantity, value, bound) rows of the report, for :func:`summary` and the HTML report."""
     r = report
     rows = [
         (
@@ -369,6 +370,13 @@ def summary(report: dict[str, Any]) -> str:
             ("ideal gap: SPICE covariance", g["spice_vs_ideal_covariance_rel_error"], "SPICE vs ideal array"),
             ("ideal gap: relaxation time", g["relaxation_time_rel"], "model vs ideal array"),
         ]
+    return rows
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The report as a table a person reads."""
+    r = report
+    rows = _summary_rows(r)
     head = (
         f"{r['name']}: {r['family'].upper()} array, N = {r['size']}, ngspice {r['ngspice_version']}, "
         f"{runs_text(r)} x {r['duration_tau']:g} tau ({r['noise']} noise), wall {r['wall_s']:.1f} s -> "
@@ -381,6 +389,36 @@ def summary(report: dict[str, Any]) -> str:
         for f in r.get("runs_failed") or ()
     )
     return head + failed + "\n" + table(rows, ("quantity", "value", "bound"))
+
+
+def _html_report(out: Path, report: dict[str, Any]) -> None:
+    """``out/report.html``: the verdict, the checks with their bounds, the failed runs, every plot in ``out``
+    and the settings (:func:`thermotrain._html.write_html_report`)."""
+    from thermotrain._html import Section, Table, kv_table, write_html_report
+
+    r = report
+    checks = kv_table({k: "pass" if ok else "FAIL" for k, ok in r["checks"].items()}, ("check", "result"))
+    sections = [
+        Section(
+            "Checks",
+            text=f"{r['family'].upper()} array, N = {r['size']}, {runs_text(r)} x {r['duration_tau']:g} tau "
+            f"({r['noise']} noise), wall {r['wall_s']:.1f} s",
+            tables=(Table(("quantity", "value", "bound"), tuple(_summary_rows(r))), checks),
+        )
+    ]
+    if r.get("runs_failed"):
+        sections.append(Section("Failed runs", pre=describe_failures(r["runs_failed"])))
+    keys = """preset family size runs runs_ok noise seed duration_tau total_observed_tau tau_s noise_interval_s
+        slowest_relaxation_tau wall_s timings_s nonideal scaling""".split()
+    write_html_report(
+        out,
+        f"thermotrain validate: {r['name']}",
+        r["verdict"],
+        sections,
+        settings={k: r[k] for k in keys if k in r},
+        known_versions={"ngspice": r.get("ngspice_version")},
+        passed=bool(r["pass"]),
+    )
 
 
 def runs_text(r: dict[str, Any]) -> str:

@@ -5,6 +5,12 @@ metadata: help, unit, argparse type, choices; see :func:`thermotrain._args.add_d
 the parsed flags are turned back into a ``TrainConfig`` field by field, so a field cannot lose its flag. The
 ``experiment`` flags are the options of ``OPTION_NAMES``: those that are ``TrainConfig`` fields take that
 field's type, unit and choices; the others are fields of :class:`ExperimentOptions` here.
+
+Both take ``--config FILE.toml``: keys are the flags' destinations (``batch_size = 64``; for ``train`` the
+``TrainConfig`` field names and ``threads``, for ``experiment`` the ``OPTION_NAMES``), values checked by the
+flags' own types; a flag given on the command line overrides the file; an unknown key is refused. The
+effective config is written to ``OUT/config.toml`` when the run ends (also when it diverged or some runs of
+an experiment failed) and is itself a valid ``--config``.
 """
 
 from __future__ import annotations
@@ -14,17 +20,26 @@ import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from thermotrain._args import (
     add_dataclass_arguments,
+    apply_config,
     arg_float_or,
     arg_int,
+    config_actions,
+    load_toml_config,
     namespace_to_dataclass,
     positive_float,
     positive_int,
+    toml_config_text,
+    track_explicit_flags,
 )
+from thermotrain._errors import DivergedError
+from thermotrain._safeio import write_text_atomic
 from thermotrain.training._config import TrainConfig
-from thermotrain.training._experiments import EXPERIMENTS, OPTION_NAMES
+from thermotrain.training._experiments import EXPERIMENTS, OPTION_NAMES, ExperimentFailed
 from thermotrain.training._harness import train
 
 __all__ = ["ExperimentOptions", "add_parser", "experiment_options"]
@@ -33,6 +48,15 @@ __all__ = ["ExperimentOptions", "add_parser", "experiment_options"]
 MAX_THREADS = 1024
 DEFAULT_SEEDS = 3  # experiment seeds per setting from the command line
 DEFAULT_OUT = "runs/train"  # `train --out` default (TrainConfig.out defaults to None: nothing written)
+CONFIG_FILE = "config.toml"  # the effective config, written into OUT
+
+#: ``{command: {config key: argparse action}}``, filled by :func:`add_parser`.
+_CONFIG_KEYS: dict[str, dict[str, argparse.Action]] = {}
+_CONFIG_HELP = (
+    "TOML file of flag values, keys as the flags' names with underscores (e.g. batch_size = 64); a flag given "
+    "on the command line overrides the file; OUT/config.toml is the run's effective config (default: no file) "
+    "[path]"
+)
 
 
 @dataclass(frozen=True)
@@ -76,13 +100,39 @@ _EXPERIMENT_HELP = {
 }
 
 
+def _with_config(command: str, args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with the values of ``--config FILE`` filled in where the command line gave no flag."""
+    if getattr(args, "config", None):
+        apply_config(args, load_toml_config(args.config, _CONFIG_KEYS[command]))
+    return args
+
+
+def _write_config(command: str, out: str | Path, values: dict[str, Any], header: str) -> None:
+    """``out/config.toml``: ``values`` as a ``--config`` file of ``command`` (``out`` must exist)."""
+    out = Path(out)
+    if out.is_dir():
+        write_text_atomic(out / CONFIG_FILE, toml_config_text(values, _CONFIG_KEYS[command], header))
+
+
+def train_config_values(cfg: TrainConfig, threads: int = 0) -> dict[str, Any]:
+    """The ``train --config`` values that reproduce ``cfg`` (every field, and ``threads``)."""
+    return {**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)}, "threads": threads}
+
+
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    cfg = namespace_to_dataclass(TrainConfig, args)
+    cfg = namespace_to_dataclass(TrainConfig, _with_config("train", args))
     if args.threads:
         torch.set_num_threads(args.threads)
-    summary = train(cfg)
+    values = train_config_values(cfg, args.threads)
+    header = "thermotrain train --config config.toml: the effective config of this run"
+    try:
+        summary = train(cfg)
+    except DivergedError:
+        _write_config("train", cfg.out, values, header)
+        raise
+    _write_config("train", cfg.out, values, header)
     if summary.get("readout"):
         from thermotrain.training._precond import describe_readout
 
@@ -104,7 +154,15 @@ def experiment_options(args: argparse.Namespace) -> dict:
 def _experiment(args: argparse.Namespace) -> int:
     from thermotrain.training._experiments import run_experiment
 
-    run_experiment(args.name, args.out, experiment_options(args), overwrite=args.overwrite)
+    opts = experiment_options(_with_config("experiment", args))
+    out = args.out if args.out is not None else Path("runs/experiments") / args.name
+    header = f"thermotrain experiment {args.name} --config config.toml: the options of this run"
+    try:
+        run_experiment(args.name, out, opts, overwrite=args.overwrite)
+    except ExperimentFailed:
+        _write_config("experiment", out, opts, header)
+        raise
+    _write_config("experiment", out, opts, header)
     return 0
 
 
@@ -165,6 +223,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         help=f"torch CPU threads (0 … {MAX_THREADS}; 0 = torch's own choice) [count] (default: %(default)s)",
     )
+    _CONFIG_KEYS["train"] = config_actions(p, [f.name for f in dataclasses.fields(TrainConfig)] + ["threads"])
+    p.add_argument("--config", default=None, metavar="FILE.toml", help=_CONFIG_HELP)
+    track_explicit_flags(p)
     p.set_defaults(func=_train)
 
     e = subparsers.add_parser(
@@ -188,4 +249,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="replace OUT (when the experiment finishes) if it holds files",
     )
     _add_experiment_options(e)
+    _CONFIG_KEYS["experiment"] = config_actions(e, OPTION_NAMES)
+    e.add_argument("--config", default=None, metavar="FILE.toml", help=_CONFIG_HELP)
+    track_explicit_flags(e)
     e.set_defaults(func=_experiment)

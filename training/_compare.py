@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from thermotrain._html import experiment_report
 from thermotrain._report import pyplot, table
 from thermotrain._safeio import output_dir
 from thermotrain.training._data import load_dataset
@@ -145,4 +146,6 @@ def _compare(
     print(format_table(rows))
     (out / "comparison.json").write_text(json.dumps(rows, indent=2))
     plot_curves(summaries, [r["optimizer"] for r in rows], out / "comparison.png", f"MLP on {dataset}")
+    settings = {"dataset": dataset, "epochs": epochs, "seed": seed, "subset": subset, "thermo": thermo}
+    experiment_report(out, {**settings, "table": rows}, "train comparison")  # embeds comparison.png
     return rows

@@ -35,9 +35,11 @@ import numpy as np
 
 from thermotrain._args import check_choice, check_float, check_int
 from thermotrain._errors import DivergedError, InputError, ThermotrainError, TrainingError
+from thermotrain._html import experiment_report
 from thermotrain._safeio import output_dir, read_text
 from thermotrain.training._data import DATASETS, load_dataset
 from thermotrain.training._harness import TrainConfig, train
+from thermotrain.training._tensorboard import experiment_tensorboard
 
 __all__ = ["EXPERIMENTS", "OPTION_NAMES", "ExperimentFailed", "run_experiment"]
 
@@ -256,6 +258,8 @@ def run_experiment(
     out_path = Path(out_dir) if out_dir is not None else Path("runs/experiments") / name
     with output_dir(out_path, overwrite=overwrite, flag="--out") as tmp:
         payload = _run(name, tmp, opts)
+        experiment_tensorboard(tmp, payload)  # tmp/tb/SETTING/seedK/: each run's curves and hparams
+        experiment_report(tmp, payload, name)  # tmp/report.html, embedding tmp/NAME.png
     failed = payload.get("failed") or {}
     if failed:
         count = sum(len(v) for v in failed.values())

@@ -53,6 +53,7 @@ import math
 import os
 import random
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,7 @@ import torch
 from torch import nn
 
 from thermotrain._errors import CheckpointError, DivergedError, InputError, OutputError
+from thermotrain._html import train_report
 from thermotrain._safeio import check_output_dir, check_regular, load_json, read_regular, write_text_atomic
 from thermotrain.models import DEFAULT_TARGET_ERROR, ReadoutConfig
 from thermotrain.models._linalg import recommended_readout
@@ -78,6 +80,7 @@ from thermotrain.training._kfac import KFACConfig, KFACPreconditioner
 from thermotrain.training._nets import build_model
 from thermotrain.training._precond import ReadoutTally
 from thermotrain.training._solvers import AnalogSolver, make_solver
+from thermotrain.training._tensorboard import TB_FOLDER, TensorBoardSink
 from thermotrain.training._tngd import TNGDConfig, TNGDPreconditioner
 
 __all__ = [
@@ -105,7 +108,7 @@ CHECKPOINT_MARKER = "thermotrain-checkpoint"
 CHECKPOINT_VERSION = 2
 CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.json")
 #: The files a run writes into its folder; ``overwrite`` removes these (and their temporary siblings) only.
-RUN_FILES = ("metrics.jsonl", "summary.json", *CHECKPOINT_FILES)
+RUN_FILES = ("metrics.jsonl", "summary.json", "config.toml", "report.html", TB_FOLDER, *CHECKPOINT_FILES)
 _RUN_TEMP = re.compile(
     r"^(\.(metrics\.jsonl|summary\.json|checkpoint\.pt|checkpoint\.json)\.[A-Za-z0-9_]+\.tmp|checkpoint\.pt\.tmp)$"
 )
@@ -570,8 +573,12 @@ def _clear_run(out: Path, keep_checkpoint: bool) -> None:
     for p in out.iterdir():
         if keep_checkpoint and p.name in (*CHECKPOINT_FILES, "metrics.jsonl"):
             continue
+        if keep_checkpoint and p.name == TB_FOLDER:
+            continue  # a resumed run appends a segment; TensorBoard hides the old one past the checkpoint
         if (p.name in RUN_FILES or _RUN_TEMP.match(p.name)) and (p.is_file() or p.is_symlink()):
             p.unlink()
+        elif p.name == TB_FOLDER and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -656,6 +663,9 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
 
     fh = metrics_path.open("a") if metrics_path is not None else None
+    # TensorBoard scalars in out/tb/ (the numbers of metrics.jsonl); a resumed run hides the old segment's
+    # events after the checkpoint's step, as metrics.jsonl was truncated there
+    tb = TensorBoardSink(out, purge_step=method.steps + 1 if resumed else None) if out is not None else None
     bar = tqdm(
         total=steps_per_epoch * cfg.epochs,
         initial=method.steps,
@@ -672,6 +682,8 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
     def record(rec: dict[str, Any]) -> None:
         if fh is not None:
             fh.write(_dumps(rec) + "\n")
+        if tb is not None:
+            tb.record(rec)
 
     def base_summary() -> dict[str, Any]:
         return {
@@ -701,6 +713,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
             losses = []
             for i in range(steps_per_epoch):
                 idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                lr = float(method.opt.param_groups[0]["lr"])
                 loss = method.step(xtr[idx], ytr[idx])
                 losses.append(loss)
                 if cfg.eval_every and method.steps % cfg.eval_every == 0:
@@ -732,8 +745,16 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
                         "step": method.steps,
                         "epoch": epoch,
                         "loss": loss,
+                        "lr": lr,
                         "wall_s": wall_before + time.perf_counter() - t0,
                         "analog_time_tau": method.analog_time_tau,
+                        "values_loaded": method.values_loaded,
+                        "values_read": method.values_read,
+                        **(
+                            {"damping_bumps": method.precond.device_stats().get("damping_bumps", 0)}
+                            if method.precond is not None
+                            else {}
+                        ),
                     }
                 )
                 diverged = monitor.check(method.steps, loss)
@@ -789,6 +810,12 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
         exc.summary = summary  # type: ignore[attr-defined]
         if out is not None:
             write_text_atomic(out / "summary.json", _dumps(summary, indent=2))
+            tb.close(summary, summary["config"])
+            train_report(out, summary)
+        raise
+    except BaseException:
+        if tb is not None:
+            tb.close()  # what was logged stays readable
         raise
     finally:
         bar.close()
@@ -809,4 +836,6 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
     }
     if out is not None:
         write_text_atomic(out / "summary.json", _dumps(summary, indent=2))
+        tb.close(summary, summary["config"])  # hparams with the final metrics
+        train_report(out, summary)
     return summary

@@ -101,7 +101,7 @@ def describe_readout(readout: dict[str, Any]) -> str:
     what = "auto" if setting == "auto" else f"fixed {float(setting):g} τ"
     tgt = f", target readout error {target:g}" if setting == "auto" and target is not None else ""
     sizes = "; ".join(
-        f"n={n}: {v['min']:.3g}" + (f"…{v['max']:.3g}" if v["max"] > v["min"] else "")
+        f"n={n}: {v['min']:.3g}" + (f"…{v['max']:.3g}" if v["max"] > 1.005 * v["min"] else "")
         for n, v in readout.get("by_size", {}).items()
     )
     mean = readout["analog_time_per_call_tau"]["mean"]

@@ -8,15 +8,23 @@ them as ``argparse`` types, so a bad flag is refused by the parser with the same
 :func:`add_dataclass_arguments` derives a parser's flags from a config dataclass's field metadata (help,
 unit, argparse type, choices) and :func:`namespace_to_dataclass` builds the dataclass back from the parsed
 flags, so a field and its flag cannot drift apart (``thermotrain train`` <-> ``TrainConfig``).
+
+:func:`track_explicit_flags`, :func:`load_toml_config`, :func:`apply_config` and :func:`toml_config_text`
+give a command a ``--config FILE.toml`` whose keys are the destinations of its flags (``batch_size``), each
+value checked by the flag's own type and choices; a flag given on the command line overrides the file.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import json
 import math
 import numbers
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from thermotrain._errors import InputError
@@ -162,6 +170,7 @@ def arg_float_or(
             raise argparse.ArgumentTypeError(f"must be {want}, got {text}") from None
 
     convert.__name__ = "|".join(words) + "|number"
+    convert.keywords = dict(words)  # type: ignore[attr-defined] - read by toml_config_text (None -> "off")
     return convert
 
 
@@ -286,3 +295,184 @@ def namespace_to_dataclass(cls: type[_T], args: argparse.Namespace, **extra: Any
     if missing:
         raise TypeError(f"the parsed flags lack {cls.__name__} field(s) {missing}; add their flags.")
     return cls(**values)
+
+
+# --- TOML config files for a command's flags ---------------------------------------------------------------
+#
+# A config file sets the same values as the flags, under the flags' destinations (``batch_size = 64``,
+# ``analog_time = "auto"``, ``kl_clip = "off"``, ``pd_guard = false``), each checked by the flag's own
+# argparse type and choices. A flag given on the command line overrides the file: the parser's actions are
+# made to note which destinations the command line set (:func:`track_explicit_flags`), and
+# :func:`apply_config` fills in only the others. A relative path in a file is relative to the current
+# directory, as on the command line.
+
+_EXPLICIT = "_thermotrain_explicit_flags"
+
+
+@functools.cache
+def _tracking_class(cls: type[argparse.Action]) -> type[argparse.Action]:
+    """A subclass of the argparse action ``cls`` that records its destination as given on the command line."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: N807 - argparse's protocol
+        setattr(namespace, _EXPLICIT, {*getattr(namespace, _EXPLICIT, ()), self.dest})
+        return cls.__call__(self, parser, namespace, values, option_string)
+
+    return type(cls.__name__, (cls,), {"__call__": __call__, "__module__": __name__})
+
+
+def track_explicit_flags(parser: argparse.ArgumentParser, dests: Iterable[str] | None = None) -> None:
+    """Make the actions of ``parser`` (those with a destination in ``dests``; default: every flag and
+    positional except help) record on the parsed namespace that the command line gave them, for
+    :func:`explicit_flags`. Call after the arguments are added."""
+    wanted = set(dests) if dests is not None else None
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction | argparse._VersionAction | argparse._SubParsersAction):
+            continue
+        if action.dest == argparse.SUPPRESS or (wanted is not None and action.dest not in wanted):
+            continue
+        action.__class__ = _tracking_class(type(action))
+
+
+def explicit_flags(args: argparse.Namespace) -> frozenset[str]:
+    """The destinations the command line gave (see :func:`track_explicit_flags`)."""
+    return frozenset(getattr(args, _EXPLICIT, ()))
+
+
+def config_actions(
+    parser: argparse.ArgumentParser, dests: Iterable[str] | None = None
+) -> dict[str, argparse.Action]:
+    """``{destination: action}`` of the flags of ``parser`` a config file may set: every optional flag
+    (help excluded) or only those in ``dests``."""
+    found = {
+        a.dest: a
+        for a in parser._actions
+        if a.option_strings and not isinstance(a, argparse._HelpAction | argparse._VersionAction)
+    }
+    if dests is None:
+        return found
+    missing = [d for d in dests if d not in found]
+    if missing:
+        raise TypeError(f"the parser has no flag for config key(s) {missing}.")
+    return {d: found[d] for d in dests}
+
+
+def _is_switch(action: argparse.Action) -> bool:
+    return isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction) or isinstance(
+        action, argparse.BooleanOptionalAction
+    )
+
+
+def _config_value(where: str, key: str, value: Any, action: argparse.Action) -> Any:
+    """One config-file value, checked and converted like the flag ``action`` would do with its text."""
+    flag = "/".join(action.option_strings) if action.option_strings else key
+    if isinstance(value, dict | list):
+        raise InputError(
+            f"{where}: {key} must be a single value (as {flag} takes), not a TOML {type(value).__name__}."
+        )
+    if _is_switch(action):
+        if not isinstance(value, bool):
+            raise InputError(f"{where}: {key} = {value!r} must be true or false (the switch {flag}).")
+        return value
+    if isinstance(value, bool):
+        raise InputError(
+            f"{where}: {key} = {value!r}: a value is needed, as {flag} VALUE takes, not true/false."
+        )
+    if action.type is not None:
+        if not isinstance(value, str | int | float):
+            raise InputError(f"{where}: {key} = {value!r} is not a value {flag} takes.")
+        text = repr(value) if isinstance(value, float) else str(value)
+        try:
+            value = action.type(text)
+        except argparse.ArgumentTypeError as exc:
+            raise InputError(f"{where}: {key} = {value!r}: {exc}.") from None
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: {key} = {value!r} is not a value {flag} takes.") from None
+    elif not isinstance(value, str):
+        raise InputError(
+            f'{where}: {key} = {value!r} must be a string (as {flag} takes), e.g. {key} = "...".'
+        )
+    if action.choices is not None and value not in action.choices:
+        raise InputError(f"{where}: {key} = {value!r} is not one of {', '.join(map(str, action.choices))}.")
+    return value
+
+
+def load_toml_config(
+    path: str | Path, actions: Mapping[str, argparse.Action], *, what: str = "--config"
+) -> dict[str, Any]:
+    """The values of a TOML config file for the flags ``actions`` (``{destination: action}``): every key
+    must be one of them (an unknown key is refused, naming it and the known keys) and every value is
+    checked and converted by the flag's own type and choices. Tables and arrays are refused.
+
+    Raises:
+        InputError: an unreadable, oversized or invalid TOML file, an unknown key, a bad value.
+    """
+    from thermotrain._safeio import read_text
+
+    where = f"{what} {path}"
+    text = read_text(path, "config", where)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{where}: not valid TOML ({exc}).") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in actions:
+            hint = ""
+            if key.replace("-", "_") in actions:
+                hint = f" (did you mean {key.replace('-', '_')}?)"
+            raise InputError(f"{where}: unknown key {key!r}{hint}; known keys: {', '.join(sorted(actions))}.")
+        values[key] = _config_value(where, key, value, actions[key])
+    return values
+
+
+def apply_config(args: argparse.Namespace, values: Mapping[str, Any]) -> argparse.Namespace:
+    """``args`` with each config value set unless the command line gave that flag (the flag wins)."""
+    given = explicit_flags(args)
+    for key, value in values.items():
+        if key not in given:
+            setattr(args, key, value)
+    return args
+
+
+def _toml_scalar(key: str, value: Any, action: argparse.Action) -> str | None:
+    """``value`` as TOML text, or None to leave the key out (None where the flag's default is None)."""
+    if value is None:
+        keywords = getattr(action.type, "keywords", {})
+        word = next((w for w, v in keywords.items() if v is None), None)
+        if word is not None:
+            return json.dumps(word)
+        if action.default is None:
+            return None
+        raise TypeError(
+            f"config key {key}: None has no TOML form and its flag's default is {action.default!r}."
+        )
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if not math.isfinite(value):
+            raise TypeError(f"config key {key}={value!r} is not finite.")
+        return repr(value)
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON's escapes are valid in a TOML basic string
+    raise TypeError(f"config key {key}={value!r} ({type(value).__name__}) has no TOML form.")
+
+
+def toml_config_text(
+    values: Mapping[str, Any], actions: Mapping[str, argparse.Action], header: str = ""
+) -> str:
+    """A TOML config file setting ``values`` (``{destination: value}``, each a key of ``actions``), readable by
+    :func:`load_toml_config` with the same ``actions``: a None is written as the keyword its flag maps to
+    None (``kl_clip = "off"``) or left out where the flag's default is None. ``header`` becomes comment lines."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for key, value in values.items():
+        if key not in actions:
+            raise TypeError(f"config key {key!r} is not a flag of this command.")
+        text = _toml_scalar(key, value, actions[key])
+        if text is not None:
+            lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"

@@ -34,7 +34,7 @@ from thermotrain.training._cli import DEFAULT_OUT, ExperimentOptions, experiment
 from thermotrain.training._config import TrainConfig
 from thermotrain.training._experiments import EXPERIMENTS, OPTION_NAMES, check_options
 
-CLI_ONLY = {"threads"}  # `train` flags that are not TrainConfig fields (torch's thread count)
+CLI_ONLY = {"threads", "config"}  # `train` flags that are not TrainConfig fields (torch's thread count)
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -209,7 +209,7 @@ def test_a_field_without_help_is_a_programming_error() -> None:
 
 
 def test_every_experiment_option_has_a_flag_and_every_flag_an_option() -> None:
-    assert _dests(COMMANDS["experiment"]) == set(OPTION_NAMES) | {"name", "out", "overwrite"}
+    assert _dests(COMMANDS["experiment"]) == set(OPTION_NAMES) | {"name", "out", "overwrite", "config"}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     extra = {f.name for f in dataclasses.fields(ExperimentOptions)}
     assert set(OPTION_NAMES) <= train_fields | extra and not extra & train_fields

@@ -282,11 +282,11 @@ def test_default_tngd_on_digits_for_12_epochs_trains_and_completes(tmp_path: Pat
 def test_a_new_run_in_an_old_runs_folder_is_refused(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     _real_run(run)
-    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     code, _, err = _cli(capsys, "train", *TINY, "--optimizer", "adam", "--out", str(run))
     line = _one_error_line(err)
     assert code == 1 and "--overwrite" in line and "--resume" not in line or "--overwrite" in line
-    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_overwrite_removes_the_old_run_first_so_a_failing_new_run_leaves_no_summary(
@@ -538,7 +538,13 @@ def test_experiment_out_is_refused_when_it_holds_files_unless_overwrite(tmp_path
     assert (out / "old.json").exists()
     code, _, err = _cli(capsys, *argv, "--overwrite")
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["tngd-delay.json", "tngd-delay.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.toml",
+        "report.html",
+        "tb",
+        "tngd-delay.json",
+        "tngd-delay.png",
+    ]
 
 
 def test_the_demo_replaces_its_own_training_folder(tmp_path: Path, monkeypatch) -> None:

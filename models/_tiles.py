@@ -1,0 +1,944 @@
+"""Mapping a wide matrix onto fixed-size analog tiles: block-diagonal inverse, block Jacobi / Gauss–Seidel
+solve, and today's monolithic device as the reference, each with its cost counted.
+
+A chip (:class:`~thermotrain.models.ChipSpec`, a profile's optional ``"chip"`` entry) holds ``tiles`` tiles
+of ``cells_per_tile`` fully coupled cells. An n × n matrix A is cut into contiguous diagonal blocks
+(:func:`tile_blocks`): block i holds rows/columns I_i, D_i = A[I_i, I_i]; the couplings between blocks
+(A[I_i, I_j], i ≠ j) are on no tile.
+
+**Inverse** (:func:`tiled_inverse`, mapping ``"block-diagonal"``): every D_i is loaded on one tile and read
+out by the covariance readout; the answer is blockdiag(D_1⁻¹, …, D_m⁻¹). That is an *approximation* of A⁻¹:
+it drops the couplings between tiles. It is exact when A is block diagonal; otherwise, with A = D + O
+(O the off-diagonal blocks), A⁻¹ = D⁻¹ - D⁻¹ O D⁻¹ + O(‖D⁻¹O‖²): the dropped first-order term is the
+cross-tile blocks of A⁻¹, and the diagonal blocks are also off: (A⁻¹)_ii is the inverse of the Schur
+complement D_i - A_i,r A_r,r⁻¹ A_r,i (r: every other block), not D_i⁻¹; it is ⪰ D_i⁻¹, so the
+block-diagonal inverse under-states the diagonal blocks, by D_i⁻¹ A_i,r A_r,r⁻¹ A_r,i D_i⁻¹ to leading
+(second) order in the couplings. For a K-FAC factor this is a finer block-diagonal K-FAC: correlations between
+input features on different tiles are treated as zero. ``"monolithic"`` is
+:func:`thermotrain.models.inverse` on the whole matrix (one device of any size; the reference).
+
+The tiles of one **round** run in parallel on the chip; with more blocks than tiles, consecutive groups of
+``tiles`` blocks run in successive rounds. The tiles of a round share one schedule (burn-in, sample interval,
+number of samples): the one planned for the round's slowest block (smallest λ_min lower bound, and the
+smallest λ_max for the fast modes' correlation factor, with the widest block's size; see
+:func:`thermotrain.models.plan_readout`), so every tile's predicted error is at most the round's. That also
+lets one round run as **one batched draw** of the covariance readout's law
+(:func:`thermotrain.models._fast_readout.sample_covariance_readout`, a leading tile dimension) per block size;
+a hardware profile builds each tile's device with ``instantiate`` in a loop (its quantization and PD check
+are per matrix), then draws all of them at once. Where the law refuses (too few decorrelation times, an op-amp
+offset), each tile runs :func:`thermotrain.models.inverse`'s trajectory.
+
+**Solve** (:func:`tiled_solve`): X ≈ A⁻¹B by an outer block iteration whose inner solves are tile mean
+readouts (:func:`thermotrain.models.solve`, ``readout="average"``) and whose off-tile products are digital.
+The iteration is written in correction form: R = B - A X (digital), δ_i = D_i⁻¹ R_i on tile i (each right-hand
+side scaled to the DAC's full scale, max |R_i[:, j]| = 1, and scaled back), X_i += δ_i. The device therefore
+only ever computes a correction with a *relative* error, and the digital residual is exact: like mixed-precision
+iterative refinement, the iteration converges to A⁻¹B although every tile call is noisy or quantized, as long
+as its relative error is small against 1 - ρ (ρ the iteration's spectral radius below).
+
+- ``"block-jacobi"``: all tiles at once from one residual; error e ← (I - D⁻¹A) e. Converges iff
+  ρ(I - D⁻¹A) < 1; for SPD A that holds iff 2D - A is also positive definite (not always: strong coupling
+  between blocks breaks it). Growth of the residual on ``3`` consecutive sweeps to above twice its best is
+  taken as divergence: the iteration stops (``on_divergence="stop"``) or continues as Gauss–Seidel from the
+  best iterate (the default), with a note.
+- ``"gauss-seidel"``: tiles one after another, each with the residual updated by the previous corrections
+  (R -= A[:, I_i] δ_i); error e ← (I - (D + L)⁻¹A) e, L the strictly lower blocks. Converges for every SPD A
+  (Ostrowski–Reich), at rate ρ(I - (D + L)⁻¹A) < 1 per sweep; the tiles cannot overlap in time.
+- ``"block-diagonal"``: one round of tile solves (X = X0 + D⁻¹(B - A X0)), no iteration: an approximation.
+- ``"monolithic"``: one :func:`thermotrain.models.solve` call on the whole matrix (the reference).
+
+The iteration stops when ‖B - AX‖_F / ‖B‖_F ≤ ``tol`` (converged), after ``max_iters`` sweeps, on divergence,
+or when the residual has not reached a new minimum for ``patience`` sweeps (a floor: the tiles' relative
+error is not small against 1 - ρ, e.g. a large κ0 over a short window); it returns the best iterate and
+says why in ``notes``.
+
+**Accounting** (:class:`TiledResult`), consistent with :func:`thermotrain.models.inverse` /
+:func:`thermotrain.models.solve`: each tile call's analog time, values loaded and values read as those count
+them; ``analog_time_tau`` is their sum over tiles and iterations, ``wall_time_tau`` the chip's wall time (per
+round the longest tile, summed over rounds). An iterative solve keeps a block on its tile between sweeps when
+the chip has a tile for every block (its matrix entries are loaded once, only right-hand sides after that);
+otherwise every call loads its block again. ``digital_flops`` counts the mapping's own digital work (2 flops
+per multiply-add): residuals B - A X (2n²k + nk), Gauss–Seidel's residual updates (2 n c_i k) and X updates,
+the right-hand-side scaling (2 c_i k per call); not the readout planning that every device call does (the
+same as the monolithic path's).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from thermotrain._args import check_choice, check_float, check_int
+from thermotrain._errors import CircuitError, InputError
+from thermotrain.models._linalg import (
+    _UNSET,
+    SolveResult,
+    _check_backend,
+    _check_rounding,
+    _resolve_config,
+    check_spd,
+    inverse,
+    recommended_readout,
+    solve,
+)
+from thermotrain.models._linear_sde import LinearSDE
+from thermotrain.models._profile import HardwareProfile
+from thermotrain.models._readout import (
+    DEFAULT_TARGET_ERROR,
+    ReadoutConfig,
+    ReadoutPlan,
+    covariance_readout_error,
+    covariance_times,
+    plan_readout,
+)
+
+__all__ = ["TiledResult", "tile_blocks", "tiled_inverse", "tiled_solve"]
+
+InverseMapping = Literal["block-diagonal", "monolithic"]
+SolveMapping = Literal["gauss-seidel", "block-jacobi", "block-diagonal", "monolithic"]
+_INVERSE_MAPPINGS = ("block-diagonal", "monolithic")
+_SOLVE_MAPPINGS = ("gauss-seidel", "block-jacobi", "block-diagonal", "monolithic")
+_GROWTH_SWEEPS = 3  # consecutive growing sweeps (to above twice the best residual) that mean divergence
+
+
+@dataclass(frozen=True)
+class TiledResult:
+    """What a tiled inverse or solve returned and what it cost.
+
+    Attributes:
+        value: the inverse [n, n] (:func:`tiled_inverse`) or X [n] / [n, k] like B (:func:`tiled_solve`).
+        mapping: the mapping that produced ``value`` (``"gauss-seidel"`` after a diverging block Jacobi
+            switched to it).
+        cells_per_tile: block size used (None: monolithic).
+        blocks: diagonal blocks the matrix was cut into (tile jobs per sweep; 1 when monolithic).
+        tiles_used: physical tiles occupied (min(blocks, the chip's tiles)).
+        rounds: device rounds run (tiles of one round run in parallel).
+        iterations: outer sweeps (1 for an inverse, a block-diagonal or a monolithic solve).
+        analog_time_tau: device time summed over every tile call (τ).
+        wall_time_tau: the chip's wall time: per round the longest tile call, summed over rounds (τ).
+        analog_time_per_tile_tau: device time of each block's tile, summed over sweeps (τ), block order.
+        values_loaded, values_read: DAC writes and ADC reads (counts, as models.inverse/solve count them;
+            a resident block is loaded once, see the module docstring).
+        digital_flops: the mapping's digital work between device calls (module docstring).
+        residual: final ‖B - A X‖_F / ‖B‖_F (solves; None for an inverse, whose residual would cost O(n³)).
+        residual_history: the relative residual before the first sweep and after each sweep (solves).
+        converged: residual ≤ tol (solves; None for an inverse).
+        plans: the :class:`ReadoutPlan` of every device call, in call order (None entries: exact backend).
+        notes: what a caller should know (approximation, fall-backs, why an iteration stopped).
+    """
+
+    value: Tensor
+    mapping: str
+    cells_per_tile: int | None
+    blocks: int
+    tiles_used: int
+    rounds: int
+    iterations: int
+    analog_time_tau: float
+    wall_time_tau: float
+    analog_time_per_tile_tau: tuple[float, ...]
+    values_loaded: int
+    values_read: int
+    digital_flops: int
+    residual: float | None = None
+    residual_history: tuple[float, ...] = ()
+    converged: bool | None = None
+    plans: tuple[ReadoutPlan | None, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def tile_blocks(n: int, cells_per_tile: int) -> list[slice]:
+    """Contiguous blocks [0, c), [c, 2c), … covering range(n), c = ``cells_per_tile``; the last block holds
+    the remaining n - c·⌊(n-1)/c⌋ cells (it may be smaller). InputError for n < 1 or c < 1."""
+    n = check_int("n", n, minimum=1)
+    c = check_int("cells_per_tile", cells_per_tile, minimum=1)
+    return [slice(i, min(i + c, n)) for i in range(0, n, c)]
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def _check_square(A: Tensor) -> int:
+    """Shape and finiteness of A (one O(n²) sum; the entries are scanned only when it is not finite)."""
+    if not isinstance(A, Tensor) or A.ndim != 2 or A.shape[0] != A.shape[1] or not A.is_floating_point():
+        shape = tuple(A.shape) if isinstance(A, Tensor) else type(A).__name__
+        raise CircuitError(f"A must be a square floating-point [n, n] tensor; got {shape}.")
+    if A.shape[0] == 0:
+        raise CircuitError("A is empty (0 x 0); nothing to load.")
+    if not math.isfinite(float(A.sum())) and not bool(torch.isfinite(A).all()):
+        raise CircuitError("A has non-finite entries (NaN/inf); check the curvature estimate upstream.")
+    return A.shape[0]
+
+
+def _check_symmetric(A: Tensor, pairs: list[tuple[slice, slice]]) -> None:
+    """max |A[I, J] - A[J, I]ᵀ| over the block pairs given, against 100 ε max |A| there (blocked, so the
+    transposed reads stay in cache: a whole 4 609 × 4 609 check costs ~0.1 s instead of ~1 s)."""
+    asym = scale = 0.0
+    for si, sj in pairs:
+        a, b = A[si, sj], A[sj, si]
+        scale = max(scale, float(a.abs().max()))
+        asym = max(asym, float((a - b.T).abs().max()))
+    if asym > 100 * torch.finfo(A.dtype).eps * max(scale, 1e-300):
+        raise CircuitError(
+            f"A must be symmetric; max |A - Aᵀ| = {asym:.3g} (max |A| = {scale:.3g}). "
+            "Symmetrise it with (A + A.T) / 2."
+        )
+
+
+def _upper_pairs(n: int, size: int = 512) -> list[tuple[slice, slice]]:
+    """Every block pair (I, J), I ≤ J, of a 512-cell partition: the whole matrix's symmetry."""
+    parts = tile_blocks(n, size)
+    return [(parts[i], parts[j]) for i in range(len(parts)) for j in range(i, len(parts))]
+
+
+def _tiling(backend: object, cells_per_tile: int | None, tiles: int | None) -> tuple[int | None, int | None]:
+    """(cells per tile, tiles on the chip) for this call: the arguments, else the profile's chip; (None, …)
+    when neither names a tile size (monolithic)."""
+    chip = backend.chip if isinstance(backend, HardwareProfile) else None
+    if cells_per_tile is None:
+        c = None if chip is None else chip.cells_per_tile
+    else:
+        c = check_int("cells_per_tile", cells_per_tile, minimum=1)
+        if chip is not None and c > chip.cells_per_tile:
+            raise InputError(
+                f"cells_per_tile={c} exceeds the profile's chip ({chip.cells_per_tile} cells per tile); "
+                f"use at most {chip.cells_per_tile} or leave it None."
+            )
+    if tiles is None:
+        t = None if chip is None else chip.tiles
+    else:
+        t = check_int("tiles", tiles, minimum=1)
+    return c, t
+
+
+def _rounds(m: int, tiles: int | None) -> list[list[int]]:
+    """Block indices of each round: consecutive groups of ``tiles`` (all at once when unlimited)."""
+    step = m if tiles is None else tiles
+    return [list(range(i, min(i + step, m))) for i in range(0, m, step)]
+
+
+def _offblock_fraction(A: Tensor, blocks: list[slice]) -> float:
+    """‖A - blockdiag(A)‖_F / ‖A‖_F: the share of A the block-diagonal mapping drops (the off-diagonal
+    blocks' norms summed directly, no cancellation). O(n²)."""
+    off = on = 0.0
+    for s in blocks:
+        on += float(torch.linalg.matrix_norm(A[s, s])) ** 2
+        for part in (A[s, : s.start], A[s, s.stop :]):
+            if part.numel():
+                off += float(torch.linalg.matrix_norm(part)) ** 2
+    return math.sqrt(off / (off + on)) if off + on > 0 else 0.0
+
+
+def _plan_context(backend: object, cfg: ReadoutConfig) -> tuple[float, float, float]:
+    """(κ0, shortest sample interval, default target error) of a covariance call, as models.inverse plans."""
+    if isinstance(backend, HardwareProfile):
+        kappa0 = backend.kappa0 if cfg.kappa0 is None else cfg.kappa0
+        min_dt = backend.sample_interval_tau
+    else:
+        kappa0, min_dt = (1e-2 if cfg.kappa0 is None else cfg.kappa0), 0.0
+    rec = recommended_readout(backend)
+    target = rec.target_error if rec is not None and rec.target_error is not None else DEFAULT_TARGET_ERROR
+    return float(kappa0), float(min_dt), float(target)
+
+
+def extreme_eigenvalues_batched(D: Tensor, steps: int = 32) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`thermotrain.models.extreme_eigenvalues` of every block of ``D`` [m, c, c] at once: (λ_min lower
+    estimate, λ_min Ritz value, λ_max Ritz value), each [m] float64. The same Lanczos (full
+    reorthogonalisation, the same start vector as the readout planner: ``randn(c)`` from seed 0, a Ritz value
+    lowered by its residual, floored at a tenth of it), batched over blocks; exact (eigvalsh) when c ≤ steps.
+    Cost O(steps · m c²)."""
+    m, c = D.shape[0], D.shape[-1]
+    Dd = 0.5 * (D + D.mT).detach().to(torch.float64)
+    if c <= steps:
+        lam = torch.linalg.eigvalsh(Dd)
+        return lam[:, 0], lam[:, 0], lam[:, -1]
+    q0 = torch.randn(c, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(Dd.device)
+    q = (q0 / q0.norm()).expand(m, c).clone()
+    Q = torch.zeros((m, c, steps), dtype=torch.float64, device=Dd.device)
+    alpha = torch.zeros((m, steps), dtype=torch.float64, device=Dd.device)
+    beta = torch.zeros((m, steps), dtype=torch.float64, device=Dd.device)
+    k_used = torch.full((m,), steps, dtype=torch.long)
+    active = torch.ones(m, dtype=torch.bool, device=Dd.device)
+    for k in range(steps):
+        Q[:, :, k] = torch.where(active[:, None], q, Q[:, :, k])
+        w = (Dd @ q[..., None])[..., 0]
+        a = (q * w).sum(-1)
+        Qk = Q[:, :, : k + 1]
+        for _ in range(2):  # twice is enough (Kahan)
+            w = w - (Qk @ (Qk.mT @ w[..., None]))[..., 0]
+        bk = w.norm(dim=-1)
+        alpha[:, k] = torch.where(active, a, alpha[:, k])
+        beta[:, k] = torch.where(active, bk, beta[:, k])
+        stop = active & (bk <= 1e-12 * a.abs().clamp_min(1e-300))
+        k_used[stop.cpu()] = k + 1
+        active = active & ~stop
+        if not bool(active.any()):
+            break
+        q = torch.where(active[:, None], w / bk.clamp_min(1e-300)[:, None], q)
+    lo, ritz, top = (torch.empty(m, dtype=torch.float64) for _ in range(3))
+    for i in range(m):  # tiny tridiagonal problems (≤ steps); batched eigh when all used the same k
+        k = int(k_used[i])
+        T = torch.diag(alpha[i, :k]) + torch.diag(beta[i, : k - 1], 1) + torch.diag(beta[i, : k - 1], -1)
+        theta, S = torch.linalg.eigh(T.cpu())
+        resid = abs(float(beta[i, k - 1]) * float(S[-1, 0]))
+        lo[i] = max(float(theta[0]) - resid, 0.1 * float(theta[0]))
+        ritz[i], top[i] = float(theta[0]), float(theta[-1])
+    return lo, ritz, top
+
+
+def _round_plan(
+    blocks: list[Tensor], backend: object, cfg: ReadoutConfig, lambda_floor: float
+) -> tuple[ReadoutPlan, list[float]]:
+    """The covariance schedule shared by the tiles of one round, and each tile's λ_min estimate.
+
+    A fixed ``analog_time`` is the config's (as :func:`plan_readout`). ``"auto"``: :func:`plan_readout`'s
+    covariance law for the widest block, with λ_min the smallest of the tiles' lower estimates (floored at
+    ``lambda_floor``) and λ_max the smallest of their Ritz maxima (the fast modes' correlation factor is
+    largest there) -- for a single block this is exactly :func:`plan_readout`; for several, every tile's
+    predicted error is at most the plan's."""
+    kappa0, min_dt, target = _plan_context(backend, cfg)
+    c = max(int(b.shape[0]) for b in blocks)
+    if cfg.analog_time != "auto":
+        plan = plan_readout(blocks[0], cfg, kappa0=kappa0, min_dt=min_dt, default_target=target)
+        return plan, [math.nan] * len(blocks)
+    floor = check_float("lambda_floor", lambda_floor, minimum=0.0, unit="1/τ")
+    by_size: dict[int, list[int]] = {}
+    for i, b in enumerate(blocks):
+        by_size.setdefault(int(b.shape[0]), []).append(i)
+    lows = [math.nan] * len(blocks)
+    tops = [math.nan] * len(blocks)
+    ritzes = [math.nan] * len(blocks)
+    for idx in by_size.values():
+        lo, ritz, top = extreme_eigenvalues_batched(torch.stack([blocks[i] for i in idx]), cfg.lanczos_steps)
+        for j, i in enumerate(idx):
+            lows[i], ritzes[i], tops[i] = float(lo[j]), float(ritz[j]), float(top[j])
+    lams = [max(lo, floor) if floor > 0 else lo for lo in lows]
+    lam = min(lams)
+    if not (math.isfinite(lam) and lam > 0):
+        raise InputError(
+            f"a tile's smallest eigenvalue estimate is {min(ritzes):.3g}; every diagonal block must be > 0."
+        )
+    top = min(tops)
+    eps = cfg.target_error if cfg.target_error is not None else target
+    burn, window, dt, _ = covariance_times(lam, c, eps, cfg.sample_interval, min_dt, lam_max=top)
+    if cfg.burn_in != "auto":
+        burn = float(cfg.burn_in)
+    t = burn + window
+    capped = t > cfg.max_analog_time
+    notes: tuple[str, ...] = ()
+    if capped:
+        scale = cfg.max_analog_time / t
+        burn, window, t = burn * scale, window * scale, cfg.max_analog_time
+        notes = (f"auto analog time capped at max_analog_time={cfg.max_analog_time:g} tau",)
+    predicted = covariance_readout_error(lam, c, dt, int(round(window / dt)) + 1, top)
+    plan = ReadoutPlan(
+        t=t,
+        burn_in=burn,
+        dt=dt,
+        kappa0=kappa0,
+        lambda_min=lam,
+        predicted_error=predicted,
+        capped=capped,
+        notes=notes,
+    )
+    return plan, lams
+
+
+def _fixed(cfg: ReadoutConfig, plan: ReadoutPlan) -> ReadoutConfig:
+    """``cfg`` pinned to ``plan``'s schedule (what a per-tile fall-back call must run)."""
+    return replace(cfg, analog_time=plan.t, burn_in=plan.burn_in, sample_interval=plan.dt, kappa0=plan.kappa0)
+
+
+def _law_round(
+    group: list[Tensor],
+    backend: object,
+    cfg: ReadoutConfig,
+    plan: ReadoutPlan,
+    samples: int,
+    lambda_floor: float,
+    generator: torch.Generator | None,
+) -> list[Tensor] | None:
+    """Inverses of a group of equal-size blocks from one batched draw of the covariance readout's law, or
+    None where the law refuses (the caller then runs each tile's trajectory)."""
+    from thermotrain.models._fast_readout import sample_covariance_readout
+
+    stack = torch.stack(group)
+    try:
+        if backend == "ideal":
+            C = sample_covariance_readout(
+                stack,
+                dt=plan.dt,
+                samples=samples,
+                burn_in=plan.burn_in,
+                kappa0=plan.kappa0,
+                generator=generator,
+            )
+            inv = C / plan.kappa0
+            return list(0.5 * (inv + inv.mT))
+        assert isinstance(backend, HardwareProfile)
+        total: Tensor | float = 0.0
+        for _ in range(cfg.roundings):
+            insts = [
+                backend.instantiate(
+                    D,
+                    generator=generator,
+                    kappa0=plan.kappa0,
+                    rounding=cfg.rounding,
+                    min_eigenvalue=lambda_floor,
+                )
+                for D in group
+            ]
+            if any(float(getattr(i.readout, "offset", 0.0)) != 0.0 for i in insts):
+                return None  # an offset adds mean terms the law does not draw
+            if any(bool((i.sde.u != 0).any()) for i in insts):
+                return None
+            sde = LinearSDE(torch.stack([i.sde.M for i in insts]), torch.stack([i.sde.D for i in insts]))
+            adc = getattr(insts[0].readout, "adc", None)
+            C = sample_covariance_readout(
+                sde,
+                dt=plan.dt,
+                samples=samples,
+                burn_in=plan.burn_in,
+                observe=insts[0].observe,
+                generator=generator,
+                adc_step=0.0 if adc is None else float(adc.step),
+            )
+            alpha = torch.tensor([i.matrix_scale for i in insts], dtype=C.dtype, device=C.device)
+            total = total + alpha[:, None, None] * C / insts[0].kappa0 / cfg.roundings
+        assert isinstance(total, Tensor)
+        return list(0.5 * (total + total.mT))
+    except InputError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------- inverse
+def tiled_inverse(
+    A: Tensor,
+    *,
+    backend: Literal["exact", "ideal"] | HardwareProfile,
+    cells_per_tile: int | None = None,
+    mapping: InverseMapping = "block-diagonal",
+    config: ReadoutConfig | None = None,
+    lambda_floor: float = 0.0,
+    generator: torch.Generator | None = None,
+    simulator: Literal["trajectory", "law"] = "law",
+    tiles: int | None = None,
+) -> TiledResult:
+    """A⁻¹ on a chip of fixed-size tiles (mappings, approximation and accounting: module docstring).
+
+    Args:
+        A: [n, n] symmetric; every diagonal block must be positive definite (a CircuitError names the first
+            that is not). ``"monolithic"`` needs A itself SPD.
+        backend: ``"exact"`` (digital block Cholesky inverses: the block-diagonal approximation without
+            device noise), ``"ideal"`` or a :class:`HardwareProfile`.
+        cells_per_tile: block size; None = the profile's ``chip.cells_per_tile``, else monolithic (a note
+            says so). More than the chip's tile holds is refused.
+        mapping: ``"block-diagonal"`` (one tile per diagonal block) or ``"monolithic"`` (the reference:
+            :func:`thermotrain.models.inverse` on the whole of A).
+        config: the readout (:class:`ReadoutConfig`; None: the profile's recommendation, else defaults);
+            ``"auto"`` analog time is planned per round (module docstring).
+        lambda_floor: a known lower bound of λ_min(A) (1/τ), which bounds every block's λ_min too.
+        generator: torch generator for the device noise and stochastic rounding.
+        simulator: ``"law"`` (one batched draw per round and block size) or ``"trajectory"`` (each tile's
+            trajectory via :func:`thermotrain.models.inverse`, the reference).
+        tiles: tiles on the chip (None = the profile's ``chip.tiles``, else unlimited: one round).
+    Returns:
+        :class:`TiledResult` (``value`` = the [n, n] inverse, symmetric). Cost: ideal O(m c³) for m blocks
+        of c cells (+ O(steps · m c²) planning), against O(n³) for the monolithic device or Cholesky.
+    """
+    _check_backend(backend)
+    n = _check_square(A)
+    check_choice("mapping", mapping, _INVERSE_MAPPINGS)
+    check_choice("simulator", simulator, ("trajectory", "law"))
+    c, chip_tiles = _tiling(backend, cells_per_tile, tiles)
+    notes: list[str] = []
+    if mapping == "monolithic" or c is None:
+        if c is None and mapping != "monolithic":
+            notes.append(
+                "no cells_per_tile and no chip in the backend: ran monolithic (one device of any size)"
+            )
+        if c is not None and n > c:
+            notes.append(f"monolithic reference: n = {n} exceeds a tile of {c} cells; no chip holds it")
+        r = inverse(
+            A,
+            backend=backend,
+            config=config,
+            lambda_floor=lambda_floor,
+            generator=generator,
+            simulator=simulator,
+        )
+        return TiledResult(
+            value=r.inverse,
+            mapping="monolithic",
+            cells_per_tile=None,
+            blocks=1,
+            tiles_used=1,
+            rounds=1,
+            iterations=1,
+            analog_time_tau=r.analog_time_tau,
+            wall_time_tau=r.analog_time_tau,
+            analog_time_per_tile_tau=(r.analog_time_tau,),
+            values_loaded=r.values_loaded,
+            values_read=r.values_read,
+            digital_flops=0,
+            plans=(r.plan,),
+            notes=tuple(notes),
+        )
+    blocks = tile_blocks(n, c)
+    m = len(blocks)
+    _check_symmetric(A, [(s, s) for s in blocks])  # only the diagonal blocks are loaded
+    D = [A[s, s] for s in blocks]
+    _check_blocks_pd(D, blocks)
+    if m > 1:
+        frac = _offblock_fraction(A, blocks)
+        notes.append(
+            f"block-diagonal approximation: {m} tiles of <= {c} cells; the couplings between tiles "
+            f"({100 * frac:.3g} % of ‖A‖_F) are dropped: the result is blockdiag(A_ii⁻¹)"
+        )
+    out = torch.zeros_like(A)
+    per_tile = [0.0] * m
+    if backend == "exact":
+        for s, Di in zip(blocks, D, strict=True):
+            out[s, s] = inverse(Di, backend="exact").inverse
+        flops = sum((s.stop - s.start) ** 3 for s in blocks)
+        return TiledResult(
+            value=out,
+            mapping="block-diagonal",
+            cells_per_tile=c,
+            blocks=m,
+            tiles_used=m if chip_tiles is None else min(m, chip_tiles),
+            rounds=0,
+            iterations=1,
+            analog_time_tau=0.0,
+            wall_time_tau=0.0,
+            analog_time_per_tile_tau=tuple(per_tile),
+            values_loaded=0,
+            values_read=0,
+            digital_flops=int(flops),
+            plans=(None,) * m,
+            notes=tuple(notes),
+        )
+    cfg = _resolve_config(backend, config, "covariance", None, None, None, _UNSET, None, None)
+    _check_rounding(backend, cfg.rounding, cfg.roundings)
+    if isinstance(backend, HardwareProfile) and cfg.sample_interval is not None:
+        if cfg.sample_interval < backend.sample_interval_tau * (1 - 1e-12):
+            raise InputError(
+                f"sample_interval = {cfg.sample_interval:g} τ is shorter than the profile's ADC sample "
+                f"interval {backend.sample_interval_tau:g} τ; use at least that."
+            )
+    plans: list[ReadoutPlan | None] = [None] * m
+    loaded = read = 0
+    total = wall = 0.0
+    rounds = _rounds(m, chip_tiles)
+    fallbacks = 0
+    for members in rounds:
+        plan, _ = _round_plan([D[i] for i in members], backend, cfg, lambda_floor)
+        if not plan.kappa0 > 0:
+            raise InputError(
+                f"kappa0 = {plan.kappa0!r}: the covariance readout needs noise (kappa0 > 0, e.g. 1e-2)."
+            )
+        n_steps = int(math.floor((plan.t - plan.burn_in) / plan.dt + 1e-9))
+        if n_steps < 1:
+            raise InputError(
+                f"the sampling window t - burn_in = {plan.t - plan.burn_in:g} τ holds no step of "
+                f"dt = {plan.dt:g} τ."
+            )
+        by_size: dict[int, list[int]] = {}
+        for i in members:
+            by_size.setdefault(blocks[i].stop - blocks[i].start, []).append(i)
+        for idx in by_size.values():
+            invs = None
+            if simulator == "law":
+                group = [D[i] for i in idx]
+                invs = _law_round(group, backend, cfg, plan, n_steps + 1, lambda_floor, generator)
+            if invs is None:
+                if simulator == "law":
+                    fallbacks += len(idx)
+                invs = [
+                    inverse(
+                        D[i],
+                        backend=backend,
+                        config=_fixed(cfg, plan),
+                        lambda_floor=lambda_floor,
+                        generator=generator,
+                        simulator="trajectory",
+                    ).inverse
+                    for i in idx
+                ]
+            for i, inv_i in zip(idx, invs, strict=True):
+                s = blocks[i]
+                out[s, s] = inv_i.to(A.dtype)
+        round_time = plan.t * cfg.roundings
+        for i in members:
+            ci = blocks[i].stop - blocks[i].start
+            plans[i] = plan
+            per_tile[i] = round_time
+            loaded += ci * (ci + 1) // 2 * cfg.roundings
+            read += ci * (n_steps + 1) * cfg.roundings
+            total += round_time
+        wall += round_time
+    if fallbacks:
+        notes.append(f"{fallbacks} tile(s) ran the trajectory: the readout's law refused their schedule")
+    if len(rounds) > 1:
+        notes.append(f"{m} blocks on {chip_tiles} tiles: {len(rounds)} rounds")
+    return TiledResult(
+        value=out,
+        mapping="block-diagonal",
+        cells_per_tile=c,
+        blocks=m,
+        tiles_used=m if chip_tiles is None else min(m, chip_tiles),
+        rounds=len(rounds),
+        iterations=1,
+        analog_time_tau=float(total),
+        wall_time_tau=float(wall),
+        analog_time_per_tile_tau=tuple(per_tile),
+        values_loaded=int(loaded),
+        values_read=int(read),
+        digital_flops=0,
+        plans=tuple(plans),
+        notes=tuple(notes),
+    )
+
+
+def _check_blocks_pd(D: list[Tensor], blocks: list[slice]) -> None:
+    """Every diagonal block positive definite (one batched Cholesky per block size); CircuitError naming
+    the first block that is not (a principal submatrix of an SPD matrix is SPD, so A is not SPD either)."""
+    by_size: dict[int, list[int]] = {}
+    for i, Di in enumerate(D):
+        by_size.setdefault(Di.shape[0], []).append(i)
+    for idx in by_size.values():
+        _, info = torch.linalg.cholesky_ex(torch.stack([D[i] for i in idx]))
+        bad = [idx[j] for j in range(len(idx)) if int(info[j]) != 0]
+        if bad:
+            s = blocks[bad[0]]
+            check_spd(D[bad[0]], name=f"A[{s.start}:{s.stop}, {s.start}:{s.stop}]")
+            raise CircuitError(  # pragma: no cover - check_spd raises for a block Cholesky refused
+                f"diagonal block A[{s.start}:{s.stop}, {s.start}:{s.stop}] is not positive definite."
+            )
+
+
+# ------------------------------------------------------------------------------------------- solve
+class _Ledger:
+    """Running totals of a tiled solve (device calls, rounds, flops)."""
+
+    def __init__(self, m: int, resident: bool) -> None:
+        self.total = 0.0
+        self.wall = 0.0
+        self.per_tile = [0.0] * m
+        self.loaded = 0
+        self.read = 0
+        self.flops = 0
+        self.rounds = 0
+        self.plans: list[ReadoutPlan | None] = []
+        self.resident = resident
+        self.loaded_once: set[int] = set()
+        self.pinned: dict[int, ReadoutPlan] = {}  # noiseless auto plans kept per block (_tile_correction)
+
+    def call(self, i: int, ci: int, k: int, r: SolveResult) -> float:
+        t = float(r.analog_time_tau)
+        self.total += t
+        self.per_tile[i] += t
+        self.read += int(r.values_read)
+        loads = int(r.values_loaded)
+        if self.resident and i in self.loaded_once and loads > 0:
+            loads -= ci * (ci + 1) // 2  # the block stayed on its tile: only the right-hand sides
+        self.loaded_once.add(i)
+        self.loaded += loads
+        self.flops += 2 * ci * k
+        self.plans.append(r.plan)
+        return t
+
+    def round(self, times: list[float]) -> None:
+        self.rounds += 1
+        self.wall += max(times, default=0.0)
+
+
+def _tile_correction(
+    Di: Tensor,
+    Ri: Tensor,
+    backend: object,
+    cfg: ReadoutConfig | None,
+    lambda_floor: float,
+    generator: torch.Generator | None,
+    led: _Ledger | None = None,
+    key: int = 0,
+) -> tuple[Tensor, SolveResult]:
+    """δ ≈ D_i⁻¹ R_i by one tile mean readout, each column scaled to full scale (max |R_i[:, j]| = 1) on the
+    way in and back on the way out. Returns (δ, SolveResult).
+
+    A noiseless (κ0 = 0) ``"auto"`` plan depends on the block only, not on the right-hand side, so the first
+    sweep's plan of block ``key`` is kept in ``led`` and later sweeps run it as a fixed schedule (the same
+    device run, without planning it again: the Lanczos estimate was ~40 % of the simulator's time)."""
+    beta = 1.0 / Ri.abs().amax(dim=0).clamp_min(1e-300)
+    kept = None if led is None else led.pinned.get(key)
+    call_cfg = cfg
+    if kept is not None:
+        base = cfg or recommended_readout(backend) or ReadoutConfig()
+        call_cfg = replace(base, analog_time=kept.t, burn_in=kept.burn_in)
+    r = solve(
+        Di,
+        Ri * beta,
+        backend=backend,
+        config=call_cfg,
+        readout="average",
+        lambda_floor=lambda_floor,
+        generator=generator,
+    )
+    if kept is not None:
+        r = replace(r, plan=kept)
+    elif led is not None and r.plan is not None and r.plan.kappa0 == 0 and math.isfinite(r.plan.lambda_min):
+        led.pinned[key] = r.plan
+    return r.x.reshape(Ri.shape) / beta, r
+
+
+def tiled_solve(
+    A: Tensor,
+    B: Tensor,
+    *,
+    backend: Literal["exact", "ideal"] | HardwareProfile,
+    cells_per_tile: int | None = None,
+    mapping: SolveMapping = "gauss-seidel",
+    tol: float = 1e-3,
+    max_iters: int = 50,
+    config: ReadoutConfig | None = None,
+    lambda_floor: float = 0.0,
+    generator: torch.Generator | None = None,
+    x0: Tensor | None = None,
+    tiles: int | None = None,
+    on_divergence: Literal["gauss-seidel", "stop"] = "gauss-seidel",
+    patience: int = 5,
+) -> TiledResult:
+    """X ≈ A⁻¹B by an outer block iteration on fixed-size tiles (module docstring: the iterations, their
+    convergence conditions and the accounting).
+
+    Convergence: block Gauss–Seidel converges for every SPD A, at ρ(I - (D + L)⁻¹A) per sweep; block Jacobi
+    iff ρ(I - D⁻¹A) < 1 (for SPD A: iff 2D - A is positive definite). With noisy or quantized tiles the
+    sweep contracts by about ρ + ε (ε the tiles' relative error), so the iteration still reaches any ``tol``
+    while ρ + ε < 1: the residual is digital and exact, the device only computes corrections.
+
+    Args:
+        A: [n, n] symmetric positive definite.
+        B: [n] or [n, k] right-hand sides (k columns run on k devices in parallel per tile call, as
+            :func:`thermotrain.models.solve` counts them).
+        backend: ``"exact"`` (digital block solves: the iteration alone), ``"ideal"`` or a profile.
+        cells_per_tile, tiles: as in :func:`tiled_inverse`.
+        mapping: ``"gauss-seidel"`` (default), ``"block-jacobi"``, ``"block-diagonal"`` (one round, no
+            iteration: an approximation) or ``"monolithic"`` (one device call on A: the reference).
+        tol: target relative residual ‖B - AX‖_F/‖B‖_F (> 0).
+        max_iters: most sweeps (≥ 1).
+        config: the tiles' readout (:class:`ReadoutConfig`, mode set to ``"average"``).
+        lambda_floor: a known lower bound of λ_min(A) (1/τ), passed to every tile.
+        generator: torch generator for the device noise.
+        x0: start [n] / [n, k] (default 0).
+        on_divergence: what a diverging block Jacobi does: continue as Gauss–Seidel from the best iterate,
+            or stop there.
+        patience: sweeps without a new smallest residual after which the iteration stops (a floor).
+    Returns:
+        :class:`TiledResult` with ``value`` = X (shape of B), ``residual``, ``residual_history``,
+        ``converged`` and ``notes`` (why it stopped). Cost per sweep: m tile solves + 2n²k digital flops.
+    """
+    _check_backend(backend)
+    n = _check_square(A)
+    check_choice("mapping", mapping, _SOLVE_MAPPINGS)
+    check_choice("on_divergence", on_divergence, ("gauss-seidel", "stop"))
+    tol = check_float("tol", tol, minimum=0.0, strict_min=True)
+    max_iters = check_int("max_iters", max_iters, minimum=1, maximum=100_000)
+    patience = check_int("patience", patience, minimum=1)
+    if config is not None and not isinstance(config, ReadoutConfig):
+        raise InputError(f"config must be a thermotrain.models.ReadoutConfig; got {type(config).__name__}.")
+    if not isinstance(B, Tensor) or B.ndim not in (1, 2) or B.shape[0] != n:
+        shape = tuple(B.shape) if isinstance(B, Tensor) else type(B).__name__
+        raise CircuitError(f"B must be [n] or [n, k] with n = {n}; got {shape}.")
+    if not bool(torch.isfinite(B).all()):
+        raise CircuitError("B has non-finite entries (NaN/inf).")
+    _check_symmetric(A, _upper_pairs(n))
+    squeeze = B.ndim == 1
+    Bm = (B[:, None] if squeeze else B).to(dtype=A.dtype, device=A.device)
+    k = Bm.shape[1]
+    X = torch.zeros_like(Bm)
+    if x0 is not None:
+        if not isinstance(x0, Tensor) or tuple(x0.reshape(n, -1).shape) != (n, k):
+            raise CircuitError(f"x0 must have B's shape {tuple(B.shape)}.")
+        X = x0.reshape(n, k).to(dtype=A.dtype, device=A.device).clone()
+    effective = config or recommended_readout(backend) or ReadoutConfig()
+    roundings = effective.roundings if isinstance(backend, HardwareProfile) else 1
+    c, chip_tiles = _tiling(backend, cells_per_tile, tiles)
+    bnorm = float(torch.linalg.matrix_norm(Bm))
+    notes: list[str] = []
+
+    def shape_out(Y: Tensor) -> Tensor:
+        return Y[:, 0] if squeeze else Y
+
+    def residual(Y: Tensor, led: _Ledger) -> tuple[Tensor, float]:
+        R = Bm - A @ Y
+        led.flops += 2 * n * n * k + n * k
+        return R, (float(torch.linalg.matrix_norm(R)) / bnorm if bnorm > 0 else 0.0)
+
+    if mapping == "monolithic" or c is None:
+        if c is None and mapping != "monolithic":
+            notes.append(
+                "no cells_per_tile and no chip in the backend: ran monolithic (one device of any size)"
+            )
+        check_spd(A)
+        led = _Ledger(1, True)
+        R0, res0 = residual(X, led)
+        hist = [res0]
+        if res0 > 0:
+            d, r = _tile_correction(A, R0, backend, config, lambda_floor, generator)
+            led.round([led.call(0, n, k, r)])
+            X = X + d
+        _, res = residual(X, led)
+        hist.append(res)
+        return _result(X, shape_out, "monolithic", None, 1, 1, led, hist, tol, notes, iterations=1)
+
+    blocks = tile_blocks(n, c)
+    m = len(blocks)
+    D = [A[s, s] for s in blocks]
+    _check_blocks_pd(D, blocks)
+    resident = (chip_tiles is None or m <= chip_tiles) and roundings == 1
+    if effective.rounding == "stochastic":
+        resident = False  # every load draws a new rounding: the block is loaded again
+    led = _Ledger(m, resident)
+    tiles_used = m if chip_tiles is None else min(m, chip_tiles)
+    R, res = residual(X, led)
+    hist = [res]
+    if mapping == "block-diagonal":
+        if m > 1:
+            notes.append(
+                f"block-diagonal approximation: the couplings between the {m} tiles "
+                f"({100 * _offblock_fraction(A, blocks):.3g} % of ‖A‖_F) are dropped"
+            )
+        if res > 0:
+            deltas = _jacobi_round(D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k)
+            X = X + deltas
+            led.flops += n * k
+        _, res = residual(X, led)
+        hist.append(res)
+        return _result(X, shape_out, mapping, c, m, tiles_used, led, hist, tol, notes, iterations=1)
+
+    current = mapping
+    best_X, best = X.clone(), res
+    since_best = 0
+    iterations = 0
+    stop_reason = None
+    while iterations < max_iters and hist[-1] > tol:
+        iterations += 1
+        if current == "block-jacobi":
+            X = X + _jacobi_round(D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k)
+            led.flops += n * k
+            R, res = residual(X, led)
+        else:
+            for i, s in enumerate(blocks):
+                d, r = _tile_correction(D[i], R[s], backend, config, lambda_floor, generator, led, i)
+                led.round([led.call(i, s.stop - s.start, k, r)])
+                X[s] = X[s] + d
+                R = R - A[:, s] @ d
+                led.flops += 2 * n * (s.stop - s.start) * k + (s.stop - s.start) * k
+            res = float(torch.linalg.matrix_norm(R)) / bnorm if bnorm > 0 else 0.0
+        hist.append(res)
+        if res < best:
+            best, best_X, since_best = res, X.clone(), 0
+        else:
+            since_best += 1
+        growing = len(hist) > _GROWTH_SWEEPS and all(
+            hist[-j] > hist[-j - 1] for j in range(1, _GROWTH_SWEEPS + 1)
+        )
+        if growing and res > 2 * best:
+            what = (
+                f"{current} diverged: the residual grew on {_GROWTH_SWEEPS} sweeps to {res:.3g} (best "
+                f"{best:.3g})"
+            )
+            if current == "block-jacobi":
+                what += " -- ρ(I - D⁻¹A) > 1 (2D - A is not positive definite)"
+            if current == "block-jacobi" and on_divergence == "gauss-seidel":
+                notes.append(what + "; switched to gauss-seidel from the best iterate")
+                current = "gauss-seidel"
+                X = best_X.clone()
+                R, res = residual(X, led)
+                hist.append(res)
+                since_best = 0
+                continue
+            stop_reason = what + "; stopped, returning the best iterate"
+            break
+        if since_best >= patience:
+            stop_reason = (
+                f"the residual stopped decreasing (no new minimum in {patience} sweeps; best {best:.3g}): "
+                "the tiles' relative error is not small against 1 - ρ (a noise or quantization floor); "
+                "returning the best iterate"
+            )
+            break
+    if best < hist[-1]:
+        X = best_X  # the best iterate, not the last (residual_history still shows every sweep)
+    if stop_reason is not None:
+        notes.append(stop_reason)
+    elif best > tol:
+        notes.append(f"max_iters={max_iters} sweeps reached before tol={tol:g} (residual {best:.3g})")
+    return _result(
+        X, shape_out, current, c, m, tiles_used, led, hist, tol, notes, iterations=iterations, residual=best
+    )
+
+
+def _jacobi_round(
+    D: list[Tensor],
+    blocks: list[slice],
+    R: Tensor,
+    backend: object,
+    config: ReadoutConfig | None,
+    lambda_floor: float,
+    generator: torch.Generator | None,
+    led: _Ledger,
+    chip_tiles: int | None,
+    k: int,
+) -> Tensor:
+    """All tiles' corrections from one residual (the tiles of a round in parallel); returns the stacked δ."""
+    out = torch.zeros_like(R)
+    for members in _rounds(len(blocks), chip_tiles):
+        times = []
+        for i in members:
+            s = blocks[i]
+            d, r = _tile_correction(D[i], R[s], backend, config, lambda_floor, generator, led, i)
+            out[s] = d
+            times.append(led.call(i, s.stop - s.start, k, r))
+        led.round(times)
+    return out
+
+
+def _result(
+    X: Tensor,
+    shape_out: Callable[[Tensor], Tensor],
+    mapping: str,
+    c: int | None,
+    m: int,
+    tiles_used: int,
+    led: _Ledger,
+    hist: list[float],
+    tol: float,
+    notes: list[str],
+    *,
+    iterations: int,
+    residual: float | None = None,
+) -> TiledResult:
+    res = hist[-1] if residual is None else residual
+    return TiledResult(
+        value=shape_out(X),
+        mapping=mapping,
+        cells_per_tile=c,
+        blocks=m,
+        tiles_used=tiles_used,
+        rounds=led.rounds,
+        iterations=iterations,
+        analog_time_tau=float(led.total),
+        wall_time_tau=float(led.wall),
+        analog_time_per_tile_tau=tuple(led.per_tile),
+        values_loaded=int(led.loaded),
+        values_read=int(led.read),
+        digital_flops=int(led.flops),
+        residual=res,
+        residual_history=tuple(hist),
+        converged=res <= tol,
+        plans=tuple(led.plans),
+        notes=tuple(notes),
+    )

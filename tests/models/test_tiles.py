@@ -1,0 +1,441 @@
+"""Fixed-size tiles: the profile's chip entry, block-diagonal inverse, block Jacobi / Gauss–Seidel solve, and
+their cost accounting (models/_tiles.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from thermotrain import CircuitError, InputError, ProfileError
+from thermotrain.models import (
+    ChipSpec,
+    HardwareProfile,
+    ReadoutConfig,
+    extreme_eigenvalues,
+    inverse,
+    load_profile,
+    save_profile,
+    tile_blocks,
+    tiled_inverse,
+    tiled_solve,
+)
+from thermotrain.models._linalg import _plan
+from thermotrain.models._readout import covariance_readout_error
+from thermotrain.models._tiles import extreme_eigenvalues_batched
+
+F64 = torch.float64
+
+
+def spd(n: int, lam_min: float, seed: int) -> torch.Tensor:
+    """A dense SPD matrix with eigenvalues spread geometrically over [lam_min, 1] (strong coupling)."""
+    g = torch.Generator().manual_seed(seed)
+    U, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=F64))
+    lam = torch.logspace(math.log10(lam_min), 0.0, n, dtype=F64)
+    A = (U * lam) @ U.T
+    return 0.5 * (A + A.T)
+
+
+def block_diag_spd(sizes: list[int], lam_min: float, seed: int) -> torch.Tensor:
+    return torch.block_diag(*[spd(c, lam_min, seed + i) for i, c in enumerate(sizes)])
+
+
+# ------------------------------------------------------------------------------------------- the chip
+def test_chip_entry_round_trips_and_summary_says_what_it_means(tmp_path: Path) -> None:
+    plain = HardwareProfile.from_spec("rc", tolerance=0.01, coupling_bits=8)
+    assert plain.chip is None
+    assert "chip: not declared -- one device of any size" in plain.summary()
+    assert "chip" not in json.loads(save_profile(plain, tmp_path / "plain.json").read_text())
+    chipped = dataclasses.replace(plain, chip={"cells_per_tile": 64, "tiles": 16})  # a JSON object is parsed
+    assert chipped.chip == ChipSpec(cells_per_tile=64, tiles=16) and chipped.chip.cells == 1024
+    assert "chip: 16 tile(s) of 64 cells (1024 cells)" in chipped.summary()
+    path = save_profile(chipped, tmp_path / "chip.json")
+    assert json.loads(path.read_text())["chip"] == {"cells_per_tile": 64, "tiles": 16}
+    assert load_profile(path) == chipped
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        chipped.chip.tiles = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("chip", "words"),
+    [
+        ([64, 16], r"chip = \[64, 16\] must be a JSON object"),
+        ({"cells_per_tile": 64}, r"chip: missing field\(s\) \['tiles'\]"),
+        ({"cells_per_tile": 64, "tiles": 2, "cols": 3}, r"chip: unknown field\(s\) \['cols'\]"),
+        ({"cells_per_tile": 0, "tiles": 2}, r"ChipSpec.cells_per_tile=0 must be an integer >= 1"),
+        ({"cells_per_tile": 64.0, "tiles": 2}, r"ChipSpec.cells_per_tile=64.0 must be an integer"),
+        ({"cells_per_tile": 64, "tiles": True}, r"ChipSpec.tiles=True must be an integer"),
+        ({"cells_per_tile": 64, "tiles": 10**7}, r"ChipSpec.tiles=10000000 must be an integer <= 1000000"),
+    ],
+)
+def test_a_bad_chip_entry_is_refused_in_one_line(tmp_path: Path, chip, words) -> None:
+    data = dataclasses.asdict(HardwareProfile.from_spec("rc"))
+    data["chip"] = chip
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match=words) as info:
+        load_profile(path)
+    assert "\n" not in str(info.value) and "p.json" in str(info.value) and "chip entry" in str(info.value)
+
+
+def test_tile_blocks_cover_the_matrix_in_contiguous_blocks() -> None:
+    assert tile_blocks(10, 4) == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert tile_blocks(8, 4) == [slice(0, 4), slice(4, 8)]
+    assert tile_blocks(3, 64) == [slice(0, 3)]
+    assert sum(s.stop - s.start for s in tile_blocks(4609, 64)) == 4609 and len(tile_blocks(4609, 64)) == 73
+    with pytest.raises(InputError, match="cells_per_tile=0 must be an integer >= 1"):
+        tile_blocks(10, 0)
+    with pytest.raises(InputError, match="n=0"):
+        tile_blocks(0, 4)
+
+
+# ------------------------------------------------------------------------------------------- planning
+def test_batched_lanczos_and_the_round_plan_match_the_single_device_planner() -> None:
+    """The batched λ estimates equal extreme_eigenvalues' per block (same start vector), including a block on
+    which Lanczos breaks down early; a round of one block is planned exactly as models.inverse plans it."""
+    blocks = [spd(40, 0.05, 1), spd(40, 0.2, 2), torch.diag(torch.tensor([0.3] * 20 + [0.9] * 20, dtype=F64))]
+    lo, ritz, top = extreme_eigenvalues_batched(torch.stack(blocks), 32)
+    for i, D in enumerate(blocks):
+        want = extreme_eigenvalues(D, 32, generator=torch.Generator().manual_seed(0))
+        got = (float(lo[i]), float(ritz[i]), float(top[i]))
+        assert got == pytest.approx(want, rel=1e-9)
+    A = blocks[0]
+    r = tiled_inverse(A, backend="ideal", cells_per_tile=40, generator=torch.Generator().manual_seed(0))
+    want = _plan(A, "ideal", ReadoutConfig(mode="covariance"))
+    got = r.plans[0]
+    for name in ("t", "burn_in", "dt", "kappa0", "lambda_min", "predicted_error"):
+        assert getattr(got, name) == pytest.approx(getattr(want, name), rel=1e-9), name
+    assert r.analog_time_tau == pytest.approx(want.t, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------------- inverse
+def _isserlis_frobenius(D: torch.Tensor, kappa0: float, dt: float, samples: int) -> float:
+    """E‖Ĉ/κ0 - D⁻¹‖²_F for the stationary ideal device (Isserlis): Ĉ = (1/S) Σ x_k x_kᵀ, C(τ) = U diag(κ0
+    φ^τ/λ) Uᵀ; Σ_ab Var Ĉ_ab = (1/S²) Σ_τ (S - |τ|) [(tr C(τ))² + tr C(τ)²]."""
+    lam = torch.linalg.eigvalsh(D)
+    tau = torch.arange(-(samples - 1), samples, dtype=F64)
+    ev = torch.exp(-lam[None, :] * tau.abs()[:, None] * dt) / lam[None, :]  # C(τ)/κ0 eigenvalues
+    terms = ev.sum(1) ** 2 + (ev**2).sum(1)
+    return float(((samples - tau.abs()) * terms).sum() / samples**2)
+
+
+def test_block_diagonal_inverse_of_a_block_diagonal_matrix_matches_the_monolithic_device_in_distribution() -> (
+    None
+):
+    """On a block-diagonal A nothing is dropped: the tiled readout (batched law) and the monolithic device's
+    trajectory both estimate A⁻¹ without bias, each with the squared error Isserlis predicts per block.
+    Tolerances: the mean over R draws of a per-draw sum of squares (≈ χ² with ≥ 4 degrees of freedom, relative
+    sd ≤ 0.71 per draw) has relative sd ≤ 0.71/√R; 4.5 of those. Entry means: z-score against the exact
+    inverse with the same theory's per-entry sd, |z| < 4.5 (Bonferroni over 20 entries)."""
+    sizes, R = [4, 4], 240
+    A = block_diag_spd(sizes, 0.2, 3)
+    exact = torch.linalg.inv(A)
+    T, burn, dt, k0 = 300.0, 60.0, 1.0, 1e-2  # burn-in bias e^{-2·0.2·60} = 4e-11
+    cfg = ReadoutConfig(analog_time=T, burn_in=burn, sample_interval=dt, kappa0=k0)
+    S = int(math.floor((T - burn) / dt + 1e-9)) + 1
+    g = torch.Generator().manual_seed(11)
+    tiled = torch.stack(
+        [tiled_inverse(A, backend="ideal", cells_per_tile=4, config=cfg, generator=g).value for _ in range(R)]
+    )
+    mono = torch.stack(
+        [
+            inverse(A, backend="ideal", config=cfg, generator=g, simulator="trajectory").inverse
+            for _ in range(R)
+        ]
+    )
+    assert bool((tiled[:, :4, 4:] == 0).all())  # the block-diagonal mapping holds no cross-tile entries
+    bound = 4.5 * math.sqrt(0.5) / math.sqrt(R)
+    for s in tile_blocks(8, 4):
+        want = _isserlis_frobenius(A[s, s], k0, dt, S)
+        for name, est in (("tiled", tiled), ("monolithic", mono)):
+            sq = ((est[:, s, s] - exact[s, s]) ** 2).sum(dim=(1, 2))
+            assert float(sq.mean()) / want == pytest.approx(1.0, abs=bound), name
+            z = (est[:, s, s].mean(0) - exact[s, s]) / (est[:, s, s].std(0) / math.sqrt(R))
+            assert float(z.abs().max()) < 4.5, name
+
+
+def test_block_diagonal_inverse_notes_the_approximation_and_counts_every_tile() -> None:
+    A = spd(10, 0.1, 4)
+    cfg = ReadoutConfig(target_error=0.3)
+    r = tiled_inverse(A, backend="ideal", cells_per_tile=4, config=cfg, tiles=2, generator=torch.Generator())
+    assert (r.blocks, r.tiles_used, r.rounds, r.cells_per_tile, r.mapping) == (3, 2, 2, 4, "block-diagonal")
+    assert any("couplings between tiles" in note for note in r.notes)
+    assert any("3 blocks on 2 tiles: 2 rounds" in note for note in r.notes)
+    # accounting: the tiles of a round share its plan; total = Σ tiles, wall = Σ rounds (each its longest)
+    p1, p2 = r.plans[0], r.plans[2]
+    assert r.plans[1] is p1 and p1 != p2
+    assert r.analog_time_per_tile_tau == (p1.t, p1.t, p2.t)
+    assert r.analog_time_tau == pytest.approx(2 * p1.t + p2.t)
+    assert r.wall_time_tau == pytest.approx(p1.t + p2.t)
+    samples = [int(math.floor((p.t - p.burn_in) / p.dt + 1e-9)) + 1 for p in (p1, p1, p2)]
+    assert r.values_loaded == 10 + 10 + 3
+    assert r.values_read == 4 * samples[0] + 4 * samples[1] + 2 * samples[2]
+    # the round's predicted error bounds every tile's own under the shared schedule (its own λ_min, λ_max
+    # and size), and is still the target
+    for sl, p in zip(tile_blocks(10, 4), r.plans, strict=True):
+        lo, _, top = extreme_eigenvalues(A[sl, sl], 32, generator=torch.Generator().manual_seed(0))
+        S = int(math.floor((p.t - p.burn_in) / p.dt + 1e-9)) + 1
+        own = covariance_readout_error(lo, sl.stop - sl.start, p.dt, S, top)
+        assert own <= p.predicted_error * (1 + 1e-9) and p.predicted_error <= 0.3 * 1.01
+        assert p.burn_in >= math.log(4 / 0.3) / (2 * lo) * (1 - 1e-9)
+    # the exact backend gives the block-diagonal approximation itself, with no device time
+    ex = tiled_inverse(A, backend="exact", cells_per_tile=4)
+    want = torch.block_diag(*[torch.linalg.inv(A[s, s]) for s in tile_blocks(10, 4)])
+    assert torch.allclose(ex.value, want, atol=1e-12) and ex.analog_time_tau == 0 and ex.values_read == 0
+
+
+def test_monolithic_is_the_reference_and_is_chosen_without_a_tile_size() -> None:
+    A = spd(6, 0.2, 5)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    r = tiled_inverse(A, backend="ideal", generator=g1)
+    ref = inverse(A, backend="ideal", generator=g2, simulator="law")
+    assert r.mapping == "monolithic" and torch.equal(r.value, ref.inverse)
+    assert (r.analog_time_tau, r.values_loaded, r.values_read) == (
+        ref.analog_time_tau,
+        ref.values_loaded,
+        ref.values_read,
+    )
+    assert any("ran monolithic" in note for note in r.notes)
+    s = tiled_solve(A, torch.ones(6, dtype=F64), backend="ideal")
+    assert s.mapping == "monolithic" and s.value.shape == (6,)
+
+
+# ------------------------------------------------------------------------------------------- solve
+def _gauss_seidel_matrix(A: torch.Tensor, blocks: list[slice]) -> torch.Tensor:
+    """I - (D + L)⁻¹ A with D + L the block lower triangle of A (diagonal blocks included)."""
+    n = A.shape[0]
+    DL = torch.zeros_like(A)
+    for i, si in enumerate(blocks):
+        for sj in blocks[: i + 1]:
+            DL[si, sj] = A[si, sj]
+    return torch.eye(n, dtype=F64) - torch.linalg.solve(DL, A)
+
+
+def test_gauss_seidel_converges_at_the_rate_of_its_iteration_matrix_on_the_ideal_device() -> None:
+    """κ0 = 0 and a long window: each tile solve is exact to ~1e-13, so the residual after sweep k is the
+    exact ‖A G^k A⁻¹ B‖/‖B‖ (G = I - (D + L)⁻¹A), it falls at ρ(G) per sweep, and the iteration stops at the
+    first sweep below tol."""
+    n, c, tol = 12, 4, 1e-6
+    A = spd(n, 0.1, 6)
+    B = torch.randn(n, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    blocks = tile_blocks(n, c)
+    G = _gauss_seidel_matrix(A, blocks)
+    rho = float(torch.linalg.eigvals(G).abs().max())
+    assert 0.5 < rho < 1  # strong coupling between the tiles, yet convergent (A is SPD)
+    cfg = ReadoutConfig(analog_time=6000.0)
+    r = tiled_solve(
+        A, B, backend="ideal", cells_per_tile=c, mapping="gauss-seidel", tol=tol, max_iters=200, config=cfg
+    )
+    X_star = torch.linalg.solve(A, B)
+    predicted, E = [], -X_star
+    while True:
+        predicted.append(float(torch.linalg.matrix_norm(A @ E) / torch.linalg.matrix_norm(B)))
+        if predicted[-1] <= tol:
+            break
+        E = G @ E
+    assert r.converged and r.iterations == len(predicted) - 1
+    assert list(r.residual_history) == pytest.approx(predicted, rel=1e-6)
+    late = [b / a for a, b in zip(r.residual_history[-6:-1], r.residual_history[-5:], strict=True)]
+    assert sum(late) / len(late) == pytest.approx(rho, rel=0.05)
+    assert torch.allclose(r.value, X_star, atol=10 * tol * float(X_star.abs().max()) * 10)
+    # accounting: one tile at a time (wall = total), every call's plan counted, blocks stay resident
+    assert r.wall_time_tau == pytest.approx(r.analog_time_tau)
+    assert r.analog_time_tau == pytest.approx(sum(p.t for p in r.plans))
+    calls = len(r.plans)
+    assert calls == r.iterations * len(blocks) and r.rounds == calls
+    assert r.values_loaded == len(blocks) * c * (c + 1) // 2 + calls * c * 2
+    assert r.values_read == calls * c * 2
+    # initial residual 2n²k + nk; per block: residual update 2nck, X update ck, scaling in and out 2ck
+    per_sweep = sum(2 * n * c * 2 + c * 2 + 2 * c * 2 for _ in blocks)
+    assert r.digital_flops == (2 * n * n * 2 + n * 2) + r.iterations * per_sweep
+
+
+def test_gauss_seidel_with_auto_plans_is_the_plain_sweep_of_tile_solves() -> None:
+    """The default ("auto", κ0 = 0 on the ideal device) against a hand-written Gauss–Seidel sweep of
+    models.solve calls: the same iterate (the kept per-block plans change nothing but the planning cost)."""
+    from thermotrain.models import solve
+
+    n, c, sweeps = 12, 4, 3
+    A = spd(n, 0.1, 6)
+    B = torch.randn(n, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    r = tiled_solve(A, B, backend="ideal", cells_per_tile=c, tol=1e-30, max_iters=sweeps, patience=99)
+    X, R = torch.zeros_like(B), B.clone()
+    plans = []
+    for _ in range(sweeps):
+        for s in tile_blocks(n, c):
+            beta = 1.0 / R[s].abs().amax(dim=0)
+            out = solve(A[s, s], R[s] * beta, backend="ideal", readout="average")
+            X[s] += out.x / beta
+            R = B - A @ X
+            plans.append(out.plan)
+    assert torch.allclose(r.value, X, rtol=1e-10, atol=1e-12)
+    assert r.plans == tuple(plans) and r.analog_time_tau == pytest.approx(sum(p.t for p in plans))
+    assert any("max_iters=3" in note for note in r.notes)
+
+
+def test_block_jacobi_divergence_is_detected_and_gauss_seidel_takes_over() -> None:
+    """A = 0.3 I + 0.7·11ᵀ (scaled) is SPD, but 2D - A is not positive definite: ρ(I - D⁻¹A) > 1."""
+    n, c = 6, 2
+    A = (0.3 * torch.eye(n, dtype=F64) + 0.7 * torch.ones(n, n, dtype=F64)) / 4.5
+    blocks = tile_blocks(n, c)
+    Dinv = torch.block_diag(*[torch.linalg.inv(A[s, s]) for s in blocks])
+    rho_j = float(torch.linalg.eigvals(torch.eye(n, dtype=F64) - Dinv @ A).abs().max())
+    assert rho_j > 1.2
+    B = 1.0 + torch.linspace(-1, 1, n, dtype=F64)  # has a component along 1, the growing direction
+    cfg = ReadoutConfig(analog_time=4000.0)
+    stop = tiled_solve(
+        A, B, backend="ideal", cells_per_tile=c, mapping="block-jacobi", config=cfg, on_divergence="stop"
+    )
+    assert stop.mapping == "block-jacobi" and not stop.converged
+    assert any("block-jacobi diverged" in note and "stopped" in note for note in stop.notes)
+    h = stop.residual_history
+    assert h[-1] > 2 * min(h) and h[-1] > h[-2] > h[-3] > h[-4]  # growth at ρ_J per sweep, caught early
+    assert stop.iterations <= 6 and stop.residual == min(h)
+    assert float(torch.linalg.norm(B - A @ stop.value) / torch.linalg.norm(B)) == pytest.approx(min(h))
+    # Jacobi sweeps run every tile of a round at once: wall = Σ sweeps of the longest call
+    assert stop.rounds == stop.iterations and stop.wall_time_tau < stop.analog_time_tau
+    switched = tiled_solve(
+        A, B, backend="ideal", cells_per_tile=c, mapping="block-jacobi", config=cfg, tol=1e-7, max_iters=200
+    )
+    assert switched.mapping == "gauss-seidel" and switched.converged
+    assert any("switched to gauss-seidel" in note for note in switched.notes)
+    assert torch.allclose(switched.value, torch.linalg.solve(A, B), atol=1e-6)
+
+
+def test_convergent_block_jacobi_follows_its_iteration_matrix() -> None:
+    n, c = 8, 4
+    A = torch.block_diag(spd(4, 0.3, 1), spd(4, 0.3, 2)) + 0.05 * spd(8, 0.5, 3)
+    blocks = tile_blocks(n, c)
+    Dinv = torch.block_diag(*[torch.linalg.inv(A[s, s]) for s in blocks])
+    J = torch.eye(n, dtype=F64) - Dinv @ A
+    assert float(torch.linalg.eigvals(J).abs().max()) < 0.5
+    B = torch.ones(n, 1, dtype=F64)
+    r = tiled_solve(
+        A,
+        B,
+        backend="ideal",
+        cells_per_tile=c,
+        mapping="block-jacobi",
+        tol=1e-9,
+        config=ReadoutConfig(analog_time=3000.0),
+    )
+    X_star, E, predicted = torch.linalg.solve(A, B), None, []
+    E = -X_star
+    for _ in range(len(r.residual_history)):
+        predicted.append(float(torch.linalg.matrix_norm(A @ E) / torch.linalg.matrix_norm(B)))
+        E = J @ E
+    assert r.mapping == "block-jacobi" and r.converged and not r.notes
+    assert list(r.residual_history) == pytest.approx(predicted, rel=1e-6)
+    walls = [max(p.t for p in r.plans[2 * i : 2 * i + 2]) for i in range(r.iterations)]
+    assert r.wall_time_tau == pytest.approx(sum(walls)) and r.rounds == r.iterations
+
+
+def test_noisy_tiles_still_reach_a_tight_tolerance_and_a_floor_is_reported() -> None:
+    """The device computes corrections only (relative error ε per call), the residual is digital: Gauss–Seidel
+    contracts by ≈ ρ + ε and reaches 1e-8 with κ0 = 1e-2 noise. With noise far above the signal (κ0 = 100 over
+    a 4 τ window: relative error ≫ 1) it cannot contract: it stops, says why, and returns its best iterate."""
+    n, c = 12, 4
+    A = spd(n, 0.1, 6)
+    B = torch.randn(n, generator=torch.Generator().manual_seed(2), dtype=F64)
+    g = torch.Generator().manual_seed(5)
+    noisy = ReadoutConfig(kappa0=1e-2)
+    r = tiled_solve(
+        A, B, backend="ideal", cells_per_tile=c, tol=1e-8, max_iters=200, config=noisy, generator=g
+    )
+    assert r.converged and r.residual <= 1e-8
+    assert torch.allclose(r.value, torch.linalg.solve(A, B), rtol=0, atol=1e-6)
+    single = inverse(A, backend="ideal", config=ReadoutConfig(), generator=g).plan
+    assert single.predicted_error > 1e-3  # one readout alone is far from 1e-8
+    loud = ReadoutConfig(kappa0=100.0, analog_time=4.0, burn_in=0.0)
+    bad = tiled_solve(
+        A, B, backend="ideal", cells_per_tile=c, tol=1e-8, max_iters=60, config=loud, generator=g
+    )
+    assert not bad.converged and bad.iterations < 60
+    assert bad.residual == min(bad.residual_history)
+    assert any("stopped decreasing" in note or "diverged" in note for note in bad.notes)
+    assert float(torch.linalg.norm(B - A @ bad.value) / torch.linalg.norm(B)) == pytest.approx(bad.residual)
+
+
+def test_max_iters_is_reported_not_silent() -> None:
+    A = spd(12, 0.02, 7)
+    r = tiled_solve(
+        A, torch.ones(12, dtype=F64), backend="exact", cells_per_tile=4, tol=1e-12, max_iters=2, patience=50
+    )
+    assert r.iterations == 2 and not r.converged
+    assert any("max_iters=2 sweeps reached before tol=1e-12" in note for note in r.notes)
+    assert r.analog_time_tau == 0 and r.values_loaded == 0
+
+
+# ------------------------------------------------------------------------------------------- profiles
+def test_a_profile_with_a_four_cell_chip_runs_a_ten_cell_matrix_as_three_tiles() -> None:
+    prof = dataclasses.replace(
+        HardwareProfile.from_spec("rc", tolerance=0.01, coupling_bits=8),
+        chip=ChipSpec(cells_per_tile=4, tiles=3),
+    )
+    A = block_diag_spd([4, 4, 2], 0.3, 8)
+    g = torch.Generator().manual_seed(3)
+    r = tiled_inverse(A, backend=prof, generator=g)
+    assert (r.cells_per_tile, r.blocks, r.tiles_used, r.rounds) == (4, 3, 3, 1)
+    assert r.values_loaded == 10 + 10 + 3
+    # the 8-bit, 1 %-tolerance device: each block within a few predicted readout errors (+ quantization)
+    exact = torch.linalg.inv(A)
+    for s in tile_blocks(10, 4):
+        err = float(
+            torch.linalg.matrix_norm(r.value[s, s] - exact[s, s]) / torch.linalg.matrix_norm(exact[s, s])
+        )
+        assert err < 4 * r.plans[0].predicted_error + 0.05
+    # an outer Gauss–Seidel iteration makes the same quantized, noisy tiles exact in the limit
+    B = torch.randn(10, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    s = tiled_solve(A + 0.05 * spd(10, 0.5, 9), B, backend=prof, tol=1e-7, max_iters=100, generator=g)
+    assert s.converged and s.blocks == 3 and s.residual <= 1e-7
+    with pytest.raises(InputError, match="cells_per_tile=8 exceeds the profile's chip"):
+        tiled_inverse(A, backend=prof, cells_per_tile=8)
+
+
+def test_trajectory_tiles_and_the_laws_refusal_keep_the_same_plan_and_accounting() -> None:
+    """simulator="trajectory" runs each tile's path (models.inverse) on the round's schedule: same time, loads
+    and reads as the batched law; a schedule the law refuses (S(1 - ρ²) < 10) falls back to it, with a note."""
+    prof = HardwareProfile.from_spec("rc", tolerance=0.01, coupling_bits=8)
+    A = block_diag_spd([3, 3], 0.3, 10)
+    g = torch.Generator().manual_seed(4)
+    law = tiled_inverse(A, backend=prof, cells_per_tile=3, generator=g)
+    traj = tiled_inverse(A, backend=prof, cells_per_tile=3, generator=g, simulator="trajectory")
+    assert law.plans == traj.plans
+    assert law.notes == traj.notes and any("couplings between tiles (0 % of" in note for note in law.notes)
+    for name in ("analog_time_tau", "wall_time_tau", "values_loaded", "values_read"):
+        assert getattr(law, name) == getattr(traj, name), name
+    exact = torch.linalg.inv(A)
+    for r in (law, traj):
+        assert _rel(r.value, exact) < 4 * law.plans[0].predicted_error + 0.05
+    short = ReadoutConfig(analog_time=6.0, burn_in=1.0, sample_interval=1.0)
+    r = tiled_inverse(A, backend="ideal", cells_per_tile=3, config=short, generator=g)
+    assert any("2 tile(s) ran the trajectory" in note for note in r.notes)
+    assert r.values_read == 2 * 3 * 6 and r.analog_time_tau == 12.0 and r.wall_time_tau == 6.0
+
+
+def _rel(X: torch.Tensor, ref: torch.Tensor) -> float:
+    return float(torch.linalg.matrix_norm(X - ref) / torch.linalg.matrix_norm(ref))
+
+
+def test_bad_inputs_are_refused_in_one_line() -> None:
+    A = spd(6, 0.2, 1)
+    with pytest.raises(InputError, match="mapping='rows' is not one of"):
+        tiled_inverse(A, backend="ideal", cells_per_tile=2, mapping="rows")
+    with pytest.raises(InputError, match="mapping='block-jacobi' is not one of"):
+        tiled_inverse(A, backend="ideal", cells_per_tile=2, mapping="block-jacobi")
+    with pytest.raises(InputError, match="tol=0.0 must be > 0.0"):
+        tiled_solve(A, torch.ones(6, dtype=F64), backend="ideal", cells_per_tile=2, tol=0.0)
+    with pytest.raises(InputError, match="backend must be 'exact', 'ideal' or a HardwareProfile"):
+        tiled_inverse(A, backend="rc8", cells_per_tile=2)
+    indefinite = A.clone()
+    indefinite[4:, 4:] = -torch.eye(2, dtype=F64)
+    with pytest.raises(CircuitError, match=r"A\[4:6, 4:6\]"):
+        tiled_inverse(indefinite, backend="ideal", cells_per_tile=2)
+    with pytest.raises(CircuitError, match="must be symmetric"):
+        tiled_solve(A + torch.triu(A, 1), torch.ones(6, dtype=F64), backend="ideal", cells_per_tile=2)
+    with pytest.raises(CircuitError, match="B must be"):
+        tiled_solve(A, torch.ones(5, dtype=F64), backend="ideal", cells_per_tile=2)
