@@ -139,6 +139,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="covariance-readout sample interval (τ; default: chosen with the analog time)",
     )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("inverse", "solve"),
+        default=["inverse", "solve"],
+        help="thermodynamic K-FAC forms to time (names)",
+    )
+    parser.add_argument(
+        "--cells-per-tile",
+        type=int,
+        default=None,
+        help="map each factor onto analog tiles of this many cells (count; default: one device per factor)",
+    )
     parser.add_argument("--models", nargs="*", default=list(_models()), help="which networks (names)")
     parser.add_argument("--skip-thermo", action="store_true", help="time only SGD / digital K-FAC / ASDL")
     parser.add_argument(
@@ -183,17 +196,20 @@ def main(argv: list[str] | None = None) -> int:
             row["asdl_ms"] = row["asdl_over_sgd"] = None
         width = _widest_factor(fresh())
         row["widest_factor"] = width
-        if not args.skip_thermo and width > args.max_analog_width:
+        if not args.skip_thermo and width > args.max_analog_width and args.cells_per_tile is None:
             row["thermo_skipped"] = f"widest factor {width} > --max-analog-width {args.max_analog_width}"
         elif not args.skip_thermo:
             backends: list[tuple[str, object]] = [("ideal", "ideal")]
             if args.profile:
                 backends.append(("profile", args.profile))  # a shipped name (rc8) or a path
-            runs = [(label, b, m, "trajectory") for label, b in backends for m in ("inverse", "solve")]
-            runs += [(label, b, "inverse", "law") for label, b in backends]  # the fast readout simulator
+            runs = [(label, b, m, "trajectory") for label, b in backends for m in args.modes]
+            if "inverse" in args.modes:
+                runs += [(label, b, "inverse", "law") for label, b in backends]  # the fast readout simulator
+            if args.cells_per_tile is not None:  # tiles: the law (a batched draw per round) is the point
+                runs = [r for r in runs if not (r[2] == "inverse" and r[3] == "trajectory")]
             for label, backend, mode, sim in runs:
                 # the profile's recommended readout, else the defaults
-                solver = AnalogSolver(backend, simulator=sim)
+                solver = AnalogSolver(backend, simulator=sim, cells_per_tile=args.cells_per_tile)
                 solver.readout = solver.readout.with_(
                     analog_time=args.analog_time,
                     sample_interval=args.analog_dt,

@@ -125,6 +125,7 @@ def _validate(cfg: TrainConfig) -> None:
         ("dataset", DATASETS),
         ("rounding", ("nearest", "stochastic")),
         ("readout_simulator", ("trajectory", "law")),
+        ("tile_mapping", ("auto", "monolithic", "tiles", "block-jacobi", "block-diagonal")),
         ("kfac_mode", ("inverse", "solve")),
         ("lr_schedule", ("constant", "cosine")),
     ):
@@ -142,7 +143,7 @@ def _validate(cfg: TrainConfig) -> None:
     put("seed", _field("seed", check_seed, cfg.seed))
     for name in ("batch_size", "roundings", "inv_update_steps", "cg_iters"):
         put(name, _field(name, check_int, getattr(cfg, name), minimum=1))
-    for name in ("subset", "eval_every"):
+    for name in ("subset", "eval_every", "cells_per_tile"):
         if getattr(cfg, name) is not None:
             put(name, _field(name, check_int, getattr(cfg, name), minimum=1))
     if cfg.lr is not None:
@@ -226,6 +227,9 @@ class TrainConfig:
         kappa0: device noise κ0 (dimensionless; ``None``: a hardware profile's own κ0, else 1e-2).
         analog_dt: sample interval of thermodynamic K-FAC's covariance readout (τ; ≥ a profile's ADC interval;
             ``None``: chosen with the analog time, see :func:`thermotrain.models.plan_readout`).
+        tile_mapping, cells_per_tile: how a factor is mapped onto the chip's tiles (issue 10): ``"auto"``
+            uses the profile's ``chip`` (or ``cells_per_tile``) when there is one, else one device of any
+            size; see :class:`~thermotrain.training.AnalogSolver`.
         readout_simulator: ``"law"`` (default: draw the covariance readout from its law, O(N³) whatever the
             analog time; :func:`thermotrain.models.inverse`'s ``simulator``) or ``"trajectory"`` (simulate
             every sample; the reference, O(S·N²)). The device, its time and I/O are the same.
@@ -336,6 +340,19 @@ class TrainConfig:
     )
     lr_schedule: str = _opt("constant", "lr schedule over the run's steps", choices=("constant", "cosine"))
     tngd_warm_start: bool = _opt(True, "TNGD starts each step from its previous estimate")
+    tile_mapping: str = _opt(
+        "auto",
+        "how a factor wider than a tile is mapped onto the chip: auto (the profile's chip if it declares one, "
+        "or --cells-per-tile, else one device of any size), monolithic, tiles (inverse: block-diagonal; "
+        "solve: Gauss-Seidel), block-jacobi or block-diagonal (solve mode)",
+        choices=("auto", "monolithic", "tiles", "block-jacobi", "block-diagonal"),
+    )
+    cells_per_tile: int | None = _opt(
+        None,
+        "cells per analog tile (default: the hardware profile's chip, if any)",
+        "count",
+        type=positive_int,
+    )
     subset: int | None = _opt(
         None,
         "train on this many examples, test on at most as many (default: all)",

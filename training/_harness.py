@@ -128,6 +128,8 @@ _RESUME_KEYS = (
     "analog_dt",
     "readout_error",
     "readout_simulator",
+    "tile_mapping",
+    "cells_per_tile",
     "rounding",
     "roundings",
     "pd_guard",
@@ -168,7 +170,12 @@ class Method:
             # backend exact: the digital solver; else one ReadoutConfig: the profile's recommendation (or the
             # defaults) with this run's explicit settings on top (None leaves a field as it is)
             solver = make_solver(
-                cfg.backend, generator=noise, pd_guard=cfg.pd_guard, simulator=cfg.readout_simulator
+                cfg.backend,
+                generator=noise,
+                pd_guard=cfg.pd_guard,
+                simulator=cfg.readout_simulator,
+                mapping=cfg.tile_mapping,
+                cells_per_tile=cfg.cells_per_tile,
             )
             if isinstance(solver, AnalogSolver):
                 solver.readout = solver.readout.with_(

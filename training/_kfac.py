@@ -440,7 +440,14 @@ class KFACPreconditioner:
         if not self.solver.is_analog:
             return {}
         st = self.solver.stats
-        return {"damping_bumps": st.damping_bumps, "extra_damping_max": st.extra_damping_max}
+        return {
+            "damping_bumps": st.damping_bumps,
+            "extra_damping_max": st.extra_damping_max,
+            "device_wall_time_tau": st.wall_time_tau,
+            "digital_flops_between_calls": st.digital_flops,
+            "mapping": getattr(self.solver, "mapping", "monolithic"),
+            "cells_per_tile": getattr(self.solver, "cells_per_tile", None),
+        }
 
     @torch.no_grad()
     def step(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:

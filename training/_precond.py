@@ -46,6 +46,7 @@ class ReadoutTally:
         self.calls, self.total, self.capped = 0, 0.0, 0
         self.t_min, self.t_max, self.err_max = math.inf, 0.0, 0.0
         self.sizes: dict[int, list[float]] = {}
+        self.tiles_max = 0
 
     def add(self, records: list[dict[str, Any]]) -> None:
         for r in records:
@@ -57,6 +58,7 @@ class ReadoutTally:
             if math.isfinite(err):
                 self.err_max = max(self.err_max, err)
             self.capped += bool(r.get("capped", False))
+            self.tiles_max = max(self.tiles_max, int(r.get("tiles_used", 1) or 1))
             n = int(r.get("n", 0))
             lo_hi = self.sizes.setdefault(n, [math.inf, 0.0])
             lo_hi[0], lo_hi[1] = min(lo_hi[0], t), max(lo_hi[1], t)
@@ -74,6 +76,7 @@ class ReadoutTally:
             "by_size": {str(n): {"min": lo, "max": hi} for n, (lo, hi) in sorted(self.sizes.items())},
             "predicted_error_max": self.err_max if self.err_max > 0 else None,
             "capped_calls": self.capped,
+            "tiles_used_max": self.tiles_max,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -85,6 +88,7 @@ class ReadoutTally:
         self.t_min, self.t_max = float(per["min"]), float(per["max"])
         self.err_max = float(state.get("predicted_error_max") or 0.0)
         self.capped = int(state.get("capped_calls", 0))
+        self.tiles_max = int(state.get("tiles_used_max", 1))
         self.sizes = {int(n): [float(v["min"]), float(v["max"])] for n, v in state.get("by_size", {}).items()}
 
     def line(self, setting: Any, target: float | None) -> str:
@@ -107,9 +111,11 @@ def describe_readout(readout: dict[str, Any]) -> str:
     mean = readout["analog_time_per_call_tau"]["mean"]
     err = readout.get("predicted_error_max")
     err_text = f"; predicted error ≤ {err:.2g}" if err else ""
+    tiles = readout.get("tiles_used_max", 1) or 1
+    tile_text = f"; up to {tiles} tiles per factor, time summed over tiles" if tiles > 1 else ""
     capped = readout.get("capped_calls", 0)
     cap_text = f"; {capped} calls capped at max_analog_time" if capped else ""
     return (
         f"analog time per device call ({what}{tgt}): {sizes} τ (mean {mean:.3g} τ over {readout['calls']} "
-        f"calls{err_text}{cap_text})"
+        f"calls{err_text}{tile_text}{cap_text})"
     )

@@ -28,6 +28,9 @@ from thermotrain._errors import TrainingError
 from thermotrain.models import HardwareProfile, ReadoutConfig, ReadoutPlan
 from thermotrain.models._linalg import recommended_readout
 
+#: how an AnalogSolver maps a matrix onto the device (see AnalogSolver)
+MAPPINGS = ("auto", "monolithic", "tiles", "block-jacobi", "block-diagonal")
+
 __all__ = ["AnalogSolver", "CurvatureSolver", "ExactSolver", "SolverStats", "make_solver"]
 
 
@@ -50,10 +53,13 @@ class SolverStats:
     calls: int = 0
     damping_bumps: int = 0
     extra_damping_max: float = 0.0
+    wall_time_tau: float = 0.0
+    digital_flops: int = 0
 
     def reset(self) -> None:
         self.analog_time_tau, self.values_loaded, self.values_read, self.calls = 0.0, 0, 0, 0
         self.damping_bumps, self.extra_damping_max = 0, 0.0
+        self.wall_time_tau, self.digital_flops = 0.0, 0
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
@@ -210,6 +216,13 @@ class AnalogSolver(CurvatureSolver):
         pd_guard: when the hardware refuses a matrix because quantization made it indefinite, retry with
             1.5× the extra damping the device names (up to 8 times) instead of raising; every retry is counted
             in ``SolverStats.damping_bumps`` / ``extra_damping_max`` and reported by training.
+        mapping: how a matrix wider than a tile is mapped (issue 10): ``"auto"`` (default: the profile's chip
+            when it declares one, or ``cells_per_tile`` when given, else one device of any size),
+            ``"monolithic"``, ``"tiles"`` (inverse: block-diagonal, one diagonal block per tile; solve:
+            Gauss–Seidel over the tiles, off-tile products digital), or for solves ``"block-jacobi"`` /
+            ``"block-diagonal"`` (:func:`thermotrain.models.tiled_solve`).
+        cells_per_tile: tile size (count; ``None``: the profile's chip).
+        tol, max_iters: the outer iteration of a tiled solve (relative residual; sweeps).
         simulator: how the covariance readout is simulated: ``"law"`` (default; one draw from its law) or
             ``"trajectory"`` (the reference; :func:`thermotrain.models.inverse`); the device, its time and its
             I/O are the same.
@@ -227,6 +240,10 @@ class AnalogSolver(CurvatureSolver):
         normalize: bool = True,
         pd_guard: bool = True,
         simulator: str = "law",
+        mapping: str = "auto",
+        cells_per_tile: int | None = None,
+        tol: float = 1e-3,
+        max_iters: int = 50,
     ) -> None:
         super().__init__()
         if readout is not None and not isinstance(readout, ReadoutConfig):
@@ -244,6 +261,12 @@ class AnalogSolver(CurvatureSolver):
         if simulator not in ("trajectory", "law"):
             raise TrainingError(f"simulator must be 'trajectory' or 'law'; got {simulator!r}.")
         self.simulator = simulator
+        if mapping not in MAPPINGS:
+            raise TrainingError(f"mapping must be one of {', '.join(MAPPINGS)}; got {mapping!r}.")
+        chip = getattr(backend, "chip", None)
+        if mapping == "auto":
+            mapping = "tiles" if (cells_per_tile is not None or chip is not None) else "monolithic"
+        self.mapping, self.cells_per_tile, self.tol, self.max_iters = mapping, cells_per_tile, tol, max_iters
         self.name = "ideal" if backend == "ideal" else f"profile:{getattr(backend, 'name', 'hardware')}"
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.calls_log: list[dict[str, Any]] = []
@@ -271,6 +294,7 @@ class AnalogSolver(CurvatureSolver):
     def _account(self, result: Any, op: str, n: int) -> None:
         self.stats.calls += 1
         self.stats.analog_time_tau += float(result.analog_time_tau)
+        self.stats.wall_time_tau += float(result.analog_time_tau)
         self.stats.values_loaded += int(result.values_loaded)
         self.stats.values_read += int(result.values_read)
         plan = result.plan
@@ -288,6 +312,37 @@ class AnalogSolver(CurvatureSolver):
                 }
             )
 
+    def _account_tiled(self, result: Any, op: str, n: int) -> None:
+        """Count a tiled call (its total device time; the chip's wall time and digital flops in the log)."""
+        self.stats.calls += 1
+        self.stats.analog_time_tau += float(result.analog_time_tau)
+        self.stats.values_loaded += int(result.values_loaded)
+        self.stats.values_read += int(result.values_read)
+        self.stats.wall_time_tau += float(result.wall_time_tau)
+        self.stats.digital_flops += int(result.digital_flops)
+        plans = [p for p in result.plans if p is not None]
+        if len(self.calls_log) < self.LOG_LIMIT:
+            errors = [p.predicted_error for p in plans if p.predicted_error == p.predicted_error]
+            self.calls_log.append(
+                {
+                    "op": op,
+                    "n": n,
+                    "analog_time_tau": float(result.analog_time_tau),
+                    "wall_time_tau": float(result.wall_time_tau),
+                    "burn_in_tau": max((p.burn_in for p in plans), default=0.0),
+                    "dt_tau": min((p.dt for p in plans), default=0.0),
+                    "lambda_min": min((p.lambda_min for p in plans), default=float("nan")),
+                    "predicted_error": max(errors, default=float("nan")),
+                    "capped": any(p.capped for p in plans),
+                    "mapping": result.mapping,
+                    "tiles_used": result.tiles_used,
+                    "rounds": result.rounds,
+                    "iterations": result.iterations,
+                    "digital_flops": int(result.digital_flops),
+                    "residual": result.residual,
+                }
+            )
+
     def drain_log(self) -> list[dict[str, Any]]:
         """The per-call records since the last drain (and forget them)."""
         log, self.calls_log = self.calls_log, []
@@ -297,6 +352,23 @@ class AnalogSolver(CurvatureSolver):
         _check_spd_input(M)
         M = 0.5 * (M + M.T)
         s = self._scale(M)
+        if self.mapping != "monolithic":
+            tiled = _device_call(
+                models.tiled_inverse,
+                M * s,
+                scale=s,
+                guard=self.stats if self.pd_guard else None,
+                backend=self.backend,
+                cells_per_tile=self.cells_per_tile,
+                mapping="block-diagonal",
+                config=self.readout,
+                lambda_floor=floor * s,
+                generator=self.generator,
+                simulator=self.simulator,
+            )
+            self._account_tiled(tiled, "inverse", M.shape[0])
+            inv = tiled.value.to(M.dtype) * s
+            return 0.5 * (inv + inv.T)
         result = _device_call(
             models.inverse,
             M * s,
@@ -324,6 +396,25 @@ class AnalogSolver(CurvatureSolver):
             if self.normalize
             else torch.ones(B.shape[1], dtype=B.dtype)
         )
+        if self.mapping != "monolithic":
+            tiled = _device_call(
+                models.tiled_solve,
+                M * s,
+                B * beta,
+                scale=s,
+                guard=self.stats if self.pd_guard else None,
+                backend=self.backend,
+                cells_per_tile=self.cells_per_tile,
+                mapping="gauss-seidel" if self.mapping == "tiles" else self.mapping,
+                tol=self.tol,
+                max_iters=self.max_iters,
+                config=self.readout,
+                lambda_floor=floor * s,
+                generator=self.generator,
+                x0=None if x0 is None else x0 * beta / s,
+            )
+            self._account_tiled(tiled, "solve", M.shape[0])
+            return (tiled.value.reshape(B.shape) * (s / beta)).to(B.dtype)
         result = _device_call(
             models.solve,
             M * s,
@@ -359,6 +450,8 @@ def make_solver(
     *,
     pd_guard: bool = True,
     simulator: str = "law",
+    mapping: str = "auto",
+    cells_per_tile: int | None = None,
 ) -> CurvatureSolver:
     """Build the solver for ``backend``: ``"exact"`` (digital), ``"ideal"``, a shipped profile name (``rc8``,
     ``rlc8``), a hardware-profile path or a :class:`thermotrain.models.HardwareProfile`."""
@@ -366,4 +459,12 @@ def make_solver(
         return backend
     if backend == "exact":
         return ExactSolver()
-    return AnalogSolver(backend, readout, generator, pd_guard=pd_guard, simulator=simulator)
+    return AnalogSolver(
+        backend,
+        readout,
+        generator,
+        pd_guard=pd_guard,
+        simulator=simulator,
+        mapping=mapping,
+        cells_per_tile=cells_per_tile,
+    )

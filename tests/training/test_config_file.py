@@ -105,7 +105,14 @@ def test_train_writes_its_effective_config_which_reproduces_the_run(tmp_path, ca
     assert (
         written["out"] == str(one) and written["subset"] == 200 and "damping" not in written
     )  # None: default
-    assert set(written) | {"damping", "kappa0", "readout_error", "analog_dt", "eval_every"} == {
+    assert set(written) | {
+        "damping",
+        "kappa0",
+        "readout_error",
+        "analog_dt",
+        "eval_every",
+        "cells_per_tile",
+    } == {
         *(f.name for f in TrainConfig.__dataclass_fields__.values()),
         "threads",
     }

@@ -76,3 +76,26 @@ def test_auto_analog_time_meets_its_predicted_error_and_logs_every_inverse() -> 
     _step(tight, "inverse")
     ratio = tight.stats.analog_time_tau / solver.stats.analog_time_tau
     assert 7.0 < ratio < 11.0, ratio
+
+
+def test_a_profile_with_a_chip_runs_each_factor_on_its_tiles() -> None:
+    """A profile that declares a chip of 4-cell tiles: the solver maps the 7-wide factor onto 2 tiles
+    (block-diagonal inverse), logs tiles and the chip's wall time, and counts the same device time as the
+    per-tile plans; a profile without a chip keeps one device of any size."""
+    import dataclasses
+
+    from thermotrain.models import ChipSpec, HardwareProfile
+
+    plain = HardwareProfile.from_spec("rc", kappa0=0.01)
+    chip = dataclasses.replace(plain, chip=ChipSpec(cells_per_tile=4, tiles=8))
+    assert AnalogSolver(plain).mapping == "monolithic" and AnalogSolver(chip).mapping == "tiles"
+    assert AnalogSolver(plain, cells_per_tile=4).mapping == "tiles"
+    solver = AnalogSolver(chip, ReadoutConfig(target_error=0.3))
+    F = torch.eye(7, dtype=torch.float64) + 0.1 * torch.ones(7, 7, dtype=torch.float64)
+    inv = solver.inverse(F, floor=0.1)
+    (call,) = solver.drain_log()
+    assert call["tiles_used"] == 2 and call["mapping"] == "block-diagonal"
+    assert 0 < call["wall_time_tau"] <= call["analog_time_tau"] == solver.stats.analog_time_tau
+    assert inv[:4, 4:].abs().max() == 0  # nothing couples the two tiles
+    exact = torch.linalg.inv(F[:4, :4])
+    assert float((inv[:4, :4] - exact).norm() / exact.norm()) < 3 * 0.3
