@@ -272,12 +272,15 @@ def plan_readout(
     lambda_floor: float = 0.0,
     default_target: float = DEFAULT_TARGET_ERROR,
     generator: torch.Generator | None = None,
+    eigenvalues: tuple[float, float, float] | None = None,
 ) -> ReadoutPlan:
     """The :class:`ReadoutPlan` of one device call on ``A`` (as loaded: λ_max ≤ 1 after scaling).
 
     kappa0: the noise level the device runs at; min_dt: the ADC's sample interval (τ); b: [n, k] inputs
     (average mode; in full-scale units); lambda_floor: a known lower bound of λ_min (e.g. the damping after
-    scaling); default_target: the target when the config names none (a profile's recommendation).
+    scaling); default_target: the target when the config names none (a profile's recommendation);
+    eigenvalues: (λ_min lower estimate, λ_min Ritz value, λ_max Ritz value) already known (e.g. the worst over
+    the tiles of one round, :func:`thermotrain.models.tiled_inverse`), instead of Lanczos on ``A``.
     """
     n = A.shape[0]
     dt_fixed = config.sample_interval
@@ -291,7 +294,9 @@ def plan_readout(
         burn = t / 10 if config.burn_in == "auto" else float(config.burn_in)
         return ReadoutPlan(t=t, burn_in=burn, dt=dt, kappa0=kappa0)
     eps = config.target_error if config.target_error is not None else default_target
-    lo, ritz, top = extreme_eigenvalues(A, config.lanczos_steps, generator=generator)
+    if eigenvalues is None:
+        eigenvalues = extreme_eigenvalues(A, config.lanczos_steps, generator=generator)
+    lo, ritz, top = eigenvalues
     lam = max(lo, lambda_floor) if lambda_floor > 0 else lo
     if not (math.isfinite(lam) and lam > 0):
         raise InputError(f"the loaded matrix's smallest eigenvalue estimate is {ritz:.3g}; it must be > 0.")

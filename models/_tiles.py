@@ -92,8 +92,6 @@ from thermotrain.models._readout import (
     DEFAULT_TARGET_ERROR,
     ReadoutConfig,
     ReadoutPlan,
-    covariance_readout_error,
-    covariance_times,
     plan_readout,
 )
 
@@ -300,7 +298,6 @@ def _round_plan(
     largest there) -- for a single block this is exactly :func:`plan_readout`; for several, every tile's
     predicted error is at most the plan's."""
     kappa0, min_dt, target = _plan_context(backend, cfg)
-    c = max(int(b.shape[0]) for b in blocks)
     if cfg.analog_time != "auto":
         plan = plan_readout(blocks[0], cfg, kappa0=kappa0, min_dt=min_dt, default_target=target)
         return plan, [math.nan] * len(blocks)
@@ -316,33 +313,15 @@ def _round_plan(
         for j, i in enumerate(idx):
             lows[i], ritzes[i], tops[i] = float(lo[j]), float(ritz[j]), float(top[j])
     lams = [max(lo, floor) if floor > 0 else lo for lo in lows]
-    lam = min(lams)
-    if not (math.isfinite(lam) and lam > 0):
-        raise InputError(
-            f"a tile's smallest eigenvalue estimate is {min(ritzes):.3g}; every diagonal block must be > 0."
-        )
-    top = min(tops)
-    eps = cfg.target_error if cfg.target_error is not None else target
-    burn, window, dt, _ = covariance_times(lam, c, eps, cfg.sample_interval, min_dt, lam_max=top)
-    if cfg.burn_in != "auto":
-        burn = float(cfg.burn_in)
-    t = burn + window
-    capped = t > cfg.max_analog_time
-    notes: tuple[str, ...] = ()
-    if capped:
-        scale = cfg.max_analog_time / t
-        burn, window, t = burn * scale, window * scale, cfg.max_analog_time
-        notes = (f"auto analog time capped at max_analog_time={cfg.max_analog_time:g} tau",)
-    predicted = covariance_readout_error(lam, c, dt, int(round(window / dt)) + 1, top)
-    plan = ReadoutPlan(
-        t=t,
-        burn_in=burn,
-        dt=dt,
+    widest = max(blocks, key=lambda blk: int(blk.shape[0]))  # n of the law: the widest tile's
+    plan = plan_readout(
+        widest,
+        cfg,
         kappa0=kappa0,
-        lambda_min=lam,
-        predicted_error=predicted,
-        capped=capped,
-        notes=notes,
+        min_dt=min_dt,
+        lambda_floor=floor,
+        default_target=target,
+        eigenvalues=(min(lows), min(ritzes), min(tops)),
     )
     return plan, lams
 
