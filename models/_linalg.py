@@ -159,6 +159,32 @@ def _resolve_config(
     return replace(config, **changes)
 
 
+def plan_context(backend: object, config: ReadoutConfig) -> tuple[float, float, float]:
+    """(κ0, shortest sample interval in τ, target error) a device call plans with: κ0 the config's, else the
+    profile's, else 1e-2 for the ideal covariance readout and 0 for the ideal average; the ADC interval of a
+    profile (0 for the ideal device); the config's target error, else the profile's recommendation, else
+    ``DEFAULT_TARGET_ERROR``. Also checks that a fixed sample interval is not shorter than the ADC's."""
+    if isinstance(backend, HardwareProfile):
+        kappa0 = backend.kappa0 if config.kappa0 is None else config.kappa0
+        min_dt = backend.sample_interval_tau
+        if config.sample_interval is not None and config.sample_interval < min_dt * (1 - 1e-12):
+            raise InputError(
+                f"dt = {config.sample_interval:g} τ is shorter than the profile's ADC sample interval "
+                f"{min_dt:g} τ (adc_rate_hz = {backend.adc_rate_hz:g}); use dt >= that."
+            )
+    else:
+        default = 1e-2 if config.mode == "covariance" else 0.0
+        kappa0, min_dt = (default if config.kappa0 is None else config.kappa0), 0.0
+    if config.target_error is not None:
+        target = config.target_error
+    else:
+        rec = recommended_readout(backend)
+        target = (
+            rec.target_error if rec is not None and rec.target_error is not None else DEFAULT_TARGET_ERROR
+        )
+    return float(kappa0), float(min_dt), float(target)
+
+
 def _check_rounding(backend: object, rounding: str, roundings: int) -> None:
     check_choice("rounding", rounding, ("nearest", "stochastic"))
     check_int("roundings", roundings, minimum=1)
@@ -227,17 +253,8 @@ def _plan(
     b: Tensor | None = None,
     lambda_floor: float = 0.0,
 ) -> ReadoutPlan:
-    """The :class:`ReadoutPlan` of one call: κ0 (the config's, else the profile's, else 1e-2 for the ideal
-    covariance readout and 0 for the ideal average), the ADC interval as the shortest sample interval, and
-    the target error (the config's, else the profile's recommendation, else ``DEFAULT_TARGET_ERROR``)."""
-    if isinstance(backend, HardwareProfile):
-        kappa0 = backend.kappa0 if config.kappa0 is None else config.kappa0
-        min_dt = backend.sample_interval_tau
-    else:
-        default = 1e-2 if config.mode == "covariance" else 0.0
-        kappa0, min_dt = (default if config.kappa0 is None else config.kappa0), 0.0
-    rec = recommended_readout(backend)
-    target = rec.target_error if rec is not None and rec.target_error is not None else DEFAULT_TARGET_ERROR
+    """The :class:`ReadoutPlan` of one call, in the context of :func:`plan_context`."""
+    kappa0, min_dt, target = plan_context(backend, config)
     floor = check_float("lambda_floor", lambda_floor, minimum=0.0, unit="1/τ")
     # the λ_min estimate starts from a fixed vector: planning never draws from the noise generator
     return plan_readout(
@@ -418,12 +435,6 @@ def inverse(
         dt = check_float("dt", dt, minimum=0.0, strict_min=True, unit="τ")
     cfg = _resolve_config(backend, config, "covariance", t, kappa0, dt, burn_in, rounding, roundings)
     _check_rounding(backend, cfg.rounding, cfg.roundings)
-    if isinstance(backend, HardwareProfile) and cfg.sample_interval is not None:
-        if cfg.sample_interval < backend.sample_interval_tau * (1 - 1e-12):
-            raise InputError(
-                f"dt = {cfg.sample_interval:g} τ is shorter than the profile's ADC sample interval "
-                f"{backend.sample_interval_tau:g} τ (adc_rate_hz = {backend.adc_rate_hz:g}); use dt >= that."
-            )
     plan = _plan(A, backend, cfg, lambda_floor=lambda_floor)
     if stationary:
         plan = replace(plan, burn_in=0.0)

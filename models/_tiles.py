@@ -83,13 +83,13 @@ from thermotrain.models._linalg import (
     _resolve_config,
     check_spd,
     inverse,
+    plan_context,
     recommended_readout,
     solve,
 )
 from thermotrain.models._linear_sde import LinearSDE
 from thermotrain.models._profile import HardwareProfile
 from thermotrain.models._readout import (
-    DEFAULT_TARGET_ERROR,
     ReadoutConfig,
     ReadoutPlan,
     plan_readout,
@@ -232,14 +232,7 @@ def _offblock_fraction(A: Tensor, blocks: list[slice]) -> float:
 
 def _plan_context(backend: object, cfg: ReadoutConfig) -> tuple[float, float, float]:
     """(κ0, shortest sample interval, default target error) of a covariance call, as models.inverse plans."""
-    if isinstance(backend, HardwareProfile):
-        kappa0 = backend.kappa0 if cfg.kappa0 is None else cfg.kappa0
-        min_dt = backend.sample_interval_tau
-    else:
-        kappa0, min_dt = (1e-2 if cfg.kappa0 is None else cfg.kappa0), 0.0
-    rec = recommended_readout(backend)
-    target = rec.target_error if rec is not None and rec.target_error is not None else DEFAULT_TARGET_ERROR
-    return float(kappa0), float(min_dt), float(target)
+    return plan_context(backend, replace(cfg, mode="covariance"))
 
 
 def extreme_eigenvalues_batched(D: Tensor, steps: int = 32) -> tuple[Tensor, Tensor, Tensor]:
@@ -502,12 +495,7 @@ def tiled_inverse(
         )
     cfg = _resolve_config(backend, config, "covariance", None, None, None, _UNSET, None, None)
     _check_rounding(backend, cfg.rounding, cfg.roundings)
-    if isinstance(backend, HardwareProfile) and cfg.sample_interval is not None:
-        if cfg.sample_interval < backend.sample_interval_tau * (1 - 1e-12):
-            raise InputError(
-                f"sample_interval = {cfg.sample_interval:g} τ is shorter than the profile's ADC sample "
-                f"interval {backend.sample_interval_tau:g} τ; use at least that."
-            )
+    plan_context(backend, cfg)  # a fixed sample interval below the ADC's is refused before any work
     plans: list[ReadoutPlan | None] = [None] * m
     loaded = read = 0
     total = wall = 0.0

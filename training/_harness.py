@@ -66,8 +66,8 @@ from torch import nn
 from thermotrain._errors import CheckpointError, DivergedError, InputError, OutputError
 from thermotrain._html import train_report
 from thermotrain._safeio import check_output_dir, check_regular, load_json, read_regular, write_text_atomic
-from thermotrain.models import DEFAULT_TARGET_ERROR, ReadoutConfig
-from thermotrain.models._linalg import recommended_readout
+from thermotrain.models import ReadoutConfig
+from thermotrain.models._linalg import plan_context
 from thermotrain.training._baselines import NGDConfig, NGDPreconditioner
 from thermotrain.training._config import (
     OPTIMIZERS,
@@ -228,11 +228,7 @@ class Method:
         """(analog time setting: "auto" or τ, target readout error) of the analog solver, or (None, None)."""
         readout = getattr(getattr(self.precond, "solver", None), "readout", None)
         if isinstance(readout, ReadoutConfig):
-            target = readout.target_error
-            if target is None:
-                rec = recommended_readout(self.precond.solver.backend)
-                target = rec.target_error if rec is not None and rec.target_error else DEFAULT_TARGET_ERROR
-            return readout.analog_time, target
+            return readout.analog_time, plan_context(self.precond.solver.backend, readout)[2]
         if self.cfg.optimizer in ("tngd", "tngd-adam"):
             return getattr(self.precond.config, "analog_time", None), None
         return None, None
