@@ -13,7 +13,7 @@ OPTIONAL_APT_PKGS := chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SUDO_N := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: setup system venv optional demo test test-all lint bench clean
+.PHONY: setup system venv optional demo test test-all lint docs bench clean
 
 setup: system venv optional
 
@@ -57,6 +57,10 @@ test-all: setup
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# the docs site, offline (no web fonts or scripts), API pages from the docstrings: runs/site/index.html
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 bench: setup
 	$(PIP) install -c constraints.txt -e ".[dev,bench]"

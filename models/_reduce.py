@@ -98,7 +98,7 @@ def balanced_truncation(
 
     Args:
         M: [k, k] stable drift (1/s); Q: [k, q] noise input; C: [p, k] output map.
-        B, D, u: DC input matrices and the input value (optional; the DC mean error is reported with them).
+        B: DC input matrices B, D and the input value u (optional; the DC mean error is reported with them).
         order: states kept; None = the smallest order (at least p, the outputs) whose output covariance is
             within ``cov_rtol`` (relative Frobenius) of the full model's, and its DC mean too.
         time_unit: seconds per model time unit (the reduced model's drift is M_r·time_unit).

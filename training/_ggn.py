@@ -52,7 +52,8 @@ class GGNOperator:
 
     Args:
         model: the network (evaluated with ``torch.func.functional_call``; no dropout/batch-norm randomness).
-        x, y: the batch.
+        x: the batch's inputs.
+        y: the batch's targets.
         damping: λ ≥ 0 (dimensionless).
         loss: ``"cross_entropy"`` (H = (diag p − p pᵀ)/B per example) or ``"mse"`` (mean over all entries,
             H = 2/(B·d_z) I).

@@ -76,6 +76,8 @@ from thermotrain.training._config import (
     check_device,
 )
 from thermotrain.training._data import Dataset, load_dataset
+from thermotrain.training._distributed import check_settings, launch_from_env
+from thermotrain.training._distributed import setup as setup_distributed
 from thermotrain.training._kfac import KFACConfig, KFACPreconditioner
 from thermotrain.training._nets import build_model
 from thermotrain.training._precond import ReadoutTally
@@ -148,6 +150,10 @@ class Method:
     ``step`` runs forward, checks the loss, backward, preconditions, steps; it returns the loss (float).
     ``analog_time_tau``, ``values_loaded``, ``values_read`` accumulate the device use of the preconditioner.
     """
+
+    #: the data-parallel rank under torchrun (``training._distributed.DataParallel``): ``step`` gets this
+    #: rank's shard and averages the gradients and the loss over the global batch; ``None``: one process
+    dist: Any = None
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, total_steps: int | None = None) -> None:
         self.cfg = cfg
@@ -241,6 +247,9 @@ class Method:
         """
         self.opt.zero_grad(set_to_none=True)
         loss = self.loss_fn(self.model(x), y)
+        if self.dist is not None:  # every rank sees the global batch's loss and gradients (and stops alike)
+            loss.backward()
+            loss = self.dist.reduce_gradients(self.model, loss, len(x))
         if not torch.isfinite(loss):
             value = float(loss.detach())
             raise _diverged(
@@ -250,7 +259,8 @@ class Method:
                 loss=value,
                 reason="non-finite loss",
             )
-        loss.backward()
+        if self.dist is None:
+            loss.backward()
         for name, p in self.model.named_parameters():
             if p.grad is not None and not torch.isfinite(p.grad).all():
                 raise _diverged(
@@ -631,11 +641,47 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
     """
     from tqdm.auto import tqdm
 
-    out = _prepare_out(cfg)
-    # a checkpoint is checked (settings, digest, tensors-only unpickling) before any data or model is made
-    resumed = _load_checkpoint(out, cfg) if (out is not None and cfg.resume) else None
+    launch = launch_from_env()  # torchrun: data-parallel (training/_distributed.py); None: one process
+    if launch is not None:
+        check_settings(cfg.optimizer, cfg.batch_size, launch.world_size)
+    dp = setup_distributed(cfg.device, launch)
+    writer = dp is None or dp.is_writer  # only rank 0 writes outputs
+    try:
+        out = _prepare_out(cfg) if writer else None
+        # a checkpoint is checked (settings, digest, tensors-only unpickling) before any data or model is made;
+        # every rank reads it (from rank 0's folder)
+        ckpt_dir = out if writer else (Path(cfg.out).expanduser().absolute() if cfg.out is not None else None)
+        resumed = _load_checkpoint(ckpt_dir, cfg) if (ckpt_dir is not None and cfg.resume) else None
+    except BaseException:
+        if dp is not None:
+            dp.agree(False)
+            dp.close()
+        raise
+    if dp is not None:
+        dp.agree(True)
+    try:
+        return _train(cfg, dataset, tqdm, dp, out, ckpt_dir, resumed)
+    finally:
+        if dp is not None:
+            dp.close()
+
+
+def _train(
+    cfg: TrainConfig,
+    dataset: Dataset | None,
+    tqdm: Any,
+    dp: Any,
+    out: Path | None,
+    ckpt_dir: Path | None,
+    resumed: tuple[dict[str, Any], dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """The body of :func:`train` once the output folder and the checkpoint are checked (and, under torchrun,
+    the process group joined: ``dp``; ``out`` is ``None`` on ranks other than 0)."""
+    writer = dp is None or dp.is_writer
     device = torch.device(cfg.device)
     data = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.subset)
+    if dp is not None:
+        check_settings(cfg.optimizer, cfg.batch_size, dp.world_size, len(data.x_train))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)  # noqa: NPY002 - seed the global RNG for user code in hooks
     random.seed(cfg.seed)
@@ -643,6 +689,10 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
     n = len(data.x_train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     method = build_method(cfg, model, steps_per_epoch * cfg.epochs)
+    if dp is not None:
+        method.dist = dp
+        if method.precond is not None:
+            method.precond.dist = dp
     monitor = DivergenceMonitor(data.num_classes)
     xtr, ytr = data.x_train.to(device), data.y_train.to(device)
     xte, yte = data.x_test.to(device), data.y_test.to(device)
@@ -650,14 +700,17 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
     metrics_path = None
     start_epoch, wall_before = 0, 0.0
     history: list[dict[str, Any]] = []
+    if resumed is not None and ckpt_dir is not None:
+        meta, tensors = resumed
+        _apply_checkpoint(tensors, model, method, ckpt_dir / "checkpoint.pt")
+        start_epoch, wall_before = meta["epoch"] + 1, float(meta["wall_s"])
+        history = list(meta["history"])
+        monitor = DivergenceMonitor(data.num_classes, **meta["divergence"])
+    if dp is not None:
+        dp.broadcast_model(model)
     if out is not None:
         metrics_path = out / "metrics.jsonl"
         if resumed is not None:
-            meta, tensors = resumed
-            _apply_checkpoint(tensors, model, method, out / "checkpoint.pt")
-            start_epoch, wall_before = meta["epoch"] + 1, float(meta["wall_s"])
-            history = list(meta["history"])
-            monitor = DivergenceMonitor(data.num_classes, **meta["divergence"])
             _clear_run(out, keep_checkpoint=True)
             _truncate_metrics(metrics_path, method.steps)
             log.info("resuming %s from epoch %d (step %d)", out, start_epoch, method.steps)
@@ -672,7 +725,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
     bar = tqdm(
         total=steps_per_epoch * cfg.epochs,
         initial=method.steps,
-        disable=not cfg.progress,
+        disable=not cfg.progress or not writer,
         desc=f"{cfg.optimizer}/{cfg.backend}",
         unit="step",
         leave=False,
@@ -706,6 +759,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
             "values_read": method.values_read,
             "fallback_layers": getattr(method.precond, "fallback_layers", []),
             **_guard_stats(method),
+            **({"world_size": dp.world_size} if dp is not None else {}),
         }
 
     try:
@@ -716,6 +770,8 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
             losses = []
             for i in range(steps_per_epoch):
                 idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                if dp is not None:
+                    idx = dp.shard(idx)  # this rank's part of the global batch
                 lr = float(method.opt.param_groups[0]["lr"])
                 loss = method.step(xtr[idx], ytr[idx])
                 losses.append(loss)
@@ -734,7 +790,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> dict[str, Any]:
                     history.append(rec)
                     record(rec)
                 if method.pending_calls:
-                    if not announced and cfg.progress:
+                    if not announced and cfg.progress and writer:
                         announced = True
                         tqdm.write(method.readout.line(*method.readout_setting()), file=sys.stderr)
                     for call in method.pending_calls:

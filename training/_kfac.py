@@ -367,6 +367,9 @@ class KFACPreconditioner:
         self._handles: list[Any] = []
         self._damping_clamped_logged = False
         self.last_step: dict[str, float] = {}
+        #: data-parallel rank (``training._distributed.DataParallel``) set by the harness under torchrun:
+        #: factors all-reduced, inverses spread over the ranks; ``None``: one process
+        self.dist: Any = None
         skip = set(self.config.skip_layers)
         for name, module in model.named_modules():
             own = [p for p in module.parameters(recurse=False) if p.requires_grad]
@@ -446,7 +449,7 @@ class KFACPreconditioner:
             "device_wall_time_tau": st.wall_time_tau,
             "digital_flops_between_calls": st.digital_flops,
             "mapping": getattr(self.solver, "mapping", "monolithic"),
-            "cells_per_tile": getattr(self.solver, "cells_per_tile", None),
+            "cells_per_tile": getattr(self.solver, "tile_size", None),
         }
 
     @torch.no_grad()
@@ -458,7 +461,7 @@ class KFACPreconditioner:
         of size d is applied through its Cholesky factor instead of an explicit inverse when
         (2/3)d³/r (the inverse, amortised over the interval r) exceeds the d²k of applying it to k columns;
         and for a layer whose gradient is the product SᵀX of this step's rows (checked on a probe vector),
-        U = [(G+λI)⁻¹Sᵀ][(A+λI)⁻¹Xᵀ]ᵀ costs rows·(m² + n² + mn) instead of mn(m + n).
+        ``U = [(G+λI)⁻¹Sᵀ][(A+λI)⁻¹Xᵀ]ᵀ`` costs rows·(m² + n² + mn) instead of mn(m + n).
 
         Raises:
             TrainingError: on non-finite gradients or factors (nothing is modified in that case).
@@ -474,13 +477,18 @@ class KFACPreconditioner:
             for layer in self._layers.values():
                 if layer.recorded():
                     layer.check_recorded_finite()
-            for layer in self._layers.values():
-                layer.update_factors(self.config.factor_decay)
+            updated = [
+                layer for layer in self._layers.values() if layer.update_factors(self.config.factor_decay)
+            ]
+            if self.dist is not None:
+                self.dist.sync_factors(updated)
             inv_every = int(resolve_schedule(self.config.inv_update_steps, self.steps, "inv_update_steps"))
             lam = self.damping()
             refresh = self.steps % max(inv_every, 1) == 0
             updates: list[tuple[_Layer, torch.Tensor]] = []
-            for layer in self._layers.values():
+            if self.dist is not None:
+                updates = self.dist.step_layers(self, refresh, lam, max(inv_every, 1))
+            for layer in self._layers.values() if self.dist is None else ():
                 if layer.A is None or layer.G is None:
                     continue  # no statistics yet (e.g. first step was in eval mode): plain gradient
                 if refresh or not self._has_inverse(layer):
@@ -552,7 +560,8 @@ class KFACPreconditioner:
             G_op = _InverseFactor(layer.G_inv, layer.G_chol)
             A_op = _InverseFactor(layer.A_inv, layer.A_chol)
             m, n = layer.G.shape[0], layer.A.shape[0]  # type: ignore[union-attr]
-            rows = layer.rows_A()[0].shape[0] if len(layer._inputs) == 1 else None
+            # a data-parallel rank's rows are its shard's, not the global batch's: no low-rank path there
+            rows = layer.rows_A()[0].shape[0] if len(layer._inputs) == 1 and self.dist is None else None
             low_rank = rows is not None and rows * (m * m + n * n + m * n) < 0.8 * m * n * (m + n)
             factors = layer.low_rank_gradient() if low_rank else None
             if factors is not None:
