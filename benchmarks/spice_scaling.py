@@ -63,6 +63,37 @@ def _measure(n: int, duration_tau: float, engine: str) -> dict:
     }
 
 
+def _compare_options(n: int, duration_tau: float) -> dict:
+    """Reference settings vs the noisy runs' ``NOISY_RUN_OPTIONS``, side by side on the SAME netlist and
+    noise: wall times, their ratio, and the paired covariance difference against the CI95 of the estimate."""
+    import numpy as np
+
+    from thermotrain.circuits import Theory, linear_sde, preset
+    from thermotrain.netlists import run_transient, write_netlist
+    from thermotrain.netlists._validation import NOISY_RUN_OPTIONS
+
+    c = preset("rc8", size=n).build(0)
+    stop = duration_tau * c.time_constant
+    nl = write_netlist(c, noise="file", seed=5, duration=stop + c.time_constant)
+    out: dict = {"N": n, "duration_tau": duration_tau, "options": dict(NOISY_RUN_OPTIONS)}
+    covs = {}
+    for label, opts in (("reference", {}), ("fast", NOISY_RUN_OPTIONS)):
+        t0 = time.perf_counter()
+        tr = run_transient(nl, step=c.noise_interval / 2, stop=stop, options=opts)
+        out[f"wall_{label}_s"] = time.perf_counter() - t0
+        x = tr.values[tr.values.shape[0] // 20 :]
+        covs[label] = np.cov(x.T, bias=True)
+        out["ngspice_version"] = tr.ngspice_version
+    th = Theory(linear_sde(c), c.noise_interval)
+    fro = float(np.linalg.norm(th.covariance((0.0, 0.5))))
+    out["speedup"] = out["wall_reference_s"] / out["wall_fast_s"]
+    out["paired_covariance_rel_diff"] = float(np.linalg.norm(covs["fast"] - covs["reference"]) / fro)
+    out["covariance_rel_error_ci95"] = th.error_budget(
+        0.95 * stop, (0.0, 0.5), seed=0
+    ).covariance_rel_error_ci95
+    return out
+
+
 def _in_fresh_process(fn, *args):
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as ex:
         return ex.submit(fn, *args).result()
@@ -97,7 +128,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep-jobs", type=int, default=4, help="runs in the sweep")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output directory")
     p.add_argument("--plot", type=Path, default=None, help="also save the plot here (e.g. docs/img/...)")
+    p.add_argument(
+        "--compare-options",
+        type=int,
+        nargs="*",
+        default=None,
+        help="only compare reference vs NOISY_RUN_OPTIONS at these N (same netlist and noise); JSON with the ratio",
+    )
     args = p.parse_args(argv)
+    if args.compare_options is not None:
+        rows = [
+            _in_fresh_process(_compare_options, n, args.duration) for n in args.compare_options or [32, 64]
+        ]
+        for r in rows:
+            print(
+                f"N={r['N']:3d} reference {r['wall_reference_s']:7.2f} s  fast {r['wall_fast_s']:7.2f} s  "
+                f"speed-up {r['speedup']:.2f}x  paired covariance diff {r['paired_covariance_rel_diff']:.2e} "
+                f"(CI95 {r['covariance_rel_error_ci95']:.3g})",
+                flush=True,
+            )
+        write_json(args.out / "spice_options.json", {"benchmark": "spice_options", "runs": rows})
+        return 0
 
     rows = []
     for n in args.sizes:

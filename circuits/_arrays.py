@@ -31,9 +31,11 @@ from thermotrain._errors import CircuitError
 from thermotrain.circuits._elements import (
     BOLTZMANN,
     GROUND,
+    VCCS,
     VCVS,
     Capacitor,
     Circuit,
+    CurrentSource,
     Element,
     Inductor,
     NoiseCurrent,
@@ -181,42 +183,129 @@ def _apply_tolerance(elements: list[Element], sigma: float, rng: np.random.Gener
     return out
 
 
-def _add_esr(elements: list[Element], esr: float, temperature: float) -> list[Element]:
-    if esr == 0:
+def _add_esr(
+    elements: list[Element], esr: float, temperature: float, extra: dict[str, float] | None = None
+) -> list[Element]:
+    """A series resistor ``<C>_esr`` (ohm: esr, plus ``extra[<C>]``, e.g. a switch's on-resistance) and an
+    inner node ``<C>_x`` for every capacitor with a non-zero series resistance."""
+    extra = extra or {}
+    if esr == 0 and not any(extra.values()):
         return elements
     out: list[Element] = []
     for e in elements:
-        if isinstance(e, Capacitor):
+        r = esr + extra.get(e.name, 0.0) if isinstance(e, Capacitor) else 0.0
+        if r > 0:
             mid = f"{e.name}_x"
-            out.append(Resistor(f"{e.name}_esr", e.n1, mid, esr, temperature or None))
+            out.append(Resistor(f"{e.name}_esr", e.n1, mid, r, temperature or None))
             out.append(dataclasses.replace(e, n1=mid))
         else:
             out.append(e)
     return out
 
 
+def _add_leakage(elements: list[Element], ohms: float | None, temperature: float) -> list[Element]:
+    """A leakage resistor ``<C>_leak`` across every capacitor (its terminals), after the capacitor."""
+    if ohms is None:
+        return elements
+    out: list[Element] = []
+    for e in elements:
+        out.append(e)
+        if isinstance(e, Capacitor):
+            out.append(Resistor(f"{e.name}_leak", e.n1, e.n2, ohms, temperature or None))
+    return out
+
+
+#: independent seeded streams (``default_rng((seed, stream))``) for the per-channel draws that came after
+#: the tolerance draw (``default_rng(seed)``), so adding them changed no earlier part's value
+_DAC_STREAM, _GEN_STREAM = 0x44, 0x47
+GENERATOR_RESISTANCE = 1e3  # ohm of the noise generator's filter (noiseless; C sets the bandwidth)
+
+
+def noise_generator(
+    name: str, n_p: str, n_n: str, psd: float, ni: NonIdealities, gain: float
+) -> list[Element]:
+    """The noise generator of one channel: a white current of two-sided PSD ``psd`` (A^2/Hz, the level set
+    from nominal values) times the channel gain ``gain`` (1 + its mismatch), from ``n_p`` into ``n_n``.
+
+    Without a bandwidth: one NoiseCurrent ``name`` of PSD gain^2 psd. With ``ni.noise_bandwidth_hz`` f:
+    the sampled source drives a first-order filter node ``<name>_g`` (R_g = 1 kohm || C_g = 1/(2 pi f R_g),
+    noiseless, no tolerance) and a transconductor ``G<name>_gm`` of gm = gain/R_g injects gm V(node): the
+    injected current has PSD gain^2 psd / (1 + (f'/f)^2), a state per channel in the model (exact)."""
+    if ni.noise_bandwidth_hz is None:
+        return [NoiseCurrent(name, n_p, n_n, gain * gain * psd)]
+    rg = GENERATOR_RESISTANCE
+    node = f"{name}_g"
+    return [
+        NoiseCurrent(name, GROUND, node, psd),
+        Resistor(f"{name}_rg", node, GROUND, rg),
+        Capacitor(f"{name}_cg", node, GROUND, 1.0 / (2 * math.pi * ni.noise_bandwidth_hz * rg)),
+        VCCS(f"{name}_gm", n_p, n_n, node, GROUND, gain / rg),
+    ]
+
+
 def opamp_elements(name: str, in_p: str, in_n: str, out: str, op: OpAmp) -> list[Element]:
-    """Macro-model: [offset source] -> gain stage A0 [-> single pole R_p C_p at gbw/A0 -> unity buffer]
-    [-> output resistance]. Internal parts are noiseless and exempt from tolerance."""
+    """Macro-model (internal parts noiseless in the Johnson sense and exempt from tolerance):
+
+    [offset source ``<name>_vos`` in series with in_p] [bias currents ``<name>_ibp/_ibn`` out of each pin]
+    [input current noise ``<name>_inp/_inn`` at each pin] -> gain stage A0 ``<name>_a`` (output ``<name>_x``)
+    [-> dominant pole R_p C_p at gbw/A0 (``<name>_rp``, ``<name>_cp``, node ``<name>_y``; the input voltage
+    noise e_n enters exactly as a current A0 e_n / R_p into ``<name>_y``; the slew limit clamps the current
+    through R_p to C_p * SR) [-> unity buffer ``<name>_c`` and a second pole R_p C_p2] -> unity buffer
+    ``<name>_b``] (the output swing clamps the stage that drives the output: ``<name>_b``, or ``<name>_a``
+    without a pole) [-> output resistance ``<name>_ro``]. The clamped node is ``<name>_o`` with an output
+    resistance, else ``out`` (:func:`amplifier_nodes`)."""
     els: list[Element] = []
+    pin_p = in_p
     if op.input_offset:
         els.append(VoltageSource(f"{name}_vos", f"{name}_p", in_p, op.input_offset))
-        in_p = f"{name}_p"
+        pin_p = f"{name}_p"
+    ib_p = op.input_bias_current + op.input_offset_current / 2
+    ib_n = op.input_bias_current - op.input_offset_current / 2
+    if ib_p and pin_p != GROUND:
+        els.append(CurrentSource(f"{name}_ibp", pin_p, GROUND, ib_p))
+    if ib_n and in_n != GROUND:
+        els.append(CurrentSource(f"{name}_ibn", in_n, GROUND, ib_n))
+    if op.current_noise:
+        s_i = op.current_noise**2 / 2  # one-sided density -> two-sided PSD
+        if pin_p != GROUND:
+            els.append(NoiseCurrent(f"{name}_inp", GROUND, pin_p, s_i))
+        if in_n != GROUND:
+            els.append(NoiseCurrent(f"{name}_inn", GROUND, in_n, s_i))
     drive = f"{name}_o" if op.output_resistance > 0 else out
+    swing = op.output_swing
     if op.gbw_hz is None:
-        els.append(VCVS(f"{name}_a", drive, GROUND, in_p, in_n, op.open_loop_gain))
+        els.append(VCVS(f"{name}_a", drive, GROUND, pin_p, in_n, op.open_loop_gain, output_limit=swing))
     else:
         rp = 1e3
         cp = op.open_loop_gain / (2 * math.pi * op.gbw_hz * rp)
+        slew = cp * op.slew_rate if op.slew_rate is not None else None
         els += [
-            VCVS(f"{name}_a", f"{name}_x", GROUND, in_p, in_n, op.open_loop_gain),
-            Resistor(f"{name}_rp", f"{name}_x", f"{name}_y", rp),
+            VCVS(f"{name}_a", f"{name}_x", GROUND, pin_p, in_n, op.open_loop_gain),
+            Resistor(f"{name}_rp", f"{name}_x", f"{name}_y", rp, current_limit=slew),
             Capacitor(f"{name}_cp", f"{name}_y", GROUND, cp),
-            VCVS(f"{name}_b", drive, GROUND, f"{name}_y", GROUND, 1.0),
         ]
+        if op.voltage_noise:
+            s_e = op.voltage_noise**2 / 2  # V^2/Hz two-sided, input-referred
+            els.append(NoiseCurrent(f"{name}_en", GROUND, f"{name}_y", op.open_loop_gain**2 * s_e / rp**2))
+        last = f"{name}_y"
+        if op.second_pole_hz is not None:
+            els += [
+                VCVS(f"{name}_c", f"{name}_x2", GROUND, last, GROUND, 1.0),
+                Resistor(f"{name}_rp2", f"{name}_x2", f"{name}_y2", rp),
+                Capacitor(f"{name}_cp2", f"{name}_y2", GROUND, 1.0 / (2 * math.pi * op.second_pole_hz * rp)),
+            ]
+            last = f"{name}_y2"
+        els.append(VCVS(f"{name}_b", drive, GROUND, last, GROUND, 1.0, output_limit=swing))
     if op.output_resistance > 0:
         els.append(Resistor(f"{name}_ro", drive, out, op.output_resistance))
     return els
+
+
+def amplifier_nodes(circuit: Circuit) -> dict[str, str]:
+    """``{amplifier name: the node its output stage drives}`` (the node the output swing clamps), for
+    every op-amp macro-model in ``circuit`` (from ``circuit.meta["amplifiers"]``, set by the array specs'
+    ``build``). Empty for a circuit without amplifiers (the RLC family)."""
+    return dict(circuit.meta.get("amplifiers", {}))
 
 
 @dataclass(frozen=True)
@@ -272,6 +361,9 @@ class RCArraySpec(ArraySpec):
         vdac = -self.voltage_scale * self.b_vector / self.matrix_scale
         passive: list[Element] = []
         need_inv = [bool(np.any(A[:, j] < -ZERO_ENTRY)) for j in range(n)]
+        row_switches = [0] * n  # crossbar switches at summing node i
+        col_switches = [0] * n  # ... at amplifier output o_j
+        inv_switches = [0] * n  # ... at inverter output ob_j
         for i in range(n):
             s, o = f"s{i}", f"o{i}"
             passive.append(Capacitor(f"Cf{i}", s, o, self.capacitance))
@@ -287,52 +379,75 @@ class RCArraySpec(ArraySpec):
                     "zero the entry, or add damping.",
                 )
                 src = f"o{j}" if a > 0 else f"ob{j}"
-                passive.append(Resistor(f"R{i}_{j}", src, s, r, T))
+                # the crossbar switch's on-resistance in series: no node between, so one resistor R + R_on
+                passive.append(Resistor(f"R{i}_{j}", src, s, r + ni.switch_resistance, T))
+                row_switches[i] += 1
+                (col_switches if a > 0 else inv_switches)[j] += 1
             passive.append(Resistor(f"Rin{i}", f"d{i}", s, self.unit_resistance, T))
             if need_inv[i]:
                 passive.append(Resistor(f"Ria{i}", o, f"m{i}", self.inverter_resistance, T))
                 passive.append(Resistor(f"Rib{i}", f"m{i}", f"ob{i}", self.inverter_resistance, T))
         rng = np.random.default_rng(seed)
         passive = _apply_tolerance(passive, ni.tolerance, rng)
+        passive = _add_leakage(passive, ni.capacitor_leakage, ni.temperature)
         passive = _add_esr(passive, ni.capacitor_esr, ni.temperature)
+        dac_rng = np.random.default_rng((seed, _DAC_STREAM))
+        dac_gain = tolerance_factors(dac_rng, n, ni.dac_gain_error)
+        dac_off = ni.dac_offset * np.clip(dac_rng.standard_normal(n), -3, 3) if ni.dac_offset else np.zeros(n)
+        gen_gain = tolerance_factors(np.random.default_rng((seed, _GEN_STREAM)), n, ni.noise_gain_mismatch)
         active: list[Element] = []
+        amps: dict[str, str] = {}
         for i in range(n):
             v = vdac[i]
             if ni.dac_bits:
                 v = quantize_entries(np.array([v]), bits=ni.dac_bits, full_scale=self.dac_full_scale)[0]
+            if ni.dac_gain_error or ni.dac_offset:
+                v = v * dac_gain[i] + dac_off[i]
             active.append(VoltageSource(f"Vb{i}", f"d{i}", GROUND, float(v)))
-            active.append(NoiseCurrent(f"In{i}", GROUND, f"s{i}", self.noise_psd))
+            active += noise_generator(f"In{i}", GROUND, f"s{i}", self.noise_psd, ni, float(gen_gain[i]))
             active += opamp_elements(f"X{i}", GROUND, f"s{i}", f"o{i}", ni.opamp)
+            amps[f"X{i}"] = f"X{i}_o" if ni.opamp.output_resistance > 0 else f"o{i}"
             if need_inv[i]:
                 active += opamp_elements(f"XI{i}", GROUND, f"m{i}", f"ob{i}", ni.opamp)
+                amps[f"XI{i}"] = f"XI{i}_o" if ni.opamp.output_resistance > 0 else f"ob{i}"
         para: list[Element] = []
         op = ni.opamp
-        if ni.parasitic_capacitance and math.isfinite(op.open_loop_gain) and op.output_resistance == 0:
+        if (
+            (ni.parasitic_capacitance or ni.switch_capacitance)
+            and math.isfinite(op.open_loop_gain)
+            and op.output_resistance == 0
+        ):
             raise CircuitError(
                 "parasitic_capacitance with a finite-gain op-amp needs opamp.output_resistance > 0: with an ideal "
                 "output the summing-node capacitor closes a loop through a voltage source (a non-physical, "
                 "index-2 circuit). Every real amplifier has an output resistance; set it (e.g. 50 ohm)."
             )
-        if ni.parasitic_capacitance:
-            cp = ni.parasitic_capacitance
+        if ni.parasitic_capacitance or ni.switch_capacitance:
+            cp, csw = ni.parasitic_capacitance, ni.switch_capacitance
+
+            def cap(name: str, node: str, switches: int) -> None:
+                c = cp + switches * csw
+                if c > 0:
+                    para.append(Capacitor(name, node, GROUND, c))
+
             for i in range(n):
                 # at an ideal amplifier's virtual ground a capacitor carries no current: placed only when
                 # the gain is finite (then the summing node moves and the parasitic matters)
                 if math.isfinite(op.open_loop_gain):
-                    para.append(Capacitor(f"Cps{i}", f"s{i}", GROUND, cp))
+                    cap(f"Cps{i}", f"s{i}", row_switches[i])
                     if need_inv[i]:
-                        para.append(Capacitor(f"Cpm{i}", f"m{i}", GROUND, cp))
+                        cap(f"Cpm{i}", f"m{i}", 0)
                 if op.output_resistance > 0:
-                    para.append(Capacitor(f"Cpo{i}", f"o{i}", GROUND, cp))
+                    cap(f"Cpo{i}", f"o{i}", col_switches[i])
                     if need_inv[i]:
-                        para.append(Capacitor(f"Cpb{i}", f"ob{i}", GROUND, cp))
+                        cap(f"Cpb{i}", f"ob{i}", inv_switches[i])
         return Circuit(
             title=f"rc{n} thermodynamic integrator array",
             elements=tuple(passive + active + para),
             outputs=tuple(f"o{i}" for i in range(n)),
             noise_interval=self.nt,
             time_constant=self.time_constant,
-            meta={"family": "rc", "seed": seed, "size": n},
+            meta={"family": "rc", "seed": seed, "size": n, "amplifiers": amps},
         )
 
 
@@ -430,21 +545,32 @@ class RLCArraySpec(ArraySpec):
                 )
         rng = np.random.default_rng(seed)
         passive = _apply_tolerance(passive, ni.tolerance, rng)
-        # the injected noise sits across each cell's series resistor, with the drawn R (FDT-matched)
+        # the injected noise sits across each cell's series resistor; its level is set from the NOMINAL R
+        # (a generator cannot know the drawn value; with tolerance 0 this is the FDT-matched level)
         res = {e.name: e for e in passive if isinstance(e, Resistor)}
-        passive = _add_esr(passive, ni.capacitor_esr, ni.temperature)
-        noise = [
-            NoiseCurrent(
-                f"In{i}",
-                GROUND,
-                res[f"R{i}"].n1,
-                2 * BOLTZMANN * self.noise_temperature / res[f"R{i}"].ohms,
-            )
-            for i in range(n)
-        ]
+        couplings = [e for e in passive if isinstance(e, Capacitor) and "_" in e.name]
+        passive = _add_leakage(passive, ni.capacitor_leakage, ni.temperature)
+        passive = _add_esr(
+            passive, ni.capacitor_esr, ni.temperature, {c.name: ni.switch_resistance for c in couplings}
+        )
+        gen_gain = tolerance_factors(np.random.default_rng((seed, _GEN_STREAM)), n, ni.noise_gain_mismatch)
+        psd = 2 * BOLTZMANN * self.noise_temperature / R
+        noise: list[Element] = []
+        for i in range(n):
+            noise += noise_generator(f"In{i}", GROUND, res[f"R{i}"].n1, psd, ni, float(gen_gain[i]))
         para: list[Element] = []
-        if ni.parasitic_capacitance:
-            para = [Capacitor(f"Cp{i}", f"v{i}", GROUND, ni.parasitic_capacitance) for i in range(n)]
+        switches = [0] * n
+        for c in couplings:
+            for node in (c.n1, c.n2):
+                switches[int(node[1:])] += 1
+        for i in range(n):
+            cp = ni.parasitic_capacitance + switches[i] * ni.switch_capacitance
+            if cp:
+                para.append(Capacitor(f"Cp{i}", f"v{i}", GROUND, cp))
+        if ni.inductor_capacitance:
+            for i in range(n):
+                far = f"q{i}" if ni.inductor_resistance else f"m{i}"  # across the whole inductor (L + DCR)
+                para.append(Capacitor(f"CL{i}", f"v{i}", far, ni.inductor_capacitance))
         return Circuit(
             title=f"rlc{n} thermodynamic resonator array",
             elements=tuple(passive + noise + para),

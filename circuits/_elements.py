@@ -38,19 +38,26 @@ def _check_positive(
 class Resistor:
     """Resistor of ``ohms``. ``temperature`` (K) gives it Johnson noise: a white current of two-sided PSD
     2kT/R across it (ngspice adds none in transient runs, so the writer emits it explicitly).
-    ``None`` means noiseless (behavioural parts of amplifier macro-models)."""
+    ``None`` means noiseless (behavioural parts of amplifier macro-models).
+
+    ``current_limit`` (A): a behavioural resistor whose current is clamped to +-current_limit (an op-amp's
+    slew limit: the current into its dominant-pole capacitor). The netlist renders it as a B source
+    ``I = max(min(V/R, I_max), -I_max)``; the linear model uses the resistor (its linear region)."""
 
     name: str
     n1: str
     n2: str
     ohms: float
     temperature: float | None = None
+    current_limit: float | None = None
 
     def __post_init__(self) -> None:
         _check_name("resistor", self.name)
         _check_positive("resistor", self.name, "ohms", self.ohms)
         if self.temperature is not None and (not math.isfinite(self.temperature) or self.temperature < 0):
             raise CircuitError(f"resistor {self.name}: temperature {self.temperature!r} K must be >= 0.")
+        if self.current_limit is not None:
+            _check_positive("resistor", self.name, "current_limit (A)", self.current_limit)
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,10 @@ class Inductor:
 @dataclass(frozen=True)
 class VCVS:
     """Voltage-controlled voltage source; ``gain = inf`` is the ideal op-amp (nullor: V(in_p) = V(in_n)).
-    The netlist writer renders an infinite gain as ``IDEAL_OPAMP_GAIN``."""
+    The netlist writer renders an infinite gain as ``IDEAL_OPAMP_GAIN``.
+
+    ``output_limit`` (V): the output is clamped to +-output_limit (an amplifier's output swing): the
+    netlist renders a B source ``V = max(min(gain*V(in), L), -L)``; the linear model uses the VCVS."""
 
     name: str
     out_p: str
@@ -88,11 +98,16 @@ class VCVS:
     in_p: str
     in_n: str
     gain: float
+    output_limit: float | None = None
 
     def __post_init__(self) -> None:
         _check_name("vcvs", self.name)
         if math.isnan(self.gain) or self.gain == 0:
             raise CircuitError(f"vcvs {self.name}: gain {self.gain!r} must be non-zero (inf = ideal op-amp).")
+        if self.output_limit is not None:
+            _check_positive("vcvs", self.name, "output_limit (V)", self.output_limit)
+            if math.isinf(self.gain):
+                raise CircuitError(f"vcvs {self.name}: an output_limit needs a finite gain.")
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,41 @@ class VoltageSource:
         _check_name("voltage source", self.name)
         if not math.isfinite(self.volts):
             raise CircuitError(f"voltage source {self.name}: {self.volts!r} V is not finite.")
+
+
+@dataclass(frozen=True)
+class CurrentSource:
+    """DC current source (an amplifier's input bias current): ``amps`` flow from ``n_p`` through the
+    source into ``n_n`` (SPICE's ``I`` convention)."""
+
+    name: str
+    n_p: str
+    n_n: str
+    amps: float
+
+    def __post_init__(self) -> None:
+        _check_name("current source", self.name)
+        if not math.isfinite(self.amps):
+            raise CircuitError(f"current source {self.name}: {self.amps!r} A is not finite.")
+
+
+@dataclass(frozen=True)
+class VCCS:
+    """Voltage-controlled current source (a transconductor: the noise generator's output stage): the current
+    ``gm * (V(c_p) - V(c_n))`` (A, gm in siemens) flows from ``n_p`` through the source into ``n_n``
+    (SPICE's ``G`` convention)."""
+
+    name: str
+    n_p: str
+    n_n: str
+    c_p: str
+    c_n: str
+    gm: float
+
+    def __post_init__(self) -> None:
+        _check_name("vccs", self.name)
+        if not math.isfinite(self.gm) or self.gm == 0:
+            raise CircuitError(f"vccs {self.name}: gm {self.gm!r} S must be finite and non-zero.")
 
 
 @dataclass(frozen=True)
@@ -128,7 +178,7 @@ class NoiseCurrent:
             raise CircuitError(f"noise source {self.name}: psd {self.psd!r} A^2/Hz must be finite and >= 0.")
 
 
-Element = Resistor | Capacitor | Inductor | VCVS | VoltageSource | NoiseCurrent
+Element = Resistor | Capacitor | Inductor | VCVS | VoltageSource | CurrentSource | VCCS | NoiseCurrent
 
 BOLTZMANN = 1.380649e-23  # J/K
 IDEAL_OPAMP_GAIN = 1e9  # how a simulator renders gain=inf (error ~1e-9 relative, below SPICE's tolerances)
@@ -188,6 +238,8 @@ class Circuit:
 def _terminals(e: Element) -> tuple[str, ...]:
     if isinstance(e, VCVS):
         return (e.out_p, e.out_n, e.in_p, e.in_n)
-    if isinstance(e, VoltageSource | NoiseCurrent):
+    if isinstance(e, VCCS):
+        return (e.n_p, e.n_n, e.c_p, e.c_n)
+    if isinstance(e, VoltageSource | CurrentSource | NoiseCurrent):
         return (e.n_p, e.n_n)
     return (e.n1, e.n2)

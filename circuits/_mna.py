@@ -33,9 +33,11 @@ import sympy as sp
 from thermotrain._errors import CircuitError
 from thermotrain.circuits._elements import (
     GROUND,
+    VCCS,
     VCVS,
     Capacitor,
     Circuit,
+    CurrentSource,
     Element,
     Inductor,
     Resistor,
@@ -108,7 +110,23 @@ def _value(e: Element, symbolic: bool) -> Any:
         return 1 / sp.Symbol(e.name, nonzero=True) if symbolic else 1.0 / e.gain
     if isinstance(e, VoltageSource):
         return sp.Symbol(e.name) if symbolic else e.volts
+    if isinstance(e, CurrentSource):
+        return sp.Symbol(e.name) if symbolic else e.amps
+    if isinstance(e, VCCS):
+        return sp.Symbol(e.name, nonzero=True) if symbolic else e.gm
     raise TypeError(e)
+
+
+def dc_inputs(circuit: Circuit) -> list[VoltageSource | CurrentSource]:
+    """The DC sources in element order: the input vector u (V for voltage sources, A for current ones)."""
+    return [e for e in circuit.elements if isinstance(e, VoltageSource | CurrentSource)]
+
+
+def input_values(circuit: Circuit) -> np.ndarray:
+    """u: each DC source's value (V or A), in :func:`dc_inputs` order."""
+    return np.array(
+        [e.volts if isinstance(e, VoltageSource) else e.amps for e in dc_inputs(circuit)], dtype=float
+    )
 
 
 def descriptor_system(circuit: Circuit, *, symbolic: bool = False) -> DescriptorSystem:
@@ -118,7 +136,7 @@ def descriptor_system(circuit: Circuit, *, symbolic: bool = False) -> Descriptor
     unknowns = tuple(nodes) + tuple(f"I({e.name})" for e in branches)
     index = {n: i for i, n in enumerate(nodes)}
     bidx = {e.name: len(nodes) + k for k, e in enumerate(branches)}
-    sources = [e for e in circuit.elements if isinstance(e, VoltageSource)]
+    sources = dc_inputs(circuit)
     noises = circuit.noise_sources()
     n, m, q = len(unknowns), len(sources), len(noises)
     if symbolic:
@@ -156,6 +174,15 @@ def descriptor_system(circuit: Circuit, *, symbolic: bool = False) -> Descriptor
             add(F, k, e.n_p, 1)
             add(F, k, e.n_n, -1)
             B[k, sources.index(e)] = -1
+        elif isinstance(e, CurrentSource):  # from n_p through the source into n_n
+            col = sources.index(e)
+            add(B, e.n_n, col, 1)
+            add(B, e.n_p, col, -1)
+        elif isinstance(e, VCCS):  # gm (V(c_p) - V(c_n)) from n_p through the source into n_n
+            gm = _value(e, symbolic)
+            for r, sr in ((e.n_n, 1), (e.n_p, -1)):
+                add(F, r, e.c_p, sr * gm)
+                add(F, r, e.c_n, -sr * gm)
         elif isinstance(e, VCVS):
             k = bidx[e.name]
             inv_gain = _value(e, symbolic)
@@ -338,7 +365,7 @@ def linear_sde(circuit: Circuit) -> CircuitSDE:
             f"outputs {bad} see white noise directly (no capacitance on a noisy node): their variance would "
             "be infinite. Add parasitic capacitance (NonIdealities.parasitic_capacitance) or move the source."
         )
-    u = np.array([e.volts for e in circuit.elements if isinstance(e, VoltageSource)], dtype=float)
+    u = input_values(circuit)
     return CircuitSDE(
         M=np.asarray(M, float),
         B_z=np.asarray(Bz, float).reshape(len(states), len(u)),

@@ -8,7 +8,7 @@ import numpy as np
 
 from thermotrain._errors import CircuitError
 from thermotrain.circuits._arrays import ArraySpec, RCArraySpec, RLCArraySpec, _as_tuple2
-from thermotrain.circuits._nonideal import HARDWARE_CORNERS, NonIdealities
+from thermotrain.circuits._nonideal import NonIdealities, resolve_corner
 from thermotrain.circuits._targets import MAX_CELLS
 
 PRESETS = ("rc8", "rlc8")
@@ -43,7 +43,8 @@ def preset(
 ) -> ArraySpec:
     """``rc8`` (RC integrators, kappa = 8, mixed signs, b = 1..) or ``rlc8`` (resonators, passive pattern).
     ``size`` changes N with the same recipe; ``corner`` picks a named non-ideality set
-    (``ideal``, ``board``, ``integrated``) unless ``nonideal`` is given."""
+    (``ideal``, ``board``, ``integrated``) or a corner JSON file (``*.json``, :func:`load_corner`) unless
+    ``nonideal`` is given."""
     if name not in PRESETS:
         raise CircuitError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
     if size is None:
@@ -55,11 +56,7 @@ def preset(
     if not (1 <= n <= MAX_CELLS):
         raise CircuitError(f"size = {n} cells must be in [1, {MAX_CELLS}].")
     if nonideal is None:
-        if corner not in HARDWARE_CORNERS:
-            raise CircuitError(
-                f"unknown hardware corner {corner!r}; choose one of {sorted(HARDWARE_CORNERS)}."
-            )
-        nonideal = HARDWARE_CORNERS[corner]
+        nonideal = resolve_corner(corner)
     if name == "rc8":
         A = rc_target(n)
         b = np.cos(np.arange(n) + 0.5)

@@ -18,7 +18,41 @@ import numpy as np
 from thermotrain._args import arg_int, positive_float, positive_int, seed
 from thermotrain._errors import InputError
 
-CORNERS_HELP = "non-idealities: ideal (default), board (1%% parts, 8-bit couplings, 2 pF, A0=1e5), integrated"
+CORNERS_HELP = (
+    "non-idealities: ideal; board (a printed board of named part classes, typical datasheet values: "
+    "10 MHz GBW precision CMOS op-amp of the OPA192 class (A_OL 1e6, 2nd pole 25 MHz, 100 ohm, 25 uV, "
+    "5.5 nV/rtHz, +-4.8 V swing, 20 V/us), 1%% thin-film R, C0G/NP0 1%% C (ESR 0.5 ohm, 100 Gohm leakage), "
+    "10 uH shielded inductor (DCR 0.1 ohm, 3 pF), 8-bit couplings through 1.5 ohm / 1 pF analog switches, "
+    "2 pF routing, b DACs of the 16-bit class (0.05%% gain, 0.1 mV offset error), a noise generator with a "
+    "20 MHz filter and 1%% channel mismatch); "
+    "integrated (on-chip: 2%% mismatch, 6-bit crossbar, 0.5 pF/node, A0 1e4 / 50 MHz single-stage "
+    "amplifier, +-2.3 V swing, 1 mV offset, 200 ohm / 20 fF transmission gates, 2%% noise-DAC mismatch); "
+    'or a corner JSON file, e.g. my-parts.json = {"base": "board", "opamp_gbw_hz": 1e6, '
+    '"opamp_swing_v": 2.3} (strict schema, units in the keys: thermotrain.circuits.CORNER_KEYS; keys '
+    "left out come from 'base'; docs/validation.md)"
+)
+
+
+def _corner_arg(text: str) -> str:
+    """``--corner``: a named corner, or a corner JSON file (read and checked now: a bad file is one line)."""
+    import argparse as _ap
+
+    from thermotrain._errors import ThermotrainError
+    from thermotrain.circuits import HARDWARE_CORNERS, resolve_corner
+
+    if text in HARDWARE_CORNERS:
+        return text
+    if not text.lower().endswith(".json"):
+        raise _ap.ArgumentTypeError(
+            f"{text!r} is not a corner; choose one of {', '.join(sorted(HARDWARE_CORNERS))} or a FILE.json"
+        )
+    try:
+        resolve_corner(text)
+    except ThermotrainError as e:
+        raise _ap.ArgumentTypeError(str(e)) from None
+    return text
+
+
 #: default cap of ``simulate``'s estimated output (MiB), see ``--max-output-mb``.
 DEFAULT_MAX_OUTPUT_MB = 1024.0
 
@@ -50,7 +84,13 @@ def add_array_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--b", type=Path, default=None, help="right-hand side b as a real length-N .npy file (RC family only)"
     )
-    p.add_argument("--corner", default="ideal", choices=sorted(HARDWARE_CORNERS), help=CORNERS_HELP)
+    p.add_argument(
+        "--corner",
+        default="ideal",
+        type=_corner_arg,
+        metavar="{" + ",".join(sorted(HARDWARE_CORNERS)) + "} or FILE.json",
+        help=CORNERS_HELP,
+    )
     p.add_argument(
         "--kappa0",
         type=positive_float,
@@ -93,6 +133,13 @@ def add_spice_run_arguments(p: argparse.ArgumentParser, settings: type) -> None:
     )
 
 
+def _optional_tolerance(text: str) -> float | None:
+    """``--target-tolerance``: a positive relative error, or ``none``/``off`` (not judged)."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    return positive_float(text)
+
+
 def spice_run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The SpiceRunSettings keywords the flags of :func:`add_spice_run_arguments` (and --seed) hold."""
     return {
@@ -106,7 +153,7 @@ def spice_run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def spec_from_args(args: argparse.Namespace):
     """The ArraySpec the arguments describe (the matrix files are read here, capped at MAX_CELLS)."""
-    from thermotrain.circuits import HARDWARE_CORNERS, from_matrix, preset
+    from thermotrain.circuits import from_matrix, preset, resolve_corner
 
     if args.matrix is None:
         if args.b is not None:
@@ -119,7 +166,7 @@ def spec_from_args(args: argparse.Namespace):
     family = "rc" if args.preset.startswith("rc") and not args.preset.startswith("rlc") else "rlc"
     if family == "rc" and b is None:
         b = np.cos(np.arange(A.shape[0]) + 0.5)
-    return from_matrix(A, b, family=family, nonideal=HARDWARE_CORNERS[args.corner], kappa0=args.kappa0)
+    return from_matrix(A, b, family=family, nonideal=resolve_corner(args.corner), kappa0=args.kappa0)
 
 
 def load_matrix(path: Path) -> np.ndarray:
@@ -182,8 +229,20 @@ def _validate(args: argparse.Namespace) -> int:
     from thermotrain.netlists._validation import ValidationSettings, summary, validate
 
     check_output_dir(args.out, overwrite=args.overwrite, flag="--out")
+    profile = None
+    if args.profile is not None:
+        from thermotrain.models import find_profile
+
+        profile = find_profile(args.profile, what="--profile")  # read and checked before any SPICE run
     spec = spec_from_args(args)
-    settings = ValidationSettings(runs=args.runs, **spice_run_kwargs(args))
+    if profile is not None and profile.family != spec.family:
+        raise InputError(
+            f"--profile {args.profile} describes a {profile.family.upper()} array but --preset {args.preset} "
+            f"is {spec.family.upper()}; pass a profile of the same family (rc8 with rc8, rlc8 with rlc8)."
+        )
+    settings = ValidationSettings(
+        runs=args.runs, target_tolerance=args.target_tolerance, **spice_run_kwargs(args)
+    )
     name = array_name(args)
     report = validate(
         spec,
@@ -193,10 +252,12 @@ def _validate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         save_traces=args.save_traces,
         overwrite=args.overwrite,
+        profile=profile,
+        profile_label=None if args.profile is None else str(args.profile),
     )
     print(summary(report))
     print(f"report: {args.out / 'report.json'}; plots: {args.out}/*.png")
-    return 0 if report["pass"] else 3
+    return 0 if report["pass"] and report.get("profile_pass") is not False else 3
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -266,7 +327,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Validate an array: ngspice transient-noise runs against the model's mean, covariance "
             "(exact for sampled noise), autocorrelation and relaxation; the DC solution (RC family). Writes "
-            "DIR/report.json, DIR/summary.txt and PNG plots. Exit code 3 when a check fails."
+            "DIR/report.json, DIR/summary.txt and PNG plots. With --profile P also P's prediction for this "
+            "array: the instance (P with this netlist's drawn parts) against its CI95, and the population "
+            "(P's tolerance draws). Exit code 3 when a check fails (with --profile: or the instance check)."
         ),
     )
     add_array_arguments(p)
@@ -277,6 +340,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="independent SPICE runs, each with its own noise seed (count)",
     )
     add_spice_run_arguments(p, ValidationSettings)
+    p.add_argument(
+        "--target-tolerance",
+        type=_optional_tolerance,
+        default=ValidationSettings().target_tolerance,
+        help="largest relative error of the device's solution and covariance against the IDEAL target "
+        "(A^-1 b, A^-1) for the second verdict line 'device meets the target: yes' (dimensionless, > 0; "
+        "'none': not judged). Does not change the exit code, which is about agreement with the model",
+    )
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="{rc8,rlc8} or FILE.json",
+        help="also compare the SPICE covariance with this hardware profile's prediction at this size "
+        "(instance: the profile with the netlist's own drawn parts, PASS/FAIL against the CI95; population: "
+        "SPICE inside the interval of 50 tolerance draws); a shipped name or a profile JSON",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--save-traces", action="store_true", help="also write DIR/traces.npz (for `calibrate --from DIR`)"

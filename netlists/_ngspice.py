@@ -57,8 +57,10 @@ from thermotrain._errors import (
     SpiceTimeoutError,
 )
 from thermotrain.netlists._safety import (
+    check_data_file,
     check_name,
     clean_environment,
+    filesource_records,
     option_line,
     parse_netlist,
     warn_trusted,
@@ -88,6 +90,8 @@ _CONVERGENCE = re.compile(
     re.IGNORECASE,
 )
 _ERROR_LINE = re.compile(r"\berror\b", re.IGNORECASE)
+#: an XSPICE device's own message (e.g. a filesource that cannot open its file).
+_INSTANCE_MESSAGE = re.compile(r"^\s*Instance:\s*(\S+)\s+Message:\s*(.*\S)", re.IGNORECASE)
 _INFO_PREFIX = re.compile(r"^\s*(note|warning|info)\b", re.IGNORECASE)
 _VERSION = re.compile(r"ngspice-(\S+)")
 #: copies of the output a run holds at its peak: ngspice's own vectors, the rawfile / read-back, the result.
@@ -202,6 +206,8 @@ def run_transient(
             f"{netlist.noise_end!r} s; write the netlist with duration >= stop - start (or start + duration "
             f">= stop)."
         )
+    files = _data_files(netlist)
+    _check_external_record(netlist, body, files, sim_stop, stop, start)
     ics = _ic_lines(netlist, nodes, initial_conditions)
     analysis = [
         *ics,
@@ -209,7 +215,7 @@ def run_transient(
         f".tran {format_number(step)} {format_number(sim_stop)} {format_number(sim_start)}"
         + (" uic" if ics else ""),
     ]
-    vectors, messages, version, used, wall = _run(netlist, body, analysis, probes, engine, timeout, "time")
+    vectors, messages, version, used, wall = _run(files, body, analysis, probes, engine, timeout, "time")
     if ics and start == 0 and vectors["time"].size and vectors["time"][0] > 0.5 * step:
         # under uic ngspice 39 does not output t = 0: that row is the initial condition itself
         ic = {k.lower(): float(v) for k, v in (initial_conditions or {}).items()}
@@ -297,7 +303,7 @@ def run_operating_point(
     body, nodes = _checked_body(netlist)
     probes = _check_probes(netlist, nodes, probes)
     analysis = [*_options_lines(options), ".op"]
-    vectors, messages, _, _, _ = _run(netlist, body, analysis, probes, engine, timeout, None)
+    vectors, messages, _, _, _ = _run(_data_files(netlist), body, analysis, probes, engine, timeout, None)
     out = np.array([vectors[f"v({p})".lower()][0] for p in probes], dtype=np.float64)
     if not np.all(np.isfinite(out)):
         raise SpiceConvergenceError(
@@ -364,8 +370,47 @@ def _deck(body: str, analysis: list[str], probes: tuple[str, ...], batch: bool) 
     return "\n".join(lines) + "\n"
 
 
-def _run(
+def _data_files(netlist: Netlist) -> dict[str, tuple[bytes, float]]:
+    """``{file name: (bytes, end of record in s)}`` of every data file the netlist's text names: the
+    writer's noise files (rendered now) and the external files of a loaded netlist, each read once and
+    checked (:func:`~thermotrain.netlists._safety.check_data_file`: a regular file under the ``noise`` cap,
+    numbers only); the runner copies exactly these bytes into its private folder."""
+    out: dict[str, tuple[bytes, float]] = {
+        name: (text.encode("ascii"), netlist.noise_end) for name, text in netlist.noise_file_texts().items()
+    }
+    for name, src in netlist.external_files:
+        checked = check_data_file(src, what=f"data file {name!r} of netlist {netlist.title!r}")
+        out[name] = (checked.data, checked.t_end)
+    return out
+
+
+def _check_external_record(
     netlist: Netlist,
+    body: str,
+    files: Mapping[str, tuple[bytes, float]],
+    sim_stop: float,
+    stop: float,
+    start: float,
+) -> None:
+    """Refuse a run past the end of an external data file's record: filesource holds its last value
+    there, so the noise would silently stop. Checked for filesource models with the default time
+    mapping (timeoffset 0, timescale 1, absolute time), as ``thermotrain netlist`` writes them."""
+    if not netlist.external_files:
+        return
+    for name, timing in filesource_records(body).items():
+        if name not in files or timing is None or timing != (0.0, 1.0, False):
+            continue
+        end = files[name][1]
+        if sim_stop > end * (1 + 1e-9):
+            raise InputError(
+                f"stop={stop!r} s is past the end of the noise record in {name!r} of {netlist.title!r}, which "
+                f"ends at {end!r} s (the noise would stop there); use stop <= {end - (sim_stop - stop):.6g} s "
+                f"(start {start!r} s) or write the netlist with a longer --duration."
+            )  # fmt: skip
+
+
+def _run(
+    files: Mapping[str, tuple[bytes, float]],
     body: str,
     analysis: list[str],
     probes: tuple[str, ...],
@@ -385,9 +430,9 @@ def _run(
         deck_dir, cwd, home = (Path(tmp, sub) for sub in ("deck", "cwd", "home"))
         for d in (deck_dir, cwd, home):
             d.mkdir()
-        netlist_copy = _with_text(netlist, body)
+        for name, (data, _) in files.items():  # the checked bytes, under the name the text uses
+            Path(deck_dir, name).write_bytes(data)
         if engine == "shared":
-            netlist_copy.write_files(deck_dir, _DECK_NAME)
             Path(deck_dir, _DECK_NAME).write_text(
                 _deck(body, analysis, probes, batch=False), encoding="utf-8"
             )
@@ -402,18 +447,11 @@ def _run(
                 _warn_once(note)
                 notes.append(note)
         binary = _binary()
-        netlist_copy.write_files(deck_dir, _DECK_NAME)
         Path(deck_dir, _DECK_NAME).write_text(_deck(body, analysis, probes, batch=True), encoding="utf-8")
         vectors, messages, version, wall = _run_batch(
             binary, deck_dir / _DECK_NAME, cwd, home, names, timeout
         )
         return vectors, (*notes, *messages), version, "batch", wall
-
-
-def _with_text(netlist: Netlist, body: str) -> Netlist:
-    import dataclasses
-
-    return dataclasses.replace(netlist, text=body) if body is not netlist.text else netlist
 
 
 def _tail(messages: Sequence[str], n: int = 12) -> str:
@@ -428,20 +466,42 @@ def _tail(messages: Sequence[str], n: int = 12) -> str:
     return " | ".join(picked[:n]) or "(no output)"
 
 
+def ngspice_reason(messages: Sequence[str]) -> str | None:
+    """ngspice's own words for why a run stopped, as one line, or None when it gave none: a device's
+    message first (XSPICE ``Instance: NAME Message: ...``, e.g. ``cannot open file noise_1.dat``: the root
+    cause, where the errors that follow are its consequences), else the first ``Error`` line, else the
+    first convergence line."""
+    for m in messages:
+        hit = _INSTANCE_MESSAGE.match(m)
+        if hit:
+            return f"instance {hit.group(1)}: {' '.join(hit.group(2).split())}"
+    for pattern in (_ERROR_LINE, _CONVERGENCE):
+        for m in messages:
+            if pattern.search(m) and not _INFO_PREFIX.match(m):
+                return " ".join(m.split())
+    return None
+
+
 def _raise_for_messages(messages: Sequence[str], engine: str) -> None:
-    """Raise if ngspice's output says the netlist did not load or the analysis ended early."""
+    """Raise if ngspice's output says the netlist did not load, a device reported a problem (XSPICE
+    ``Instance: ... Message: ...``) or the analysis ended early. The message
+    is ngspice's own reason (:func:`ngspice_reason`) in one line; a convergence failure without a device
+    message is a SpiceConvergenceError with what usually helps."""
     load_errors = [m for m in messages if _ERROR_LINE.search(m) and not _INFO_PREFIX.match(m)]
     aborted = [m for m in messages if _ABORTED.search(m)]
-    if not load_errors and not aborted:
+    # a device's message is an error even when the run goes on: after an earlier run in the same shared
+    # library, a filesource that cannot open its file plays zeros instead of failing the operating point
+    device_message = any(_INSTANCE_MESSAGE.match(m) for m in messages)
+    if not load_errors and not aborted and not device_message:
         return
-    detail = _tail(messages)
-    if any(_CONVERGENCE.search(m) for m in messages) and aborted:
+    reason = ngspice_reason(messages) or _tail(messages, 3)
+    if not device_message and aborted and any(_CONVERGENCE.search(m) for m in messages):
         raise SpiceConvergenceError(
-            f"ngspice ({engine}) did not converge: {detail}. Check for nodes without a DC path to ground, "
-            "loops of voltage sources or inductors, and try a smaller step or options such as "
-            "{'reltol': 1e-4} / {'method': 'gear'}."
+            f"ngspice ({engine}) did not converge: {reason}. If the circuit is right (every node has a DC "
+            "path to ground, no loop of voltage sources or inductors), try a smaller step or options such "
+            "as {'reltol': 1e-4} / {'method': 'gear'}."
         )
-    raise SpiceError(f"ngspice ({engine}) failed: {detail}")
+    raise SpiceError(f"ngspice ({engine}) stopped: {reason}")
 
 
 # ------------------------------------------------------------------------------------------ batch mode

@@ -28,9 +28,12 @@ Accepted (``NetlistSecurityError`` for anything else, naming the file, the line 
 
 Files: a filesource ``file`` must name a plain relative file (no folder part, no ``..``) in the netlist's
 folder that exists, is a regular file after following symlinks, stays inside that folder, and is under
-the ``noise`` size cap of :mod:`thermotrain._safeio`. ngspice lowercases netlist text (quoted file names
-too), so the checked text names the file in lower case and the runner copies it under that name into its
-private run folder.
+the ``noise`` size cap of :mod:`thermotrain._safeio`, and holds numbers only (:func:`check_data_file`:
+rows of finite numbers, the same count on every row, the time column increasing). ngspice lowercases
+netlist text (quoted file names too), so the checked text names the file in lower case and the runner
+copies the checked bytes under that name into its private run folder. A trusted netlist (``--trusted``)
+skips the card allowlist, but a plain file name in a ``file="..."`` is still looked up beside the netlist,
+checked the same way and copied (other names are left to ngspice).
 """
 
 from __future__ import annotations
@@ -39,12 +42,12 @@ import os
 import re
 import sys
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from thermotrain._errors import InputError, NetlistSecurityError
-from thermotrain._safeio import check_regular, read_text
+from thermotrain._safeio import read_regular, read_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from thermotrain.netlists._writer import Netlist
@@ -189,9 +192,10 @@ def load_netlist(path: str | Path, *, trusted: bool = False) -> Netlist:
     The file must be a regular UTF-8 file under the ``netlist`` size cap (``/dev/zero``, FIFOs and
     directories are refused at once, without reading). Its text goes through :func:`parse_netlist` with
     the file's folder as the place data files may come from; the returned ``Netlist`` carries the
-    canonical text, the top-level nodes and the data files to copy. ``trusted=True`` skips the check
-    (the raw text runs; relative file names in it do not resolve, as ngspice runs in a private folder);
-    every run of such a netlist prints a warning line on stderr. Raises InputError / ResourceLimitError for the file,
+    canonical text, the top-level nodes and the data files to copy. ``trusted=True`` skips the card
+    check (the raw text runs; every run of such a netlist prints a warning line on stderr), but its
+    filesource files named by a plain name are still found beside it, checked and copied
+    (:func:`trusted_data_files`). Raises InputError / ResourceLimitError for the file,
     NetlistSecurityError naming the line.
     """
     from thermotrain.netlists._writer import Netlist
@@ -201,7 +205,7 @@ def load_netlist(path: str | Path, *, trusted: bool = False) -> Netlist:
     if trusted:  # the runner prints the warning line at every run of it
         return Netlist(
             text=text, noise_samples=None, noise_interval=0.0, probes=(), title=path.name, seed=0,
-            mode="external", trusted=True,
+            mode="external", trusted=True, external_files=trusted_data_files(text, path),
         )  # fmt: skip
     checked = parse_netlist(text, source=str(path), folder=path.absolute().parent)
     return Netlist(
@@ -215,6 +219,119 @@ def load_netlist(path: str | Path, *, trusted: bool = False) -> Netlist:
         nodes=checked.nodes,
         external_files=checked.files,
     )
+
+
+#: characters a data file may hold: digits, signs, exponent marks, decimal points, white space.
+_DATA_BAD_BYTE = re.compile(rb"[^0-9eE+\-. \t\r\n]")
+_FILE_REF = re.compile(r'\bfile\s*=\s*"([^"]*)"', re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A checked filesource data file (:func:`check_data_file`).
+
+    data: the exact bytes that were checked (the runner copies these, never a second read).
+    rows, columns: the table's shape (column 0 is time, s). t_end: the last time (s) of the record.
+    """
+
+    data: bytes = field(repr=False, compare=False)
+    rows: int
+    columns: int
+    t_end: float
+
+
+def check_data_file(path: str | Path, *, what: str | None = None) -> DataFile:
+    """Read and check a filesource data file: a regular file (symlinks followed) under the ``noise`` cap
+    of :mod:`thermotrain._safeio`, holding only rows of finite decimal numbers (characters
+    ``0-9 e E + - .`` and white space), at least two per row (time, then one value per source), the same
+    count on every row, and an increasing time column (s). Blank lines are ignored.
+    Raises InputError naming ``what`` (default: the path), the line and the fix; ResourceLimitError above
+    the cap. Cost: O(size)."""
+    import numpy as np
+
+    label = what or str(path)
+    data = read_regular(path, "noise", what=label)
+    bad = _DATA_BAD_BYTE.search(data)
+    if bad is not None:
+        line = data.count(b"\n", 0, bad.start()) + 1
+        raise InputError(
+            f"{label}, line {line}: byte {bad.group()!r} is not part of a number; a noise data file holds "
+            "only rows of decimal numbers (time in s, then one value per source)."
+        )
+    rows = [(k, ln.split()) for k, ln in enumerate(data.split(b"\n"), start=1) if ln.strip()]
+    if not rows:
+        raise InputError(f"{label}: holds no rows; a noise data file holds rows 'time value ...'.")
+    columns = len(rows[0][1])
+    for k, fields_ in rows:
+        if len(fields_) != columns or columns < 2:
+            raise InputError(
+                f"{label}, line {k}: {len(fields_)} numbers, expected {max(columns, 2)} on every row "
+                "(time in s, then one value per source)."
+            )
+    try:
+        values = np.array(data.split(), dtype=np.float64).reshape(len(rows), columns)
+    except ValueError:
+        for k, fields_ in rows:
+            for f in fields_:
+                try:
+                    float(f)
+                except ValueError:
+                    raise InputError(f"{label}, line {k}: {f.decode('ascii')!r} is not a number.") from None
+        raise InputError(f"{label}: not a table of numbers.") from None
+    finite = np.isfinite(values)
+    if not finite.all():
+        k = rows[int(np.argmin(finite.all(axis=1)))][0]
+        raise InputError(f"{label}, line {k}: a number is out of the float64 range (inf); use finite values.")
+    t = values[:, 0]
+    if t.size > 1 and not np.all(np.diff(t) > 0):
+        k = rows[int(np.argmin(np.diff(t) > 0)) + 1][0]
+        raise InputError(f"{label}, line {k}: the time column (s) must increase from row to row.")
+    return DataFile(data=data, rows=len(rows), columns=columns, t_end=float(t[-1]))
+
+
+def trusted_data_files(text: str, netlist_path: str | Path) -> tuple[tuple[str, str], ...]:
+    """``(name in text, source path)`` of the data files a TRUSTED netlist names with a plain file name
+    (``file="noise_1.dat"``): each must exist beside the netlist and pass :func:`check_data_file`, so the
+    runner can copy it into its private run folder (ngspice runs there, where a relative name would not
+    resolve). Names with a folder part are left to ngspice (a trusted netlist may read what it names).
+    InputError names a missing or bad file."""
+    folder = Path(netlist_path).absolute().parent
+    out: dict[str, str] = {}
+    for name in _FILE_REF.findall(text):
+        if not _FILE_NAME.match(name) or ".." in name:
+            continue
+        try:
+            real = (folder / name).resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise InputError(
+                f"{netlist_path}: the data file {name!r} it names does not exist in {folder}; put it beside "
+                "the netlist (as `thermotrain netlist` writes it)."
+            ) from None
+        check_data_file(real, what=f"data file {name!r} of {netlist_path}")
+        out.setdefault(name.lower(), str(real))
+    return tuple(out.items())
+
+
+def filesource_records(text: str) -> dict[str, tuple[float, float, bool] | None]:
+    """For every ``.model NAME filesource (...)`` card of ``text`` (continuation lines joined): its file
+    name in lower case -> ``(timeoffset, timescale, timerelative)``, or None when a value is not a plain
+    number (the runner then cannot tell where the record ends). Defaults: 0, 1, false."""
+    joined = re.sub(r"\n[ \t]*\+", " ", text)
+    out: dict[str, tuple[float, float, bool] | None] = {}
+    for m in re.finditer(r"(?im)^[ \t]*\.model\s+\S+\s+filesource\b(.*)$", joined):
+        body = m.group(1)
+        ref = _FILE_REF.search(body)
+        if ref is None:
+            continue
+        keys = {k.lower(): v for k, v in re.findall(r"(\w+)\s*=\s*(\"[^\"]*\"|\[[^\]]*\]|[^\s()]+)", body)}
+        try:
+            offset = float(keys.get("timeoffset", "0"))
+            scale = float(keys.get("timescale", "1"))
+        except ValueError:
+            out[ref.group(1).lower()] = None
+            continue
+        out[ref.group(1).lower()] = (offset, scale, keys.get("timerelative", "false").lower() == "true")
+    return out
 
 
 def warn_trusted(source: str) -> None:
@@ -627,7 +744,7 @@ class _State:
         if real.parent != folder:
             raise self.refuse(card, f"the file {name!r} is a link that leaves the netlist's folder ({real})")
         try:
-            check_regular(real, "noise", what=f"filesource file {name!r} of {self.source}")
+            check_data_file(real, what=f"filesource file {name!r} of {self.source}")
         except InputError as exc:
             raise _Refusal(str(exc)) from None
         if key in self.files and self.files[key] != real:

@@ -48,9 +48,11 @@ from thermotrain._safeio import MiB, file_limit, read_regular, write_bytes_atomi
 from thermotrain.circuits._elements import (
     GROUND,
     IDEAL_OPAMP_GAIN,
+    VCCS,
     VCVS,
     Capacitor,
     Circuit,
+    CurrentSource,
     Inductor,
     NoiseCurrent,
     Resistor,
@@ -273,15 +275,32 @@ def write_netlist(
     body: list[str] = []
     element_names: list[str] = []
     for e in circuit.elements:
-        if isinstance(e, Resistor):
+        if isinstance(e, Resistor) and e.current_limit is not None:
+            # slew limit: the resistor's current, clamped (linear region: exactly the resistor)
+            lim, r = format_number(e.current_limit), format_number(e.ohms)
+            expr = f"max(min((v({e.n1})-v({e.n2}))/{r},{lim}),-{lim})"
+            body.append(_line(spice_name("B", e.name), e.n1, e.n2, f"I={{{expr}}}"))
+        elif isinstance(e, Resistor):
             body.append(_line(spice_name("R", e.name), e.n1, e.n2, format_number(e.ohms)))
         elif isinstance(e, Capacitor):
             body.append(_line(spice_name("C", e.name), e.n1, e.n2, format_number(e.farads)))
         elif isinstance(e, Inductor):
             body.append(_line(spice_name("L", e.name), e.n1, e.n2, format_number(e.henries)))
+        elif isinstance(e, VCVS) and e.output_limit is not None:
+            # output swing: the VCVS, clamped (linear region: exactly the VCVS)
+            lim, g = format_number(e.output_limit), format_number(e.gain)
+            terms = [f"v({e.in_p})"] if e.in_p != GROUND else []
+            terms += [f"-v({e.in_n})"] if e.in_n != GROUND else []
+            ctrl = f"({''.join(terms) or '0'})"
+            expr = f"max(min({g}*{ctrl},{lim}),-{lim})"
+            body.append(_line(spice_name("B", e.name), e.out_p, e.out_n, f"V={{{expr}}}"))
         elif isinstance(e, VCVS):
             gain = math.copysign(IDEAL_OPAMP_GAIN, e.gain) if math.isinf(e.gain) else e.gain
             body.append(_line(spice_name("E", e.name), e.out_p, e.out_n, e.in_p, e.in_n, format_number(gain)))
+        elif isinstance(e, VCCS):
+            body.append(_line(spice_name("G", e.name), e.n_p, e.n_n, e.c_p, e.c_n, format_number(e.gm)))
+        elif isinstance(e, CurrentSource):
+            body.append(_line(spice_name("I", e.name), e.n_p, e.n_n, "dc", format_number(e.amps)))
         elif isinstance(e, VoltageSource):
             body.append(_line(spice_name("V", e.name), e.n_p, e.n_n, "dc", format_number(e.volts)))
         elif isinstance(e, NoiseCurrent):

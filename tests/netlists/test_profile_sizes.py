@@ -1,0 +1,159 @@
+"""``validate --profile``: a hardware profile's prediction checked against SPICE at the validated size.
+
+Instance: the profile instantiated with the element values the netlist drew (numpy, ``default_rng(seed)``)
+must agree with the symbolic model of that netlist to O(1/A0) (what the profile's n-state model leaves
+out) and with SPICE within the CI95 validate derives; a profile with a wrong noise level must FAIL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from thermotrain._errors import CircuitError, InputError
+from thermotrain.circuits import NonIdealities, OpAmp, Theory, from_matrix, linear_sde, preset
+from thermotrain.models import HardwareProfile, save_profile
+from thermotrain.models._profile import ElementDeviations
+from thermotrain.netlists._profile_check import (
+    PHASES,
+    compare_profile,
+    drawn_deviations,
+    profile_lines,
+    profile_theory,
+)
+from thermotrain.netlists._validation import ValidationSettings, validate
+
+A0 = 1e5
+#: a board the profile's n-state RC model holds exactly up to O(1/A0): 3 % parts, 8-bit couplings, a
+#: finite-gain op-amp (no pole, no parasitics: those are outside the n-state model)
+CORNER = NonIdealities(tolerance=0.03, coupling_bits=8, opamp=OpAmp(open_loop_gain=A0))
+
+
+def board_profile(spec, **fitted: float) -> HardwareProfile:
+    """An uncalibrated profile of ``spec``'s board (its component statistics), corrections ``fitted``."""
+    p = HardwareProfile.from_spec(
+        "rc",
+        circuit={"R_ohm": spec.unit_resistance, "C_f": spec.capacitance, "n": spec.size},
+        tau_s=spec.time_constant,
+        kappa0=spec.kappa0,
+        tolerance=CORNER.tolerance,
+        capacitor_tolerance=CORNER.tolerance,
+        coupling_bits=CORNER.coupling_bits,
+        opamp_gain=A0,
+    )
+    return dataclasses.replace(p, fitted=p.fitted | fitted)
+
+
+@pytest.mark.parametrize("n", [4, 6])
+def test_the_twin_holds_the_netlists_drawn_parts(n: int) -> None:
+    """With the netlist's own drawn parts the profile's covariance equals the symbolic model's to within
+    what its n-state model leaves out: the inverters' finite gain (2/A0 per inverted column) and the input
+    resistors' draws, which enter only through g/A0; 10/A0 bounds both. The profile's own torch draw of the
+    same 3 % statistics is a different board (several % away): the twin is what makes the comparison one
+    of a board with itself."""
+    spec = preset("rc8", size=n, nonideal=CORNER)
+    circuit = spec.build(3)
+    model = Theory(linear_sde(circuit), circuit.noise_interval).covariance(PHASES)
+    p = board_profile(spec)
+    A = torch.tensor(spec.target)
+    twin = p.instantiate(A, kappa0=spec.kappa0, deviations=drawn_deviations(spec, circuit))
+    own = p.instantiate(A, kappa0=spec.kappa0)
+    nt = circuit.noise_interval
+
+    def rel(inst) -> float:
+        cov = profile_theory(inst.sde, inst.observe, p.tau_s, nt).covariance(PHASES)
+        return float(np.linalg.norm(cov - model) / np.linalg.norm(model))
+
+    assert rel(twin) <= 10 / A0
+    assert rel(own) > 100 * rel(twin)
+
+
+def test_deviations_are_checked() -> None:
+    spec = preset("rc8", size=3, nonideal=CORNER)
+    p = board_profile(spec)
+    A = torch.tensor(spec.target)
+    bad = ElementDeviations(coupling=torch.zeros(2, 2), capacitor=torch.zeros(3))
+    with pytest.raises(CircuitError, match=r"coupling must be a tensor of shape \(3, 3\)"):
+        p.instantiate(A, deviations=bad)
+    with pytest.raises(CircuitError, match="<= -1"):
+        p.instantiate(A, deviations=ElementDeviations(coupling=torch.zeros(3, 3), capacitor=-torch.ones(3)))
+
+
+@pytest.mark.spice
+@pytest.mark.parametrize("n", [4, 6])
+def test_profile_instance_passes_and_a_wrong_profile_fails(n: int) -> None:
+    """SPICE (2 runs x 2000 tau) against the twin: within the CI95 validate derives (the error budget of the
+    total observed time, on the profile's prediction), SPICE inside the profile's population interval.
+    A profile whose noise level is 50 % high (noise_scale 1.5; drift_scale alone would not do: it scales
+    drift and diffusion together and leaves the covariance unchanged) misses by about 1/3 > CI95 (about
+    0.1 here): the instance check FAILs and SPICE falls outside that profile's population interval."""
+    spec = preset("rc8", size=n, nonideal=CORNER)
+    settings = ValidationSettings(runs=2, duration_tau=2000.0, workers=1, seed=5)
+    report = validate(spec, settings, progress=False, profile=board_profile(spec), profile_label="board")
+    p = report["profile"]
+    assert report["profile_covariance_rel_error"] == p["instance"]["covariance_rel_error"]
+    assert p["instance"]["covariance_rel_error_ci95"] < 0.2  # the run is long enough to tell 1/3 apart
+    assert report["profile_pass"] is True, profile_lines(report)
+    assert p["population"]["inside"] is True
+    assert "profile board (instance: this board's parts): PASS" in profile_lines(report)[0]
+
+    circuit = spec.build(settings.seed)
+    T = report["total_observed_tau"] * report["tau_s"]
+    wrong = compare_profile(
+        board_profile(spec, noise_scale=1.5), spec, circuit, np.asarray(report["spice_covariance_V2"]), T
+    )
+    assert wrong["instance"]["covariance_rel_error"] > wrong["instance"]["covariance_rel_error_ci95"]
+    assert wrong["instance"]["pass"] is False
+    assert wrong["population"]["inside"] is False
+
+
+def test_a_profile_of_the_other_family_is_refused() -> None:
+    spec = from_matrix(np.array([[2.0, -0.5], [-0.5, 1.0]]), family="rlc")
+    with pytest.raises(InputError, match="describes a RC array"):
+        compare_profile(board_profile(preset("rc8", size=2)), spec, spec.build(0), np.eye(2), 1.0)
+
+
+@pytest.mark.spice
+def test_cli_validate_with_a_corner_file_and_a_profile_file(tmp_path) -> None:
+    """The CLI end to end: ``--corner my-parts.json`` (the docs' example schema) and ``--profile P.json``;
+    the report holds the instance and population results and the summary prints both lines."""
+    corner = tmp_path / "my-parts.json"
+    corner.write_text(
+        json.dumps({"base": "ideal", "tolerance_rel": 0.03, "coupling_bits": 8, "opamp_gain_vv": A0})
+    )
+    spec = preset("rc8", size=4, nonideal=CORNER)
+    save_profile(board_profile(spec), tmp_path / "p.json")
+    out = tmp_path / "v"
+    cmd = [sys.executable, "-m", "thermotrain", "validate", "--preset", "rc8", "--size", "4"]
+    cmd += ["--corner", str(corner), "--profile", str(tmp_path / "p.json"), "--runs", "2"]
+    cmd += ["--duration", "1000", "--workers", "1", "--quiet", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    report = json.loads((out / "report.json").read_text())
+    assert report["corner"]["tolerance_rel"] == 0.03 and report["corner"]["opamp_gain_vv"] == A0
+    assert report["profile"]["instance"]["covariance_rel_error"] is not None
+    assert "(instance: this board's parts)" in r.stdout and "(population: 50 tolerance draws)" in r.stdout
+    assert r.returncode == (0 if report["pass"] and report["profile_pass"] else 3), r.stdout + r.stderr
+
+    bad = subprocess.run(
+        [*cmd[:-2], "--out", str(tmp_path / "w"), "--profile", "rlc8"], capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and "describes a RLC array" in bad.stderr
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.spice
+def test_a_run_outside_the_linear_region_fails_with_the_regions_reason() -> None:
+    """An amplifier swing (0.3 V) inside the outputs' predicted |mean| + 4 sd: linear_region says so before
+    the run, and validate FAILs with its describe() text as the reason."""
+    op = OpAmp(open_loop_gain=A0, output_swing=0.3)
+    spec = from_matrix(np.array([[2.0, -0.5], [-0.5, 1.0]]), [0.2, 0.1], nonideal=NonIdealities(opamp=op))
+    report = validate(spec, ValidationSettings(runs=1, duration_tau=100.0, workers=1), progress=False)
+    assert report["checks"]["region"] is False and report["linear_region"]["ok"] is False
+    assert "outside the op-amp's linear region: amplifier outputs" in report["verdict"]
+    assert "OUTSIDE the linear region" in report["verdict"]
