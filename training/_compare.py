@@ -1,4 +1,8 @@
-"""``train_comparison``: Adam vs digital K-FAC vs thermodynamic K-FAC on a small MLP (the ``make demo`` run)."""
+"""``train_comparison``: Adam vs digital K-FAC vs thermodynamic K-FAC on a small MLP (the ``make demo`` run).
+
+It runs through the experiments' protocol (:mod:`thermotrain.training._protocol`) with one-point grids:
+nothing is tuned (TrainConfig's defaults, which were chosen on validation splits; Adam at lr 3e-3), one
+seed, the validation examples held out of training, test accuracy four times per epoch."""
 
 from __future__ import annotations
 
@@ -6,20 +10,24 @@ import json
 from pathlib import Path
 from typing import Any
 
+from thermotrain._errors import TrainingError
 from thermotrain._html import experiment_report
-from thermotrain._report import pyplot, table
-from thermotrain._safeio import output_dir
+from thermotrain._report import table
+from thermotrain._safeio import output_dir, write_text_atomic
+from thermotrain.training._config import DEFAULT_DAMPING, DEFAULT_LR
 from thermotrain.training._data import load_dataset
-from thermotrain.training._harness import TrainConfig, train
+from thermotrain.training._harness import TrainConfig
+from thermotrain.training._protocol import Arm, Protocol, plot_bands, run_protocol, write_results
 
-__all__ = ["format_table", "plot_curves", "train_comparison"]
+__all__ = ["format_table", "train_comparison"]
 
 _COLUMNS = (
     ("optimizer", "optimizer"),
     ("test_accuracy", "test acc"),
     ("test_loss", "test loss"),
     ("steps", "steps"),
-    ("wall_s", "wall s"),
+    ("wall_s", "simulation s"),
+    ("modelled_device_time_s", "device s (modelled)"),
     ("analog_time_tau", "analog time τ"),
     ("analog_time_per_call_tau", "τ per device call"),
 )
@@ -29,25 +37,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """A fixed-width text table of the comparison rows (accuracy as a fraction, wall in s, analog time in τ;
     the per-call time as min…max over the run's device calls, "-" for digital runs)."""
     return table([[r.get(k) for k, _ in _COLUMNS] for r in rows], [h for _, h in _COLUMNS])
-
-
-def plot_curves(summaries: list[dict[str, Any]], labels: list[str], path: Path, title: str = "") -> None:
-    """Test accuracy and test loss per epoch against steps, one line per run; saved as PNG."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for summary, label in zip(summaries, labels, strict=True):
-        hist = summary["history"]
-        steps = [h["step"] for h in hist]
-        axes[0].plot(steps, [h["test_accuracy"] for h in hist], marker="o", label=label)
-        axes[1].plot(steps, [h["test_loss"] for h in hist], marker="o", label=label)
-    axes[0].set(xlabel="step", ylabel="test accuracy")
-    axes[1].set(xlabel="step", ylabel="test loss (nats)", yscale="log")
-    axes[0].legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _profile_name(path: str | Path) -> str:
@@ -88,14 +77,16 @@ def train_comparison(
     device picks each inverse's time for the target readout error), the profile's own κ0. ``thermo`` passes
     TrainConfig fields to both K-FAC runs where they apply (``damping``, ``kfac_mode``) and to the
     thermodynamic one (``analog_time``, ``readout_error``, ``kappa0``, ``analog_dt`` …). Writes
-    ``out_dir/{adam,kfac-digital,kfac-thermo}/`` run folders, ``out_dir/comparison.json`` and
-    ``out_dir/comparison.png`` (test accuracy/loss against steps), all together at the end (a temporary
+    ``out_dir/{adam,kfac-digital,kfac-thermo}/`` run folders, ``out_dir/comparison.json``,
+    ``out_dir/results.json`` and ``out_dir/comparison.png`` (test accuracy against steps and time), all together at the end (a temporary
     folder renamed into place; nothing is left if a run fails). ``out_dir`` must be absent or empty unless
     ``overwrite`` (then it is replaced when the new runs finish).
 
     Returns:
-        One dict per optimizer with optimizer, test_accuracy (fraction), test_loss (nats), steps, wall_s (s),
-        analog_time_tau (τ, total), analog_time_per_call_tau (τ, "min…max"; None when digital).
+        One dict per optimizer with optimizer, test_accuracy (fraction), test_loss (nats), steps, wall_s (s,
+        simulation time on this CPU), modelled_device_time_s (s: digital time measured + analog time at the
+        profile's τ, or 1 µs for the ideal device), analog_time_tau (τ, total), analog_time_per_call_tau (τ,
+        "min…max"; None when digital). ``out_dir/results.json`` holds the protocol's rows.
     """
     with output_dir(out_dir, overwrite=overwrite, flag="out_dir") as tmp:
         return _compare(tmp, backend_profile, dataset, epochs, seed, subset, progress, thermo)
@@ -111,41 +102,48 @@ def _compare(
     progress: bool,
     thermo: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """The body of :func:`train_comparison`, writing into the fresh folder ``out``."""
+    """The body of :func:`train_comparison`, writing into the fresh folder ``out``: the three runs under the
+    experiments' protocol with one-point grids (nothing tuned: TrainConfig's defaults, chosen on
+    validation splits, and Adam at lr 3e-3), one seed, constant lr."""
     data = load_dataset(dataset, subset)
-    thermo_backend = str(backend_profile) if backend_profile is not None else "ideal"
-    common = dict(model="mlp", dataset=dataset, epochs=epochs, seed=seed, batch_size=64, progress=progress)
     kfac = {k: thermo.pop(k) for k in ("damping", "kfac_mode") if k in thermo}
-    runs = [
-        ("adam", TrainConfig(optimizer="adam", lr=3e-3, out=str(out / "adam"), **common)),  # type: ignore[arg-type]
-        (
-            "kfac (digital)",
-            TrainConfig(optimizer="kfac", backend="exact", out=str(out / "kfac-digital"), **kfac, **common),
-        ),  # type: ignore[arg-type]
-        (
-            f"kfac (thermo, {'ideal' if backend_profile is None else _profile_name(backend_profile)})",
-            TrainConfig(
-                optimizer="kfac",
-                backend=thermo_backend,
-                out=str(out / "kfac-thermo"),
-                **thermo,
-                **kfac,
-                **common,  # type: ignore[arg-type]
-            ),
+    thermo_label = f"kfac (thermo, {'ideal' if backend_profile is None else _profile_name(backend_profile)})"
+    thermo_backend = str(backend_profile) if backend_profile is not None else "ideal"
+
+    def fixed(optimizer: str) -> dict[str, float]:
+        lam = kfac.get("damping", DEFAULT_DAMPING[optimizer])
+        return {"lr": DEFAULT_LR[optimizer], "damping": lam}
+
+    arms = [
+        Arm("adam", {"optimizer": "adam"}, fixed={"lr": 3e-3}),
+        Arm("kfac (digital)", {"optimizer": "kfac", "backend": "exact", **kfac}, fixed=fixed("kfac")),
+        Arm(
+            thermo_label,
+            {"optimizer": "kfac", "backend": thermo_backend, **thermo, **kfac},
+            fixed=fixed("kfac"),
         ),
     ]
-    summaries, rows = [], []
-    for label, cfg in runs:
-        summary = train(cfg, data)
-        summaries.append(summary)
+    folders = {"adam": "adam", "kfac (digital)": "kfac-digital", thermo_label: "kfac-thermo"}
+    protocol = Protocol(seeds=1, epochs=epochs, first_seed=seed, lr_schedule="constant")
+    base = TrainConfig(model="mlp", dataset=dataset, batch_size=64, progress=progress)
+    result = run_protocol(
+        arms, base, data, protocol, run_out=lambda arm, _seed: str(out / folders[arm.label])
+    )
+    if result.failed:  # one seed, fixed settings: a failed run is the comparison's failure
+        label, messages = next(iter(result.failed.items()))
+        raise TrainingError(f"train comparison: {label}: {messages[0]}")
+    rows = []
+    for arm in arms:
+        summary = result.runs[arm.label][0]
         rows.append(
-            {"optimizer": label}
+            {"optimizer": arm.label}
             | {k: summary[k] for k, _ in _COLUMNS[1:-1]}
             | {"analog_time_per_call_tau": _per_call(summary)}
         )
     print(format_table(rows))
-    (out / "comparison.json").write_text(json.dumps(rows, indent=2))
-    plot_curves(summaries, [r["optimizer"] for r in rows], out / "comparison.png", f"MLP on {dataset}")
+    write_text_atomic(out / "comparison.json", json.dumps(rows, indent=2))
+    write_results(out, "train comparison", protocol, result.rows, result.failed, dataset=dataset)
+    plot_bands(result.runs, out / "comparison.png", f"MLP on {dataset} (one seed, TrainConfig defaults)")
     settings = {"dataset": dataset, "epochs": epochs, "seed": seed, "subset": subset, "thermo": thermo}
     experiment_report(out, {**settings, "table": rows}, "train comparison")  # embeds comparison.png
     return rows

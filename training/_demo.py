@@ -1,8 +1,9 @@
 """The training part of ``make demo``: Adam vs digital K-FAC vs thermodynamic K-FAC on sklearn's digits.
 
 ``demo_train(out)`` trains the digits MLP (64-32-10) with the three optimizers and prints the three-row table
-(optimizer, test accuracy, test loss, steps, wall s, analog time τ); it writes ``out/train/comparison.json``,
-``out/train/comparison.png`` and one run folder per optimizer.
+(optimizer, test accuracy, test loss, steps, simulation s, modelled device s, analog time τ); it writes
+``out/train/comparison.json``, ``out/train/results.json``, ``out/train/comparison.png`` and one run folder
+per optimizer.
 
 Thermodynamic K-FAC runs on the profile the demo's calibration step just wrote (``out/calibrate-rc8``), else
 on the shipped 8-bit-coupling hardware profile ``thermotrain.models/profiles/rc8.json`` when that file exists
@@ -10,6 +11,11 @@ and :func:`thermotrain.models.load_profile` accepts it, else on the ideal device
 printed. It runs with no settings of its own: exactly what ``thermotrain train --optimizer kfac --backend
 PROFILE`` does with no other flag (covariance readout, analog time chosen per inverse for the profile's
 recommended readout error, the profile's own κ0), so the demo shows what a user gets.
+
+It runs through the experiments' protocol (:mod:`thermotrain.training._protocol`) with one-point grids --
+nothing is tuned, so it stays within the demo's budget: TrainConfig's defaults (chosen earlier on validation
+splits), one seed, the validation examples (20 %) held out of training; ``out/train/results.json`` says so
+(``selected_on: "fixed"``).
 
 Budget on 2 CPU cores: ≲ 60 s (``quick=True``: ≲ 20 s, 2 epochs on 600 examples).
 """
@@ -70,7 +76,8 @@ def demo_train(out: Path, quick: bool = False) -> None:
 
     Args:
         out: the demo's output folder; results go to ``out/train/``.
-        quick: 2 epochs on 600 training examples instead of 5 epochs on all 1,437 (for CI / smoke runs).
+        quick: 2 epochs on 600 examples instead of 5 epochs on all 1,437 (for CI / smoke runs); 20 % of the
+            training examples are held out as the validation split either way.
     """
     profile, why = demo_profile(Path(out))
     print(f"thermodynamic K-FAC backend: {why}")

@@ -1,26 +1,46 @@
-"""``thermotrain experiment NAME``: the studies of issue 4, each writing OUT/NAME.json and OUT/NAME.png.
+"""``thermotrain experiment NAME``: the studies of issues 4 and 11, each writing OUT/NAME.json, OUT/NAME.png
+and OUT/results.json.
 
-- ``optimizers``: every optimizer of the harness, ≥ 3 seeds, test accuracy per step and per wall-clock second.
-- ``tngd-time``: TNGD with t ∈ {0, 5, 10, 20, 50} τ against exact NGD (dense solve) and SGD.
-- ``tngd-delay``: TNGD with t_d ∈ {0, 0.2, 1} τ.
-- ``tngd-noise``: TNGD vs κ0 ∈ {0, 1e-4, 1e-3, 1e-2, 1e-1}; a profile's κ0 (``--profile``) is marked.
-- ``kfac-quantization``: thermodynamic K-FAC (solve mode) on profiles with coupling bits {4, 6, 8, 12} and
-  tolerance {0, 1 %}, derived from a calibrated profile (``--profile``; default the shipped rc8 one), each
-  with nearest rounding and with randomized rounding merged over 4 loads (error mitigation).
-- ``cost-model``: predicted per-step time of digital vs thermodynamic K-FAC vs layer width n ∈ {64 … 4096}.
-- ``kfac-claims``: the issue's bar on one data set (default Fashion-MNIST): Adam for ``--epochs`` (3), digital
-  K-FAC and thermodynamic K-FAC on a hardware profile (``--profile``, default the shipped rc8 profile),
-  test accuracy every quarter epoch; reports the first step at which digital K-FAC reaches Adam's final
-  accuracy (claim: ≤ half of Adam's steps) and the final thermodynamic − digital gap (claim: within 1 point).
+Every training experiment runs under one protocol (:mod:`thermotrain.training._protocol`): a validation set
+split off the training set (digits 20 %, Fashion-MNIST 5 000), each row's lr (and λ) tuned on a stated grid
+by smoothed validation accuracy, then the selected settings trained over ``--seeds`` seeds and reported on
+the test set with 95 % t-intervals; steps-to-target on smoothed curves; plots with bands.
+
+- ``optimizers``: every optimizer of the harness, each tuned on its own grid; steps to Adam's (smoothed,
+  mean over seeds) final test accuracy; simulation time and modelled device time.
+- ``tngd-time``: TNGD with t ∈ {0, 5, 10, 20, 50} τ (no warm start, κ0 = 0) against exact NGD and SGD with
+  momentum; TNGD's lr/λ are tuned at t = 20 τ and shared by every t and by exact NGD (its t → ∞ limit);
+  SGD is tuned on its own grid. t = 0 is SGD without momentum at TNGD's lr.
+- ``tngd-delay``: TNGD with t_d ∈ {0, 0.2, 1} τ at t = 5 τ (warm start, κ0 = 0), tuned at t_d = 0 and
+  shared; SGD with momentum as the baseline (own grid).
+- ``tngd-noise``: TNGD vs κ0 ∈ {0, 1e-4, 1e-3, 1e-2, 1e-1} at t = 20 τ, tuned at κ0 = 0 and shared; a
+  profile's calibrated κ0 (``--profile``) is marked.
+- ``kfac-quantization``: thermodynamic K-FAC on profiles with coupling bits {4, 6, 8, 12} and tolerance
+  {0, 1 %}, derived from a calibrated profile (``--profile``; default the shipped rc8 one), each with nearest
+  rounding and with randomized rounding merged over 4 loads; all use digital K-FAC's tuned lr/λ.
+- ``cost-model``: predicted per-step time of digital vs thermodynamic K-FAC vs layer width n ∈ {64 … 4096}
+  (an analytical model: nothing is trained or tuned).
+- ``kfac-claims``: the issue's bar on one data set (default Fashion-MNIST): Adam (lr tuned, or
+  ``--adam-lr``), digital K-FAC (lr and λ tuned, or ``--damping``) and thermodynamic K-FAC on a hardware
+  profile (``--profile``) with digital K-FAC's selection, test accuracy every quarter epoch; the first step
+  at which digital K-FAC's smoothed curve reaches Adam's smoothed final accuracy (claim: ≤ half of Adam's
+  steps) and the final thermodynamic − digital gap (claim: within 1 point).
+- ``attribution`` (:mod:`thermotrain.training._attribution`): thermodynamic K-FAC on a calibrated profile
+  with each non-ideality switched off one at a time and on one at a time; accuracy lost per non-ideality
+  (tornado plot); digital K-FAC's tuned lr/λ shared by every row. Default Fashion-MNIST, subset 10 000,
+  1 epoch, 3 seeds.
+- ``width`` (:mod:`thermotrain.training._width`): measured condition number and digital inverse time of
+  K-FAC-like factors of width n ∈ {256 … 4096} against the modelled analog readout time (nothing trained).
 
 Defaults are sized for a 2-core CPU (digits, small MLP); ``--dataset fashion-mnist --subset N`` scales up.
 
 Every option is checked where it enters (:func:`run_experiment`): its type and range, and that the
 experiment uses it (``--damping`` for ``tngd-time`` is refused, not ignored). The outputs are written
 together at the end (a temporary folder renamed into place; a folder holding files is refused unless
-``overwrite``). A run of the study that fails (diverges, or a matrix the hardware refuses) is recorded in the
-JSON under ``"failed"`` while the others go on; then :class:`ExperimentFailed` names the failed runs, so the
-command exits non-zero (4 when every failure is a divergence) with the other runs' results on disk.
+``overwrite``). A run that fails (diverges, or a matrix the hardware refuses) is recorded under
+``"failed"`` while the others go on (a failed grid point is a tuning result, not a failure); then
+:class:`ExperimentFailed` names the failed runs, so the command exits non-zero (4 when every failure is a
+divergence) with the other runs' results on disk.
 """
 
 from __future__ import annotations
@@ -34,16 +54,40 @@ from typing import Any
 import numpy as np
 
 from thermotrain._args import check_choice, check_float, check_int
-from thermotrain._errors import DivergedError, InputError, ThermotrainError, TrainingError
+from thermotrain._errors import InputError, TrainingError
 from thermotrain._html import experiment_report
-from thermotrain._safeio import output_dir, read_text
+from thermotrain._safeio import output_dir, read_text, write_text_atomic
 from thermotrain.training._data import DATASETS, load_dataset
-from thermotrain.training._harness import TrainConfig, train
+from thermotrain.training._harness import TrainConfig
+from thermotrain.training._protocol import (
+    Arm,
+    Protocol,
+    dumps,
+    evaluations,
+    flat_table,
+    parse_grid,
+    plot_bands,
+    run_protocol,
+    smoothed_final,
+    steps_to_target,
+    summarize,
+    write_results,
+)
 from thermotrain.training._tensorboard import experiment_tensorboard
 
-__all__ = ["EXPERIMENTS", "OPTION_NAMES", "ExperimentFailed", "run_experiment"]
+__all__ = ["EXPERIMENTS", "OPTION_NAMES", "PROTOCOL_OPTIONS", "ExperimentFailed", "run_experiment"]
 
-_COMMON = ("dataset", "epochs", "seeds", "subset")
+#: The protocol's options (grids, tuning epochs, smoothing, evaluations, schedule): every training experiment.
+PROTOCOL_OPTIONS = (
+    "lr_grid",
+    "precond_lr_grid",
+    "damping_grid",
+    "tune_epochs",
+    "smooth",
+    "evals_per_epoch",
+    "lr_schedule",
+)
+_COMMON = ("dataset", "epochs", "seeds", "subset", *PROTOCOL_OPTIONS)
 #: The options each experiment uses (anything else passed to it is refused).
 EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "optimizers": (*_COMMON, "profile"),
@@ -61,9 +105,12 @@ EXPERIMENTS: dict[str, tuple[str, ...]] = {
         "analog_time",
         "adam_lr",
     ),
+    # training/_attribution.py: lr_grid is SGD/Adam's, which it does not train
+    "attribution": (*(k for k in _COMMON if k != "lr_grid"), "profile", "nonidealities"),
+    "width": ("profile",),  # training/_width.py: measured, nothing trained
 }
 OPTION_NAMES = ("dataset", "epochs", "seeds", "subset", "profile", "damping", "inv_update_steps", "pd_guard")
-OPTION_NAMES = (*OPTION_NAMES, "analog_time", "adam_lr")
+OPTION_NAMES = (*OPTION_NAMES, "analog_time", "adam_lr", *PROTOCOL_OPTIONS, "nonidealities")
 
 
 class ExperimentFailed(TrainingError):
@@ -101,8 +148,14 @@ def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
         flag = _flag_name(key)
         if key == "dataset":
             checked[key] = check_choice(flag, value, DATASETS)
-        elif key in ("epochs", "seeds", "subset", "inv_update_steps"):
+        elif key in ("epochs", "seeds", "subset", "inv_update_steps", "tune_epochs", "smooth"):
             checked[key] = check_int(flag, value, minimum=1)
+        elif key == "evals_per_epoch":
+            checked[key] = check_int(flag, value, minimum=1, maximum=1000)
+        elif key in ("lr_grid", "precond_lr_grid", "damping_grid"):
+            checked[key] = parse_grid(key, value)
+        elif key == "lr_schedule":
+            checked[key] = check_choice(flag, value, ("constant", "cosine"))
         elif key == "analog_time" and value == "auto":
             checked[key] = value
         elif key in ("damping", "analog_time", "adam_lr"):
@@ -111,6 +164,10 @@ def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise InputError(f"{flag}={value!r} must be True or False.")
             checked[key] = value
+        elif key == "nonidealities":
+            from thermotrain.training._attribution import parse_nonidealities
+
+            checked[key] = ",".join(parse_nonidealities(value))
         elif key == "profile":
             if not isinstance(value, str | Path) or not str(value):
                 raise InputError(f"--profile={value!r} must be the path of a hardware-profile JSON.")
@@ -119,98 +176,20 @@ def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
     return checked
 
 
-def _plt():
-    from thermotrain._report import pyplot
-
-    return pyplot()
-
-
-def _curve(
-    summary: dict[str, Any], key: str = "test_accuracy"
-) -> tuple[list[float], list[float], list[float]]:
-    hist = [h for h in summary["history"] if h["kind"] == "epoch"]
-    return [h["step"] for h in hist], [h["wall_s"] for h in hist], [h[key] for h in hist]
-
-
-failures: dict[str, list[str]] = {}
-"""Settings whose runs raised a ``ThermotrainError`` in the last sweep (label → messages); written to the
-JSON."""
-_diverged_only: list[bool] = []
-"""One entry per failure of the last sweep: whether it was a divergence."""
-
-
-def _sweep(
-    base: TrainConfig, settings: dict[str, dict[str, Any]], seeds: int, data: Any
-) -> dict[str, list[dict[str, Any]]]:
-    runs: dict[str, list[dict[str, Any]]] = {}
-    failures.clear()
-    _diverged_only.clear()
-    total, done = len(settings) * seeds, 0
-    for label, overrides in settings.items():
-        runs[label] = []
-        for seed in range(seeds):
-            done += 1
-            print(f"[{done}/{total}] {label}, seed {seed}", flush=True)
-            cfg = dataclasses.replace(base, seed=seed, **overrides)
-            try:
-                summary = train(cfg, data)
-            except ThermotrainError as exc:  # a failed run is a result: record it, keep sweeping, report it
-                failures.setdefault(label, []).append(f"seed {seed}: {exc}")
-                _diverged_only.append(isinstance(exc, DivergedError))
-                print(f"[{done}/{total}] {label}, seed {seed} FAILED: {exc}", flush=True)
-                continue
-            summary.pop("config")
-            summary["seed"] = seed
-            runs[label].append(summary)
-        if not runs[label]:
-            del runs[label]
-    return runs
-
-
-def _table(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    rows = []
-    for label, summaries in runs.items():
-        acc = np.array([s["test_accuracy"] for s in summaries])
-        loss = np.array([s["test_loss"] for s in summaries])
-        rows.append(
-            {
-                "setting": label,
-                "test_accuracy_mean": float(acc.mean()),
-                "test_accuracy_std": float(acc.std()),
-                "test_loss_mean": float(loss.mean()),
-                "wall_s_mean": float(np.mean([s["wall_s"] for s in summaries])),
-                "analog_time_tau_mean": float(np.mean([s["analog_time_tau"] for s in summaries])),
-                "seeds": len(summaries),
-            }
-        )
-    return rows
-
-
-def _plot_runs(runs: dict[str, list[dict[str, Any]]], path: Path, title: str, wall: bool = True) -> None:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2 if wall else 1, figsize=(10 if wall else 5.5, 3.6), squeeze=False)
-    for label, summaries in runs.items():
-        steps, walls, accs = zip(*[_curve(s) for s in summaries])
-        mean = np.mean(np.array(accs), axis=0)
-        axes[0, 0].plot(steps[0], mean, marker="o", label=label)
-        if wall:
-            axes[0, 1].plot(np.mean(np.array(walls), axis=0), mean, marker="o", label=label)
-    axes[0, 0].set(xlabel="step", ylabel="test accuracy (mean over seeds)", title=title)
-    if wall:
-        axes[0, 1].set(xlabel="wall-clock (s, this CPU)", ylabel="test accuracy")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def protocol_from(opts: dict[str, Any], epochs: int, seeds: int) -> Protocol:
+    """The :class:`Protocol` of checked experiment options (absent ones: the protocol's defaults)."""
+    keys = ("lr_grid", "precond_lr_grid", "damping_grid", "tune_epochs", "smooth", "evals_per_epoch")
+    given = {k: opts[k] for k in keys if opts.get(k) is not None}
+    if opts.get("lr_schedule") is not None:
+        given["lr_schedule"] = opts["lr_schedule"]
+    return Protocol(seeds=seeds, epochs=epochs, **given)
 
 
 def _write(out: Path, name: str, payload: dict[str, Any]) -> None:
-    from thermotrain.training._harness import _finite_or_text
-
-    text = json.dumps(_finite_or_text(payload), indent=2, default=str, allow_nan=False)
-    (out / f"{name}.json").write_text(text)
+    """``out/NAME.json`` (atomically) and the table rows and failures as JSON lines on stdout."""
+    write_text_atomic(out / f"{name}.json", dumps(payload))
     for row in payload.get("table", []):
-        print(json.dumps(row))
+        print(json.dumps(row, default=str))
     for label, messages in payload.get("failed", {}).items():
         print(json.dumps({"setting": label, "failed": messages}))
 
@@ -244,7 +223,8 @@ def _profile(path: str | None) -> Any:
 def run_experiment(
     name: str, out_dir: str | Path | None, options: dict[str, Any] | None = None, *, overwrite: bool = False
 ) -> dict[str, Any]:
-    """Run experiment ``name``; write ``out_dir/name.json`` and ``out_dir/name.png``; return the payload.
+    """Run experiment ``name``; write ``out_dir/NAME.json``, ``out_dir/NAME.png`` and
+    ``out_dir/results.json`` (the protocol's rows); return the payload.
 
     ``out_dir`` (default ``runs/experiments/NAME``) must be absent or empty unless ``overwrite``; the files
     appear together when the experiment ends (nothing is left when it raises). ``options`` are checked by
@@ -258,6 +238,7 @@ def run_experiment(
     out_path = Path(out_dir) if out_dir is not None else Path("runs/experiments") / name
     with output_dir(out_path, overwrite=overwrite, flag="--out") as tmp:
         payload = _run(name, tmp, opts)
+        diverged = payload.pop("_diverged", [])
         experiment_tensorboard(tmp, payload)  # tmp/tb/SETTING/seedK/: each run's curves and hparams
         experiment_report(tmp, payload, name)  # tmp/report.html, embedding tmp/NAME.png
     failed = payload.get("failed") or {}
@@ -271,104 +252,153 @@ def run_experiment(
             f"{count} of {total} runs of experiment {name} failed: {what}. The other runs' results are in "
             f'{out_path / (name + ".json")} ("failed" lists these).',
             payload,
-            all_diverged=bool(_diverged_only) and all(_diverged_only),
+            all_diverged=bool(diverged) and all(diverged),
         )
     return payload
+
+
+def _sgd_baseline() -> Arm:
+    return Arm("sgd (momentum 0.9)", {"optimizer": "sgd"})
 
 
 def _run(name: str, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """The body of :func:`run_experiment`, writing into ``out`` (a fresh folder)."""
-    dataset = opts.get("dataset", "digits")
-    seeds = opts.get("seeds", 3)
-    subset = opts.get("subset")
-    progress = sys.stderr.isatty()  # progress bars for a person at a terminal, not in logs
-    base = TrainConfig(
-        dataset=dataset, model="mlp", batch_size=64, progress=progress, subset=subset, epochs=5
-    )
-    if opts.get("epochs") is not None:
-        base = dataclasses.replace(base, epochs=opts["epochs"])
-
     if name == "cost-model":
         return _cost_model(out, _profile(opts.get("profile")))
-    if name == "kfac-claims":
-        return _kfac_claims(
-            out,
-            opts,
-            base if opts.get("dataset") is not None else dataclasses.replace(base, dataset="fashion-mnist"),
-        )
+    if name == "width":
+        from thermotrain.training._width import run_width
+
+        return run_width(out, _calibrated(opts.get("profile")))
+    if name == "attribution":
+        from thermotrain.training._attribution import DEFAULTS, run_attribution
+
+        epochs, seeds = opts.get("epochs", DEFAULTS["epochs"]), opts.get("seeds", DEFAULTS["seeds"])
+        return run_attribution(out, opts, protocol_from(opts, epochs, seeds))
+    dataset = opts.get("dataset", "fashion-mnist" if name == "kfac-claims" else "digits")
+    seeds = opts.get("seeds", 1 if name == "kfac-claims" else 3)
+    epochs = opts.get("epochs", 3 if name == "kfac-claims" else 5)
+    subset = opts.get("subset")
+    progress = sys.stderr.isatty()  # progress bars for a person at a terminal, not in logs
+    base = TrainConfig(dataset=dataset, model="mlp", batch_size=64, progress=progress, subset=subset)
+    protocol = protocol_from(opts, epochs, seeds)
     data = load_dataset(dataset, subset)
+    marks: list[tuple[str, str, float]] = []
+    target = None
+    extra: dict[str, Any] = {}
     if name == "optimizers":
-        settings = {
-            "sgd": {"optimizer": "sgd"},
-            "adam": {"optimizer": "adam", "lr": 3e-3},
-            "kfac (digital)": {"optimizer": "kfac"},
-            "kfac (thermo ideal, solve)": {
-                "optimizer": "kfac",
-                "backend": "ideal",
-                "kfac_mode": "solve",
-                "kappa0": 1e-3,
-            },
-            "kfac (thermo rc8 profile, inverse)": _profile_thermo(opts.get("profile")),
-            "ngd-cg": {"optimizer": "ngd-cg"},
-            "tngd": {"optimizer": "tngd"},
-            "tngd-adam": {"optimizer": "tngd-adam"},
-        }
-        runs = _sweep(base, settings, seeds, data)
-        title = f"optimizers, MLP on {dataset}"
+        thermo = _profile_thermo(opts.get("profile"))
+        arms = [
+            _sgd_baseline(),
+            Arm("adam", {"optimizer": "adam"}),
+            Arm("kfac (digital)", {"optimizer": "kfac"}),
+            Arm(
+                "kfac (thermo ideal, solve)",
+                {"optimizer": "kfac", "backend": "ideal", "kfac_mode": "solve", "kappa0": 1e-3},
+            ),
+            Arm(f"kfac (thermo {_calibrated(opts.get('profile')).name} profile, inverse)", thermo),
+            Arm("ngd-cg", {"optimizer": "ngd-cg"}),
+            Arm("tngd", {"optimizer": "tngd"}),
+            Arm("tngd-adam", {"optimizer": "tngd-adam"}),
+        ]
+        target = ("Adam's smoothed final test accuracy, mean over seeds", _smoothed_mean_of("adam", protocol))
+        title = f"optimizers, MLP on {dataset} (each tuned on validation)"
     elif name == "tngd-time":
         tngd = {"optimizer": "tngd", "kappa0": 0.0, "tngd_warm_start": False}
-        settings = {f"tngd t={t:g}τ": tngd | {"analog_time": float(t)} for t in (0, 5, 10, 20, 50)}
-        settings["exact NGD"] = {"optimizer": "ngd"}
-        settings["sgd (no momentum = tngd t=0)"] = {
-            "optimizer": "tngd",
-            "analog_time": 0.0,
-            "kappa0": 0.0,
-            "tngd_warm_start": False,
-        }
-        runs = _sweep(base, settings, seeds, data)
-        title = "TNGD analog time (no warm start)"
+        ref = "tngd t=20τ"
+        arms = [Arm(ref, tngd | {"analog_time": 20.0})]
+        for t in (0, 5, 10, 50):
+            label = "tngd t=0τ (= SGD without momentum)" if t == 0 else f"tngd t={t:g}τ"
+            arms.append(Arm(label, tngd | {"analog_time": float(t)}, tune_with=ref))
+        arms.append(Arm("exact NGD", {"optimizer": "ngd"}, tune_with=ref))
+        arms.append(_sgd_baseline())
+        arms = sorted(arms[:5], key=lambda a: a.settings["analog_time"]) + arms[5:]
+        title = f"TNGD analog time (no warm start; lr, λ tuned at t = 20 τ), MLP on {dataset}"
     elif name == "tngd-delay":
-        settings = {
-            f"t_d={d:g}τ": {"optimizer": "tngd", "analog_time": 5.0, "delay": float(d), "kappa0": 0.0}
+        ref = "t_d=0τ"
+        arms = [
+            Arm(
+                f"t_d={d:g}τ",
+                {"optimizer": "tngd", "analog_time": 5.0, "delay": float(d), "kappa0": 0.0},
+                tune_with=None if d == 0 else ref,
+            )
             for d in (0.0, 0.2, 1.0)
-        }
-        runs = _sweep(base, settings, seeds, data)
-        title = "TNGD delay (t = 5τ, warm start)"
+        ]
+        arms.append(_sgd_baseline())
+        title = f"TNGD delay (t = 5 τ, warm start; lr, λ tuned at t_d = 0) vs SGD, MLP on {dataset}"
     elif name == "tngd-noise":
-        settings = {
-            f"κ0={k:g}": {"optimizer": "tngd", "analog_time": 20.0, "kappa0": float(k)}
+        ref = "κ0=0"
+        arms = [
+            Arm(
+                f"κ0={k:g}",
+                {"optimizer": "tngd", "analog_time": 20.0, "kappa0": float(k)},
+                tune_with=None if k == 0 else ref,
+            )
             for k in (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
-        }
-        runs = _sweep(base, settings, seeds, data)
+        ]
         profile = _calibrated(opts.get("profile"))
         level = profile.kappa0 * profile.fitted["noise_scale"]
-        title = f"TNGD noise κ0 (SPICE-calibrated {profile.name}: κ0·s = {level:.3g})"
+        extra["calibrated_kappa0"] = {"profile": profile.name, "kappa0_times_noise_scale": level}
+        title = f"TNGD noise κ0 (lr, λ tuned at κ0 = 0; calibrated {profile.name}: κ0·s = {level:.3g})"
     elif name == "kfac-quantization":
-        runs, title = _kfac_quantization(base, seeds, data, out, _profile(opts.get("profile")))
+        arms, title = _kfac_quantization(out, _profile(opts.get("profile")))
+    elif name == "kfac-claims":
+        return _kfac_claims(out, opts, base, data, protocol)
     else:
         raise TrainingError(f"Unknown experiment {name!r}.")
+    result = run_protocol(arms, base, data, protocol, target=target)
+    return _finish(out, name, dataset, protocol, result, title, marks, extra)
+
+
+def _finish(
+    out: Path,
+    name: str,
+    dataset: str,
+    protocol: Protocol,
+    result: Any,
+    title: str,
+    marks: list[tuple[str, str, float]],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Write NAME.json, results.json and NAME.png of a protocol run; return the payload."""
+    write_results(out, name, protocol, result.rows, result.failed, dataset=dataset, **extra)
     payload = {
         "experiment": name,
         "dataset": dataset,
-        "table": _table(runs),
-        "failed": dict(failures),
-        "runs": runs,
+        **extra,
+        "protocol": protocol.describe(),
+        "table": flat_table(result.rows),
+        "rows": result.rows,
+        "failed": dict(result.failed),
+        "runs": result.runs,
     }
     _write(out, name, payload)
-    _plot_runs(runs, out / f"{name}.png", title)
+    if result.runs:
+        plot_bands(result.runs, out / f"{name}.png", title, marks=marks)
+    payload["_diverged"] = result.diverged
     return payload
 
 
-def _kfac_quantization(base: TrainConfig, seeds: int, data: Any, out: Path, profile: Any):
+def _smoothed_mean_of(label: str, protocol: Protocol):
+    """The target function: ``label``'s smoothed final test accuracy, mean over its seeds (None if absent)."""
+
+    def target(runs: dict[str, list[dict[str, Any]]]) -> float | None:
+        if label not in runs:
+            return None
+        return float(np.mean([smoothed_final(evaluations(s), protocol.smooth) for s in runs[label]]))
+
+    return target
+
+
+def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
     """Thermodynamic K-FAC (default settings: covariance readout, auto analog time) on profiles derived from
     a calibrated one (default: the shipped rc8 profile, made by ``thermotrain calibrate``): its fitted
     corrections and noise kept, coupling bits and tolerance replaced; each with nearest rounding and with
-    randomized rounding merged over 4 loads."""
+    randomized rounding merged over 4 loads. Every row uses digital K-FAC's tuned lr and λ."""
     from thermotrain.models import load_profile, save_profile, shipped_profile_path
 
     if profile is None:
         profile = load_profile(shipped_profile_path("rc8"))
-    settings: dict[str, dict[str, Any]] = {"digital": {"optimizer": "kfac"}}
+    arms = [Arm("digital", {"optimizer": "kfac"})]
     thermo = {"optimizer": "kfac"}
     for bits in (4, 6, 8, 12):
         for tol in (0.0, 0.01):
@@ -376,20 +406,19 @@ def _kfac_quantization(base: TrainConfig, seeds: int, data: Any, out: Path, prof
             prof = dataclasses.replace(profile, component_stats=stats)
             path = save_profile(prof, out / f"profile_b{bits}_tol{tol:g}.json")
             label = f"{bits} bit, tol {100 * tol:g}%"
-            settings[label] = thermo | {"backend": str(path)}
-            settings[label + ", rand. rounding x4"] = thermo | {
-                "backend": str(path),
-                "rounding": "stochastic",
-                "roundings": 4,
-            }
-    runs = _sweep(base, settings, seeds, data)
-    return (
-        runs,
-        f"thermodynamic K-FAC vs coupling bits ({profile.name} profile; nearest vs randomized rounding)",
-    )
+            arms.append(Arm(label, thermo | {"backend": str(path)}, tune_with="digital"))
+            arms.append(
+                Arm(
+                    label + ", rand. rounding x4",
+                    thermo | {"backend": str(path), "rounding": "stochastic", "roundings": 4},
+                    tune_with="digital",
+                )
+            )
+    return arms, f"thermodynamic K-FAC vs coupling bits ({profile.name}; nearest vs randomized rounding)"
 
 
 def _cost_model(out: Path, profile: Any) -> dict[str, Any]:
+    from thermotrain._report import pyplot
     from thermotrain.training._cost_model import HardwareConstants, kfac_layer_costs, measure_flops
 
     hw = HardwareConstants.from_profile(profile) if profile is not None else HardwareConstants()
@@ -401,7 +430,17 @@ def _cost_model(out: Path, profile: Any) -> dict[str, Any]:
     ]
     payload = {"experiment": "cost-model", "hardware": dataclasses.asdict(hw), "rates": rates, "table": rows}
     _write(out, "cost-model", payload)
-    plt = _plt()
+    write_results(
+        out,
+        "cost-model",
+        None,
+        [r | {"selected_on": None} for r in rows],
+        note="analytical model (training/_cost_model.py): nothing is trained, tuned or seeded; "
+        f"τ = {hw.tau_s:g} s ({'the profile' if profile is not None else 'the paper'}), flop rates measured",
+        hardware=dataclasses.asdict(hw),
+        rates=rates,
+    )
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for kappa, style in ((10.0, ":"), (100.0, "--"), (1000.0, "-")):
         sel = [r for r in rows if r["kappa"] == kappa]
@@ -422,110 +461,87 @@ def _cost_model(out: Path, profile: Any) -> dict[str, Any]:
         )
     ax.axhline(1.0, color="k", lw=0.5)
     ax.set(xscale="log", yscale="log", xlabel="layer width n", ylabel="digital / thermodynamic time per step")
-    ax.legend(fontsize=7)
+    ax.set_title(f"K-FAC layer cost model, τ = {hw.tau_s:g} s", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     fig.tight_layout()
-    fig.savefig(out / "cost-model.png", dpi=120)
+    fig.savefig(out / "cost-model.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return payload
 
 
-def _kfac_claims(out: Path, opts: dict[str, Any], base: TrainConfig) -> dict[str, Any]:
-    """Adam vs digital K-FAC vs thermodynamic K-FAC (profile) with quarter-epoch evaluations; the claims."""
+def _kfac_claims(
+    out: Path, opts: dict[str, Any], base: TrainConfig, data: Any, protocol: Protocol
+) -> dict[str, Any]:
+    """Adam vs digital K-FAC vs thermodynamic K-FAC (profile) with quarter-epoch evaluations; the claims,
+    on smoothed curves (running mean over ``protocol.smooth`` evaluations)."""
     from thermotrain.training._demo import shipped_profile
 
     path = opts["profile"] if opts.get("profile") is not None else shipped_profile()[0]
     if path is None:
         raise TrainingError("kfac-claims needs a hardware profile: pass --profile PROFILE.json.")
     prof = _profile(str(path))
-    epochs = opts["epochs"] if opts.get("epochs") is not None else 3
-    data = load_dataset(base.dataset, base.subset)
-    steps_per_epoch = -(-len(data.y_train) // base.batch_size)
-    base = dataclasses.replace(base, epochs=epochs, eval_every=max(1, steps_per_epoch // 4))
-
-    def opt(key: str, default: Any) -> Any:
-        return opts[key] if opts.get(key) is not None else default
-
-    thermo = {
-        "optimizer": "kfac",
-        "backend": str(path),
-        "inv_update_steps": opt("inv_update_steps", 10),
-        "damping": opt("damping", 0.1),
-        "pd_guard": opt("pd_guard", False),
-    }
+    kfac: dict[str, Any] = {"optimizer": "kfac", "inv_update_steps": opts.get("inv_update_steps", 10)}
+    thermo = kfac | {"backend": str(path), "pd_guard": opts.get("pd_guard", False)}
     if opts.get("analog_time") is not None:
         thermo["analog_time"] = opts["analog_time"]
-    settings = {
-        "adam": {"optimizer": "adam", "lr": opt("adam_lr", 1e-3)},
-        "kfac (digital)": {
-            "optimizer": "kfac",
-            "inv_update_steps": thermo["inv_update_steps"],
-            "damping": thermo["damping"],
-        },
-        f"kfac (thermo, {prof.name})": thermo,
-    }
-    runs = _sweep(base, settings, opt("seeds", 1), data)
-
-    def evals(summary: dict[str, Any]) -> list[tuple[int, float]]:
-        return [(h["step"], h["test_accuracy"]) for h in summary["history"] if h["kind"] in ("eval", "epoch")]
-
-    claims: dict[str, Any] = {}
+    thermo_label = f"kfac (thermo, {prof.name})"
+    arms = [
+        Arm("adam", {"optimizer": "adam"}, fixed={"lr": opts["adam_lr"]} if "adam_lr" in opts else {}),
+        Arm("kfac (digital)", kfac, fixed={"damping": opts["damping"]} if "damping" in opts else {}),
+        Arm(thermo_label, thermo, tune_with="kfac (digital)"),
+    ]
+    result = run_protocol(arms, base, data, protocol)
+    runs = result.runs
+    k = protocol.smooth
+    claims: dict[str, Any] = {"smoothing_k": k}
     by_seed = {label: {r["seed"]: r for r in rs} for label, rs in runs.items()}
     if "adam" in runs and "kfac (digital)" in runs:
-        adam_final = float(np.mean([s["test_accuracy"] for s in runs["adam"]]))
+        finals = {s["seed"]: smoothed_final(evaluations(s), k) for s in runs["adam"]}
+        adam_final = float(np.mean(list(finals.values())))
         adam_steps = int(runs["adam"][0]["steps"])
-
-        def first_hit(summary: dict[str, Any], target: float) -> int | None:
-            return next((st for st, acc in sorted(evals(summary)) if acc >= target), None)
-
-        vs_mean = [first_hit(s_, adam_final) for s_ in runs["kfac (digital)"]]
+        vs_mean = [steps_to_target(evaluations(s), adam_final, k) for s in runs["kfac (digital)"]]
         paired = {
-            seed: first_hit(k, by_seed["adam"][seed]["test_accuracy"])
-            for seed, k in by_seed["kfac (digital)"].items()
-            if seed in by_seed["adam"]
+            seed: steps_to_target(evaluations(s), finals[seed], k)
+            for seed, s in by_seed["kfac (digital)"].items()
+            if seed in finals
         }
-        claims["adam_final_accuracy"] = adam_final
+        claims["adam_final_accuracy"] = adam_final  # smoothed, mean over seeds
         claims["adam_steps"] = adam_steps
-        claims["kfac_steps_to_adam_final"] = vs_mean  # against the mean of Adam's seeds
+        claims["kfac_steps_to_adam_final"] = vs_mean
+        claims["kfac_steps_to_adam_final_summary"] = summarize(vs_mean)
         claims["kfac_half_steps_claim_holds"] = all(h is not None and h <= adam_steps / 2 for h in vs_mean)
         claims["kfac_steps_to_same_seed_adam_final"] = paired
         claims["kfac_half_steps_claim_holds_per_seed"] = all(
             h is not None and h <= adam_steps / 2 for h in paired.values()
         )
-    thermo_label = f"kfac (thermo, {prof.name})"
     if thermo_label in runs and "kfac (digital)" in runs:
         gaps = {
             seed: t["test_accuracy"] - by_seed["kfac (digital)"][seed]["test_accuracy"]
             for seed, t in by_seed[thermo_label].items()
             if seed in by_seed["kfac (digital)"]
         }
-        gap = float(np.mean(list(gaps.values())))
-        claims["thermo_minus_digital_accuracy"] = gap  # mean over the seeds both finished
+        gap = summarize(list(gaps.values()))
+        claims["thermo_minus_digital_accuracy"] = gap["mean"]  # mean over the seeds both finished
+        claims["thermo_minus_digital_ci95"] = gap["ci95"]
         claims["thermo_minus_digital_per_seed"] = gaps
-        claims["thermo_within_1_point"] = abs(gap) <= 0.01
-        claims["thermo_seeds_failed"] = len(failures.get(thermo_label, []))
-    payload = {
-        "experiment": "kfac-claims",
-        "dataset": base.dataset,
-        "subset": base.subset,
-        "profile": str(path),
-        "claims": claims,
-        "table": _table(runs),
-        "failed": dict(failures),
-        "runs": runs,
-    }
-    _write(out, "kfac-claims", payload)
-    print(json.dumps({"claims": claims}))
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for label, summaries in runs.items():
-        pts = sorted(evals(summaries[0]))
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=label)
+        claims["thermo_within_1_point"] = gap["mean"] is not None and abs(gap["mean"]) <= 0.01
+        claims["thermo_seeds_failed"] = len(result.failed.get(thermo_label, []))
+    marks: list[tuple[str, str, float]] = []
     if "adam_final_accuracy" in claims:
-        ax.axhline(claims["adam_final_accuracy"], color="k", lw=0.6, ls="--", label="Adam final")
-        ax.axvline(claims["adam_steps"] / 2, color="k", lw=0.6, ls=":", label="half of Adam's steps")
-    ax.set(xlabel="step", ylabel="test accuracy", title=f"K-FAC claims on {base.dataset}")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "kfac-claims.png", dpi=120)
-    plt.close(fig)
+        marks = [
+            ("h", "Adam final (smoothed, mean)", claims["adam_final_accuracy"]),
+            ("v", "half of Adam's steps", claims["adam_steps"] / 2),
+        ]
+    extra = {"subset": base.subset, "profile": str(path), "claims": claims}
+    payload = _finish(
+        out,
+        "kfac-claims",
+        base.dataset,
+        protocol,
+        result,
+        f"K-FAC claims on {base.dataset} (lr, λ tuned on validation)",
+        marks,
+        extra,
+    )
+    print(json.dumps({"claims": claims}, default=str))
     return payload

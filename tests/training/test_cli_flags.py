@@ -30,7 +30,7 @@ import pytest
 from thermotrain import cli as cli_module
 from thermotrain._args import add_dataclass_arguments, cli_fields, namespace_to_dataclass
 from thermotrain._errors import InputError
-from thermotrain.training._cli import DEFAULT_OUT, ExperimentOptions, experiment_options
+from thermotrain.training._cli import DEFAULT_OUT, DEFAULT_SEEDS, ExperimentOptions, experiment_options
 from thermotrain.training._config import TrainConfig
 from thermotrain.training._experiments import EXPERIMENTS, OPTION_NAMES, check_options
 
@@ -221,7 +221,8 @@ def test_experiment_flags_take_the_train_config_types(capsys) -> None:
         assert f"argument {argv[0]}" in err
     args = _parse(["experiment", "kfac-claims", "--analog-time", "auto", "--pd-guard", "--epochs", "2"])
     opts = experiment_options(args)
-    assert opts == {"analog_time": "auto", "pd_guard": True, "epochs": 2, "seeds": 3}
+    assert opts == {"analog_time": "auto", "pd_guard": True, "epochs": 2, "seeds": DEFAULT_SEEDS}
+    assert DEFAULT_SEEDS >= 5  # the protocol (issue 11): at least 5 seeds by default
     assert check_options("kfac-claims", opts) == opts
     assert experiment_options(_parse(["experiment", "cost-model"])) == {}  # absent flags stay absent
     with pytest.raises(InputError, match="does not use --pd-guard"):

@@ -541,6 +541,7 @@ def test_experiment_out_is_refused_when_it_holds_files_unless_overwrite(tmp_path
     assert sorted(p.name for p in out.iterdir()) == [
         "config.toml",
         "report.html",
+        "results.json",
         "tb",
         "tngd-delay.json",
         "tngd-delay.png",

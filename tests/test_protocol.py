@@ -1,0 +1,230 @@
+"""The experiments' protocol (training/_protocol.py): validation split, tuning by validation accuracy only,
+95 % t-intervals, smoothed steps-to-target, results.json -- on real training runs of tiny digits subsets."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from thermotrain import cli
+from thermotrain._errors import InputError, TrainingError
+from thermotrain.training import _protocol as proto
+from thermotrain.training._data import load_dataset
+from thermotrain.training._harness import TrainConfig, train
+from thermotrain.training._protocol import (
+    Arm,
+    Protocol,
+    parse_grid,
+    run_protocol,
+    select,
+    smoothed,
+    split,
+    steps_to_target,
+    t_ci95,
+    write_results,
+)
+
+ROW_KEYS = {"optimizer", "settings", "selected_on", "grid", "seeds", "per_seed", "mean", "ci95"}
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 30])
+def test_t_ci95_is_scipys_t_interval(n: int) -> None:
+    x = np.random.default_rng(n).normal(0.9, 0.02, n)
+    mean, hw = t_ci95(x)
+    lo, hi = stats.t.interval(0.95, n - 1, loc=x.mean(), scale=stats.sem(x))
+    assert mean == pytest.approx(x.mean(), rel=1e-12)
+    assert (mean - hw, mean + hw) == pytest.approx((lo, hi), rel=1e-12)
+
+
+def test_t_ci95_uses_the_t_quantile_not_the_normal_one() -> None:
+    # two values 0 and 1: s = 1/√2, s/√2 = 1/2; t(0.975, 1) = 12.706 (tables), z would give 0.98
+    assert t_ci95([0.0, 1.0])[1] == pytest.approx(12.7062 / 2, rel=1e-4)
+    # five values: t(0.975, 4) = 2.7764
+    x = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert t_ci95(x)[1] == pytest.approx(2.7764 * np.std(x, ddof=1) / math.sqrt(5), rel=1e-4)
+    assert t_ci95([0.97]) == (0.97, None)  # one seed: no interval
+
+
+def test_t_ci95_covers_the_true_mean_95_percent_of_the_time() -> None:
+    """Coverage over M = 4000 normal samples of n = 5: the count of covers is binomial(M, 0.95), sd
+    √(0.95·0.05/M) = 0.0034; the bound is 4 sd (the normal quantile 1.96 instead of t: 88 %, fails)."""
+    rng = np.random.default_rng(0)
+    m, n = 4000, 5
+    covered = 0
+    for _ in range(m):
+        mean, hw = t_ci95(rng.normal(0.0, 1.0, n))
+        covered += abs(mean) <= hw
+    assert abs(covered / m - 0.95) <= 4 * math.sqrt(0.95 * 0.05 / m)
+
+
+def test_steps_to_target_uses_the_smoothed_curve_not_one_evaluation() -> None:
+    points = [(10, 0.80), (20, 0.90), (30, 0.82), (40, 0.88), (50, 0.90), (60, 0.91)]
+    curve = smoothed(points, 3)
+    assert [st for st, _ in curve] == [30, 40, 50, 60]
+    assert [v for _, v in curve] == pytest.approx([0.84, 0.8667, 0.8667, 0.8967], abs=1e-4)
+    assert steps_to_target(points, 0.89, 1) == 20  # one evaluation: the noisy spike at step 20
+    assert steps_to_target(points, 0.89, 3) == 60  # the running mean over 3 reaches it only at the end
+    assert steps_to_target(points, 0.866, 3) == 40
+    assert steps_to_target(points, 0.9, 3) is None
+
+
+def test_select_picks_the_best_validation_row_skipping_failures() -> None:
+    points = [
+        {"settings": {"lr": 0.1}, "status": "completed", "validation_accuracy": 0.91},
+        {"settings": {"lr": 0.3}, "status": "failed: diverged", "validation_accuracy": None},
+        {"settings": {"lr": 1.0}, "status": "completed", "validation_accuracy": 0.95},
+        {
+            "settings": {"lr": 3.0},
+            "status": "completed",
+            "validation_accuracy": 0.95,
+        },  # a tie: the first wins
+    ]
+    assert select(points)["settings"] == {"lr": 1.0}
+    with pytest.raises(TrainingError, match="every grid point failed"):
+        select(points[1:2])
+
+
+def test_grids_are_checked_and_normalised() -> None:
+    assert parse_grid("lr_grid", "3, 0.3,1,1") == (0.3, 1.0, 3.0)
+    assert parse_grid("lr_grid", [1, 2]) == (1.0, 2.0)
+    for bad in ("", "0,1", "a", "1,-2", "nan", [True]):
+        with pytest.raises(InputError, match="--lr-grid"):
+            parse_grid("lr_grid", bad)
+    grid = Protocol().grid(Arm("k", {"optimizer": "kfac"}))
+    assert grid == {"lr": (0.015, 0.05, 0.15), "damping": (0.09, 0.3, 0.9)}  # × DEFAULT_LR/DEFAULT_DAMPING
+    assert len(Protocol().grid(Arm("s", {"optimizer": "sgd"}))["lr"]) >= 5
+    assert Protocol().grid(Arm("a", {"optimizer": "adam"}, fixed={"lr": 0.002})) == {"lr": (0.002,)}
+
+
+# ------------------------------------------------------------------------------------------ the protocol
+
+
+def _rows_of(x: torch.Tensor) -> set[bytes]:
+    return {r.numpy().tobytes() for r in x.reshape(len(x), -1)}
+
+
+def test_the_split_takes_validation_from_the_training_set_only() -> None:
+    data = load_dataset("digits")
+    tune, final = split(data)
+    assert tune.name.endswith("/validation") and len(tune.x_test) == round(0.2 * len(data.x_train))
+    train_rows = _rows_of(data.x_train)
+    assert _rows_of(tune.x_test) <= train_rows  # validation examples come from the training set
+    assert not _rows_of(tune.x_test) & _rows_of(tune.x_train)  # and are held out of the training part
+    assert torch.equal(final.x_test, data.x_test) and torch.equal(final.x_train, tune.x_train)
+
+
+def test_tuning_refuses_data_that_is_not_a_validation_split() -> None:
+    data = load_dataset("digits", subset=100)
+    with pytest.raises(TrainingError, match="not a validation split"):
+        proto.tune(Arm("sgd", {"optimizer": "sgd"}), TrainConfig(progress=False), data, Protocol(), train)
+
+
+def test_tiny_grid_selects_on_validation_never_sees_test_and_writes_results(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Real training (digits, 200 examples, 1 epoch): every tuning run gets the validation split, selection
+    happens before any run touches the test set and only receives validation scores, the selected point is
+    the best validation row, and results.json has the schema."""
+    data = load_dataset("digits", subset=200)
+    test_rows = _rows_of(data.x_test)
+    events: list[tuple[str, object]] = []
+
+    def runner(cfg: TrainConfig, d) -> dict:
+        on_test = bool(_rows_of(d.x_test) & test_rows) and torch.equal(d.x_test, data.x_test)
+        events.append(("run-test" if on_test else "run-validation", d.name))
+        if not on_test:
+            assert d.name.endswith("/validation") and not (_rows_of(d.x_test) - _rows_of(data.x_train))
+        return train(cfg, d)
+
+    real_select = proto.select
+
+    def spy_select(points):
+        events.append(("select", [p["validation_accuracy"] for p in points]))
+        return real_select(points)
+
+    monkeypatch.setattr(proto, "select", spy_select)
+    protocol = Protocol(
+        seeds=2, epochs=1, lr_grid=(0.1, 1.0, 10.0), precond_lr_grid=(1.0,), damping_grid=(0.3, 3.0)
+    )
+    arms = [
+        Arm("sgd", {"optimizer": "sgd"}),
+        Arm("tngd", {"optimizer": "tngd", "analog_time": 5.0}),
+        Arm("tngd t=0", {"optimizer": "tngd", "analog_time": 0.0}, tune_with="tngd"),
+    ]
+    base = TrainConfig(batch_size=32, progress=False)
+    result = run_protocol(arms, base, data, protocol, runner=runner, log=lambda _: None)
+
+    first_test = next(i for i, e in enumerate(events) if e[0] == "run-test")
+    selects = [i for i, e in enumerate(events) if e[0] == "select"]
+    assert len(selects) == 2 and max(selects) < first_test  # sgd and tngd tuned; t=0 shares tngd's
+    assert all(e[0] == "run-validation" for e in events[:first_test] if e[0] != "select")
+    assert all(e[0] == "run-test" for e in events[first_test:])
+    assert sum(e[0] == "run-validation" for e in events) == 3 + 2  # the grids: 3 lr; 1 lr × 2 λ
+
+    rows = {r["label"]: r for r in result.rows}
+    for label in ("sgd", "tngd"):
+        grid = rows[label]["grid"]
+        best = max(grid, key=lambda p: p["validation_accuracy"])
+        assert {k: rows[label]["settings"][k] for k in best["settings"]} == best["settings"]
+        assert rows[label]["validation_accuracy"] == best["validation_accuracy"]
+    assert rows["tngd t=0"]["selected_with"] == "tngd"
+    assert rows["tngd t=0"]["settings"]["damping"] == rows["tngd"]["settings"]["damping"]
+    # per-seed test accuracies are the final runs' own; the interval is the t-interval of them
+    for row in result.rows:
+        assert row["per_seed"] == [s["test_accuracy"] for s in result.runs[row["label"]]]
+        mean, hw = t_ci95(row["per_seed"])
+        assert row["mean"] == pytest.approx(mean) and row["ci95"] == pytest.approx([mean - hw, mean + hw])
+    # the device clock: TNGD's simulated device time is measured and replaced by analog time × τ (1 µs)
+    tngd_run = result.runs["tngd"][0]
+    assert tngd_run["device_simulation_s"] > 0 and result.runs["sgd"][0]["device_simulation_s"] == 0
+    assert tngd_run["modelled_device_time_s"] == pytest.approx(
+        tngd_run["wall_s"] - tngd_run["device_simulation_s"] + tngd_run["analog_time_tau"] * 1e-6
+    )
+
+    path = write_results(tmp_path, "tiny", protocol, result.rows, result.failed)
+    written = json.loads(path.read_text())
+    assert written["protocol"]["tuning_seed"] == proto.TUNE_SEED not in written["protocol"]["seeds"]
+    for row in written["rows"]:
+        assert ROW_KEYS <= set(row)
+        assert row["selected_on"] == "validation" and row["seeds"] == [0, 1]
+        assert len(row["ci95"]) == 2 and row["ci95"][0] <= row["mean"] <= row["ci95"][1]
+        assert (
+            all({"settings", "validation_accuracy", "status"} <= set(p) for p in row["grid"])
+            or row["selected_with"]
+        )
+
+
+def test_optimizers_experiment_writes_results_json_under_the_protocol(tmp_path: Path, capsys) -> None:
+    """The issue's done-when in miniature (real runs: digits, 120 examples, 1 epoch, 2 seeds, 2-point grids)."""
+    out = tmp_path / "opt"
+    argv = ["experiment", "optimizers", "--dataset", "digits", "--subset", "120", "--epochs", "1"]
+    argv += ["--seeds", "2", "--lr-grid", "0.3,3", "--precond-lr-grid", "1", "--damping-grid", "0.3,3"]
+    assert cli.main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["rows"]) == 8
+    for row in results["rows"]:
+        assert ROW_KEYS <= set(row) and row["selected_on"] == "validation", row["label"]
+        assert row["ci95"] is not None and len(row["grid"]) == 2
+        assert "simulation_time_s" in row["metrics"] and "modelled_device_time_s" in row["metrics"]
+        assert row["metrics"]["steps_to_target"]["target_is"].startswith("Adam's smoothed final")
+    assert (out / "optimizers.png").stat().st_size > 0
+
+
+def test_a_bad_grid_flag_is_one_line(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "x"
+    try:
+        code = cli.main(["experiment", "tngd-delay", "--lr-grid", "0,1", "--out", str(out)])
+    except SystemExit as exc:  # argparse refusals
+        code = exc.code
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "--lr-grid" in lines[0] and "> 0" in lines[0], lines
+    assert not out.exists()
