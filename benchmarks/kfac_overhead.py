@@ -10,8 +10,9 @@ factors every step, inverses every 10 steps (the setting of ENVIRONMENT.md's ASD
   ``--profile``, on a hardware profile. Its wall time is the *digital simulation* of the device on this CPU,
   not the device's own time; the analog time per step (τ) is reported next to it.
 
-Each row is the mean over ``--steps`` steps (a multiple of the inverse interval) after ``--warmup`` steps; the
-profile's solve-mode row (seconds per step) over ``--solve-steps`` after one. Networks whose widest factor
+Each row is the mean over ``--steps`` steps (a multiple of the inverse interval) after ``--warmup`` steps, every
+row timed in interleaved blocks of 10 steps (round-robin), so that load changes on a shared machine weigh on
+all rows alike. Networks whose widest factor
 exceeds ``--max-analog-width`` (default 1024: the CNN's 4609-wide factor) get no thermodynamic rows, and the
 JSON says why. Prints a table and writes ``OUT/kfac_overhead.json``.
 
@@ -32,10 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from thermotrain.models import find_profile
 from thermotrain.training import AnalogSolver, ExactSolver, KFACConfig, KFACPreconditioner
+from thermotrain.training._data import load_dataset
 from thermotrain.training._nets import cnn, mlp
 
 INV_EVERY = 10
+POOL = 10  # distinct batches cycled through (one per step)
 DAMPING = 0.1
 
 
@@ -46,13 +50,25 @@ def _models() -> dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]]:
     }
 
 
-def _time(step: Callable[[int], None], warmup: int, steps: int) -> float:
-    for i in range(warmup):
-        step(i)
-    t0 = time.perf_counter()
-    for i in range(steps):
-        step(warmup + i)
-    return (time.perf_counter() - t0) / steps
+def _time_interleaved(
+    runners: dict[str, Callable[[int], None]], warmup: int, steps: int, block: int
+) -> dict[str, float]:
+    """Seconds per step of each runner, timed in interleaved blocks of ``block`` steps (round-robin over the
+    runners), so that a change of machine load during the run weighs on every row alike."""
+    for step in runners.values():
+        for i in range(warmup):
+            step(i)
+    total = dict.fromkeys(runners, 0.0)
+    done = dict.fromkeys(runners, 0)
+    while min(done.values()) < steps:
+        for key, step in runners.items():
+            todo = min(block, steps - done[key])
+            t0 = time.perf_counter()
+            for i in range(todo):
+                step(warmup + done[key] + i)
+            total[key] += time.perf_counter() - t0
+            done[key] += todo
+    return {key: total[key] / steps for key in runners}
 
 
 def _sgd_runner(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[int], None]:
@@ -60,7 +76,7 @@ def _sgd_runner(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[
 
     def step(i: int) -> None:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        F.cross_entropy(model(x[i % len(x)]), y[i % len(y)]).backward()
         opt.step()
 
     return step
@@ -76,7 +92,7 @@ def _kfac_runner(
 
     def step(i: int) -> None:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        F.cross_entropy(model(x[i % len(x)]), y[i % len(y)]).backward()
         precond.step()
         opt.step()
 
@@ -100,15 +116,15 @@ def _asdl_runner(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable
         curvature_upd_interval=1,
         damping=DAMPING,
         ema_decay=0.05,
-        data_size=x.shape[0],
+        data_size=x.shape[1],
     )
     gm = asdl.KfacGradientMaker(model, cfg, fisher_type="fisher_emp")
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step(i: int) -> None:
         opt.zero_grad(set_to_none=True)
-        dummy = gm.setup_model_call(model, x)
-        gm.setup_loss_call(F.cross_entropy, dummy, y)
+        dummy = gm.setup_model_call(model, x[i % len(x)])
+        gm.setup_loss_call(F.cross_entropy, dummy, y[i % len(y)])
         gm.forward_and_backward()
         opt.step()
 
@@ -150,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         "--cells-per-tile",
         type=int,
         default=None,
-        help="map each factor onto analog tiles of this many cells (count; default: one device per factor)",
+        help="map each factor onto analog tiles of this many cells (count; default: the profile's chip, "
+        "else one device per factor)",
     )
     parser.add_argument("--models", nargs="*", default=list(_models()), help="which networks (names)")
     parser.add_argument("--skip-thermo", action="store_true", help="time only SGD / digital K-FAC / ASDL")
@@ -162,13 +179,18 @@ def main(argv: list[str] | None = None) -> int:
         "simulating a device of n cells exactly costs a 2n x 2n matrix exponential per inverse",
     )
     parser.add_argument(
-        "--solve-steps",
-        type=int,
-        default=3,
-        help="timed steps of the profile's solve-mode row (count; one warm-up step): seconds per step",
+        "--data",
+        choices=("random", "fashion-mnist"),
+        default="random",
+        help="the batch every step trains on: Gaussian noise (well-conditioned factors; the historical rows) "
+        "or a real Fashion-MNIST batch (ill-conditioned input factors: more outer iterations in solve mode)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    tile = args.cells_per_tile
+    if tile is None and args.profile:  # the profile's chip maps every thermodynamic row (ideal too)
+        chip = find_profile(args.profile).chip
+        tile = None if chip is None else chip.cells_per_tile
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -176,27 +198,39 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         make, shape = _models()[name]
         g = torch.Generator().manual_seed(0)
-        x = torch.randn(args.batch, *shape, generator=g)
-        y = torch.randint(0, 10, (args.batch,), generator=g)
+        # a pool of POOL batches cycled step by step: a new batch every step, as in training (with one fixed
+        # batch, solve mode's warm start would already hold the answer from the second step on)
+        if args.data == "fashion-mnist":  # real batches: factors as ill-conditioned as in training
+            data = load_dataset("fashion-mnist", subset=POOL * args.batch)
+            x = data.x_train[: POOL * args.batch].reshape(POOL, args.batch, *shape)
+            y = data.y_train[: POOL * args.batch].reshape(POOL, args.batch)
+        else:
+            x = torch.randn(POOL, args.batch, *shape, generator=g)
+            y = torch.randint(0, 10, (POOL, args.batch), generator=g)
 
         def fresh(make: Callable[[], nn.Module] = make) -> nn.Module:
             torch.manual_seed(0)
             return make()
 
-        row: dict[str, object] = {"model": name, "batch": args.batch, "threads": args.threads}
-        sgd = _time(_sgd_runner(fresh(), x, y), args.warmup, args.steps)
-        row["sgd_ms"] = 1e3 * sgd
-        digital = _time(_kfac_runner(fresh(), x, y, ExactSolver(), "inverse"), args.warmup, args.steps)
-        row["kfac_ms"] = 1e3 * digital
-        row["kfac_over_sgd"] = digital / sgd
+        row: dict[str, object] = {
+            "model": name,
+            "batch": args.batch,
+            "threads": args.threads,
+            "data": args.data,
+        }
+        runners: dict[str, Callable[[int], None]] = {
+            "sgd": _sgd_runner(fresh(), x, y),
+            "kfac": _kfac_runner(fresh(), x, y, ExactSolver(), "inverse"),
+        }
         try:
-            asdl_t = _time(_asdl_runner(fresh(), x, y), args.warmup, args.steps)
-            row["asdl_ms"], row["asdl_over_sgd"] = 1e3 * asdl_t, asdl_t / sgd
+            runners["asdl"] = _asdl_runner(fresh(), x, y)
         except ImportError:
             row["asdl_ms"] = row["asdl_over_sgd"] = None
         width = _widest_factor(fresh())
         row["widest_factor"] = width
-        if not args.skip_thermo and width > args.max_analog_width and args.cells_per_tile is None:
+        row["cells_per_tile"] = tile
+        thermo: dict[str, Callable[[int], None]] = {}
+        if not args.skip_thermo and width > args.max_analog_width and tile is None:
             row["thermo_skipped"] = f"widest factor {width} > --max-analog-width {args.max_analog_width}"
         elif not args.skip_thermo:
             backends: list[tuple[str, object]] = [("ideal", "ideal")]
@@ -205,26 +239,28 @@ def main(argv: list[str] | None = None) -> int:
             runs = [(label, b, m, "trajectory") for label, b in backends for m in args.modes]
             if "inverse" in args.modes:
                 runs += [(label, b, "inverse", "law") for label, b in backends]  # the fast readout simulator
-            if args.cells_per_tile is not None:  # tiles: the law (a batched draw per round) is the point
+            if tile is not None:  # tiles: the law (a batched draw per round) is the point
                 runs = [r for r in runs if not (r[2] == "inverse" and r[3] == "trajectory")]
             for label, backend, mode, sim in runs:
                 # the profile's recommended readout, else the defaults
-                solver = AnalogSolver(backend, simulator=sim, cells_per_tile=args.cells_per_tile)
+                solver = AnalogSolver(backend, simulator=sim, cells_per_tile=tile)
                 solver.readout = solver.readout.with_(
                     analog_time=args.analog_time,
                     sample_interval=args.analog_dt,
                     kappa0=None if mode == "inverse" else 1e-3,
                 )
-                runner = _kfac_runner(fresh(), x, y, solver, mode)
-                slow = label == "profile" and mode == "solve"
-                warm, timed = (1, args.solve_steps) if slow else (args.warmup, args.steps)
-                t = _time(runner, warm, timed)
-                stats = runner.precond.solver.stats  # type: ignore[attr-defined]
-                steps = warm + timed
                 key = f"thermo_{label}_{mode}" + ("_law" if sim == "law" else "")
-                row[f"{key}_ms"] = 1e3 * t
-                row[f"{key}_over_kfac"] = t / digital
-                row[f"{key}_analog_tau_per_step"] = stats.analog_time_tau / steps
+                thermo[key] = _kfac_runner(fresh(), x, y, solver, mode)
+        times = _time_interleaved(runners | thermo, args.warmup, args.steps, INV_EVERY)
+        sgd, digital = times["sgd"], times["kfac"]
+        row["sgd_ms"], row["kfac_ms"], row["kfac_over_sgd"] = 1e3 * sgd, 1e3 * digital, digital / sgd
+        if "asdl" in times:
+            row["asdl_ms"], row["asdl_over_sgd"] = 1e3 * times["asdl"], times["asdl"] / sgd
+        for key, runner in thermo.items():
+            stats = runner.precond.solver.stats  # type: ignore[attr-defined]
+            row[f"{key}_ms"] = 1e3 * times[key]
+            row[f"{key}_over_kfac"] = times[key] / digital
+            row[f"{key}_analog_tau_per_step"] = stats.analog_time_tau / (args.warmup + args.steps)
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -234,8 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         "SGD ms",
         "K-FAC/SGD (ours)",
         "K-FAC/SGD (ASDL)",
-        "thermo inv/K-FAC",
-        "thermo solve/K-FAC",
+        "thermo inv/K-FAC (ideal, law)",
+        "thermo inv/K-FAC (profile, law)",
+        "thermo solve/K-FAC (ideal)",
+        "thermo solve/K-FAC (profile)",
     ]
     print(" | ".join(heads))
     for r in rows:
@@ -245,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['sgd_ms']:.2f}",
             f"{r['kfac_over_sgd']:.2f}",
             "n/a" if asdl_ratio is None else f"{asdl_ratio:.2f}",
-            f"{r.get('thermo_ideal_inverse_over_kfac', float('nan')):.2f}",
+            f"{r.get('thermo_ideal_inverse_law_over_kfac', float('nan')):.2f}",
+            f"{r.get('thermo_profile_inverse_law_over_kfac', float('nan')):.2f}",
             f"{r.get('thermo_ideal_solve_over_kfac', float('nan')):.2f}",
+            f"{r.get('thermo_profile_solve_over_kfac', float('nan')):.2f}",
         ]
         print(" | ".join(vals))
     meta = {

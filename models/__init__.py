@@ -42,6 +42,7 @@ from thermotrain.models._reduce import balanced_truncation as balanced_truncatio
 from thermotrain.models._registry import SHIPPED_PROFILES as SHIPPED_PROFILES
 from thermotrain.models._registry import find_profile as find_profile
 from thermotrain.models._registry import shipped_profile_path as shipped_profile_path
+from thermotrain.models._tiles import TileCache as TileCache
 from thermotrain.models._tiles import TiledResult as TiledResult
 from thermotrain.models._tiles import tile_blocks as tile_blocks
 from thermotrain.models._tiles import tiled_inverse as tiled_inverse

@@ -306,8 +306,8 @@ def solve(
             ``"average"`` reads the exact time average over [burn_in, t] (covariance → 2κ0A⁻²/(t - burn_in)).
         burn_in: start of the averaging window (τ) or ``"auto"``; ``"average"`` only.
         generator: torch generator for the noise and stochastic rounding (on A's device).
-        rounding, roundings: how a profile's DACs round the loaded A and b (``"nearest"`` or
-            ``"stochastic"``), and over how many independent loads the answer is averaged (error mitigation:
+        rounding: how a profile's DACs round the loaded A and b (``"nearest"`` or ``"stochastic"``).
+        roundings: over how many independent loads the answer is averaged (error mitigation:
             with stochastic rounding the first-order quantization error cancels, ε → ε²). Each load is a full
             device run of ``t``; the analog time reported is ``roundings·t``. Profiles only.
         lambda_floor: a known lower bound of λ_min(A) (1/τ; e.g. the damping), used by ``t="auto"``.
@@ -335,7 +335,7 @@ def solve(
     if cfg.kappa0 is None and backend == "ideal":
         cfg = replace(cfg, kappa0=0.0)
     _check_rounding(backend, cfg.rounding, cfg.roundings)
-    scale_b = B / B.abs().amax().clamp_min(1e-300)
+    scale_b = B / B.abs().amax().clamp_min(torch.finfo(B.dtype).tiny)  # 1e-300 is 0 in float32
     plan = _plan(A, backend, cfg, b=scale_b, lambda_floor=lambda_floor)
     if readout == "state":
         t_run = plan.t
@@ -409,7 +409,8 @@ def inverse(
         burn_in: the device starts at x = 0 and the samples after ``burn_in`` (τ, or ``"auto"``) are used;
             ``None`` = an idealisation: the device starts in its stationary law (samples over [0, t]).
         generator: torch generator for the noise.
-        rounding, roundings: as in :func:`solve` (profiles only): the estimate averages ``roundings``
+        rounding: as in :func:`solve` (profiles only).
+        roundings: as in :func:`solve` (profiles only): the estimate averages ``roundings``
             independent loads, each a full run of ``t``.
         lambda_floor: a known lower bound of λ_min(A) (1/τ; e.g. the damping), used by ``t="auto"``.
         simulator: how the readout is simulated (the device is the same): ``"trajectory"`` (the reference:

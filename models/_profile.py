@@ -63,6 +63,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "DeviceInstance",
     "ChipSpec",
+    "ElementDeviations",
     "HardwareProfile",
     "load_profile",
     "save_profile",
@@ -185,6 +186,8 @@ class DeviceInstance:
         b_loaded: the quantized b_hw, [k, n] (None without b).
         readout: offset, saturation and ADC applied to the read voltages.
         kappa0: the noise level the SDE was built with (V²).
+        input_gain: [n] g with u = g ⊙ (b_hw + offset drive): how a loaded right-hand side enters the drift
+            (RC; None for RLC, which cannot solve).
     """
 
     sde: LinearSDE
@@ -195,6 +198,49 @@ class DeviceInstance:
     b_loaded: Tensor | None
     readout: Readout
     kappa0: float
+    input_gain: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class ElementDeviations:
+    """The drawn values of one physical device, given explicitly instead of the profile's own tolerance draw
+    (``instantiate(..., deviations=...)``: a digital twin of a board whose parts are known, e.g. the parts a
+    netlist drew with numpy, :func:`thermotrain.netlists.drawn_deviations`).
+
+    Fields (dimensionless relative deviations from the nominal element, so ``0`` is the nominal part):
+        coupling: [n, n] deviation of each realised coupling from its loaded value: RC G_ij = A_hw,ij (1 +
+            coupling_ij) (one crossbar resistor per (i, j): need not be symmetric; an inverter's gain error
+            on a negative entry belongs here too); RLC the Maxwell capacitance matrix 𝐂 = c0 A_hw ⊙ (1 +
+            coupling) (must be symmetric). Entries where A_hw is 0 are ignored.
+        capacitor: [n] deviation of each integration capacitor (RC: c_i = 1 + capacitor_i); unused for RLC.
+        offset_v: [n] input offset of each integrator's op-amp (V; RC), or None for none.
+    """
+
+    coupling: Tensor
+    capacitor: Tensor
+    offset_v: Tensor | None = None
+
+    def check(self, n: int, family: str) -> None:
+        """CircuitError naming the field when a shape does not fit an n-cell device, a value is not finite,
+        a deviation is <= -1 (a part of non-positive value) or an RLC coupling deviation is not symmetric."""
+        want = {"coupling": (n, n), "capacitor": (n,), "offset_v": (n,)}
+        for name, shape in want.items():
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if not isinstance(v, Tensor) or tuple(v.shape) != shape:
+                got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+                raise CircuitError(f"ElementDeviations.{name} must be a tensor of shape {shape}; got {got}.")
+            if not bool(torch.isfinite(v).all()):
+                raise CircuitError(f"ElementDeviations.{name} holds a non-finite value.")
+            if name != "offset_v" and bool((v <= -1).any()):
+                raise CircuitError(
+                    f"ElementDeviations.{name} holds a deviation <= -1 (a part of value <= 0)."
+                )
+        if family == "rlc" and not torch.allclose(self.coupling, self.coupling.mT, rtol=0, atol=1e-12):
+            raise CircuitError(
+                "ElementDeviations.coupling must be symmetric for an RLC array (one capacitor per pair)."
+            )
 
 
 @dataclass(frozen=True)
@@ -485,6 +531,7 @@ class HardwareProfile:
         kappa0: float | None = None,
         instance_seed: int | None = None,
         min_eigenvalue: float = 0.0,
+        deviations: ElementDeviations | None = None,
     ) -> DeviceInstance:
         """Build the surrogate of a device of size n = A.shape[0] holding A (and right-hand sides b).
 
@@ -501,6 +548,9 @@ class HardwareProfile:
                 the loaded matrix must keep at least half of it after quantization, else
                 :class:`~thermotrain.UnloadableMatrixError` names the extra damping that restores it (its
                 inverse would otherwise exceed the caller's bound 1/λ_min along the lost directions).
+            deviations: the device's drawn element values (:class:`ElementDeviations`) instead of the
+                profile's own draw (``instance_seed`` and the tolerance statistics are then unused): the
+                instance of a known board.
         Returns:
             :class:`DeviceInstance` in A's dtype and device. Cost O(n²) (plus O(n³) for RLC's 𝐂⁻¹).
         """
@@ -523,36 +573,40 @@ class HardwareProfile:
         eps_el = torch.randn((n, n), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
         eps_c = torch.randn((n,), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
         eps_off = torch.randn((n,), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
+        tol_el, tol_c = float(cs["tolerance"]), float(cs["capacitor_tolerance"])
+        off_v = float(cs["opamp_offset_v"])
+        if deviations is not None:  # the device's own parts: eps * sigma := the given deviation
+            deviations.check(n, self.family)
+
+            def _t(x: Tensor | None, shape: tuple[int, ...]) -> Tensor:
+                return (
+                    torch.zeros(shape, dtype=dtype, device=dev)
+                    if x is None
+                    else x.to(dtype=dtype, device=dev)
+                )
+
+            eps_el, eps_c = _t(deviations.coupling, (n, n)), _t(deviations.capacitor, (n,))
+            eps_off = _t(deviations.offset_v, (n,))
+            tol_el = tol_c = off_v = 1.0
         f, s, delta = float(fit["drift_scale"]), float(fit["noise_scale"]), float(fit["diag_shift"])
         eye = torch.eye(n, dtype=dtype, device=dev)
 
         b_hw = beta = None
         if b is not None:
-            if self.family == "rlc":
-                raise CircuitError(
-                    "An RLC resonator array reads A⁻¹ from the voltage covariance only; it cannot solve A x = b "
-                    "(its DC point is V = R b). Use inverse(...) or an 'rc' profile for solves."
-                )
-            bb = b[:, None] if b.ndim == 1 else b
-            if bb.shape[0] != n:
-                raise CircuitError(f"b has {bb.shape[0]} rows; A is {n}x{n}.")
-            bmax = bb.abs().amax(dim=0)
-            fs_b = float(cs["input_full_scale_v"])
-            beta = torch.where(bmax > 0, fs_b / bmax.clamp_min(1e-300), torch.ones_like(bmax))
-            dac = Quantizer(self.dac_bits, fs_b)
-            b_hw = dac((bb * beta).T, rounding=rounding, generator=generator)  # [k, n]
+            b_hw, beta = self.load_rhs(b, n, rounding=rounding, generator=generator)
 
         if self.family == "rc":
-            G = A_hw * (1 + float(cs["tolerance"]) * eps_el)
+            G = A_hw * (1 + tol_el * eps_el)
             a0 = cs["opamp_gain"]
             inv_a0 = 0.0 if a0 is None else 1.0 / float(a0)
-            c = (1 + float(cs["capacitor_tolerance"]) * eps_c) * (1 + inv_a0)
+            c = (1 + tol_c * eps_c) * (1 + inv_a0)
             gsum = G.abs().sum(dim=1) + 1.0
             K = 1.0 / c
             M = -f * K[:, None] * (G + torch.diag(gsum * inv_a0 + delta))
-            offset_current = gsum * float(cs["opamp_offset_v"]) * eps_off
+            offset_current = gsum * off_v * eps_off
             drive = offset_current if b_hw is None else b_hw + offset_current
-            u = f * K * drive
+            input_gain = f * K
+            u = input_gain * drive
             D = torch.diag(2.0 * k0 * s * f * K**2)
             observe = eye
         else:
@@ -565,10 +619,8 @@ class HardwareProfile:
                     "Use an 'rc' profile (signed crossbar) for this matrix, e.g. --backend rc8."
                 )
             c0, L, R = (float(self.circuit[k]) for k in ("C_f", "L_h", "R_ohm"))
-            sym = torch.triu(eps_el) + torch.triu(eps_el, diagonal=1).mT
-            Creal = (
-                c0 * (A_hw * (1 + float(cs["tolerance"]) * sym)) + float(cs["parasitic_capacitance_f"]) * eye
-            )
+            sym = eps_el if deviations is not None else torch.triu(eps_el) + torch.triu(eps_el, diagonal=1).mT
+            Creal = c0 * (A_hw * (1 + tol_el * sym)) + float(cs["parasitic_capacitance_f"]) * eye
             M, D = rlc_drift_diffusion(
                 torch.linalg.inv(Creal),
                 L=L,
@@ -582,6 +634,7 @@ class HardwareProfile:
             )
             u = torch.zeros(2 * n, dtype=dtype, device=dev)
             observe = torch.cat([eye, torch.zeros_like(eye)], dim=1)
+            input_gain = None
         return DeviceInstance(
             sde=LinearSDE(M, 0.5 * (D + D.T), u),
             observe=observe,
@@ -591,7 +644,33 @@ class HardwareProfile:
             b_loaded=b_hw,
             readout=self.readout_chain(),
             kappa0=k0,
+            input_gain=input_gain,
         )
+
+    def load_rhs(
+        self,
+        b: Tensor,
+        n: int,
+        *,
+        rounding: Literal["nearest", "stochastic"] = "nearest",
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The right-hand sides as the b DACs load them (RC only): each column of ``b`` [n] / [n, k] scaled
+        to the DAC's full scale, b_hw = β_j b_j with β_j = input_full_scale_v / max|b_j|, then quantized with
+        ``dac_bits``. Returns (b_hw [k, n] in V, β [k]). :meth:`instantiate` loads b through this."""
+        if self.family == "rlc":
+            raise CircuitError(
+                "An RLC resonator array reads A⁻¹ from the voltage covariance only; it cannot solve A x = b "
+                "(its DC point is V = R b). Use inverse(...) or an 'rc' profile for solves."
+            )
+        bb = b[:, None] if b.ndim == 1 else b
+        if bb.shape[0] != n:
+            raise CircuitError(f"b has {bb.shape[0]} rows; A is {n}x{n}.")
+        bmax = bb.abs().amax(dim=0)
+        fs_b = float(self.component_stats["input_full_scale_v"])
+        beta = torch.where(bmax > 0, fs_b / bmax.clamp_min(1e-300), torch.ones_like(bmax))
+        dac = Quantizer(self.dac_bits, fs_b)
+        return dac((bb * beta).T, rounding=rounding, generator=generator), beta  # [k, n], [k]
 
 
 def rlc_drift_diffusion(

@@ -65,7 +65,9 @@ same as the monolithic path's).
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -80,6 +82,7 @@ from thermotrain.models._linalg import (
     SolveResult,
     _check_backend,
     _check_rounding,
+    _plan,
     _resolve_config,
     check_spd,
     inverse,
@@ -87,7 +90,7 @@ from thermotrain.models._linalg import (
     recommended_readout,
     solve,
 )
-from thermotrain.models._linear_sde import LinearSDE
+from thermotrain.models._linear_sde import LinearSDE, psd_factor, time_average_law
 from thermotrain.models._profile import HardwareProfile
 from thermotrain.models._readout import (
     ReadoutConfig,
@@ -95,12 +98,12 @@ from thermotrain.models._readout import (
     plan_readout,
 )
 
-__all__ = ["TiledResult", "tile_blocks", "tiled_inverse", "tiled_solve"]
+__all__ = ["TileCache", "TiledResult", "tile_blocks", "tiled_inverse", "tiled_solve"]
 
 InverseMapping = Literal["block-diagonal", "monolithic"]
-SolveMapping = Literal["gauss-seidel", "block-jacobi", "block-diagonal", "monolithic"]
+SolveMapping = Literal["pcg", "gauss-seidel", "block-jacobi", "block-diagonal", "monolithic"]
 _INVERSE_MAPPINGS = ("block-diagonal", "monolithic")
-_SOLVE_MAPPINGS = ("gauss-seidel", "block-jacobi", "block-diagonal", "monolithic")
+_SOLVE_MAPPINGS = ("pcg", "gauss-seidel", "block-jacobi", "block-diagonal", "monolithic")
 _GROWTH_SWEEPS = 3  # consecutive growing sweeps (to above twice the best residual) that mean divergence
 
 
@@ -109,7 +112,8 @@ class TiledResult:
     """What a tiled inverse or solve returned and what it cost.
 
     Attributes:
-        value: the inverse [n, n] (:func:`tiled_inverse`) or X [n] / [n, k] like B (:func:`tiled_solve`).
+        value: the inverse [n, n] (:func:`tiled_inverse`; None for its dry run) or X [n] / [n, k] like B
+            (:func:`tiled_solve`).
         mapping: the mapping that produced ``value`` (``"gauss-seidel"`` after a diverging block Jacobi
             switched to it).
         cells_per_tile: block size used (None: monolithic).
@@ -130,7 +134,7 @@ class TiledResult:
         notes: what a caller should know (approximation, fall-backs, why an iteration stopped).
     """
 
-    value: Tensor
+    value: Tensor | None
     mapping: str
     cells_per_tile: int | None
     blocks: int
@@ -398,6 +402,7 @@ def tiled_inverse(
     generator: torch.Generator | None = None,
     simulator: Literal["trajectory", "law"] = "law",
     tiles: int | None = None,
+    simulate: bool = True,
 ) -> TiledResult:
     """A⁻¹ on a chip of fixed-size tiles (mappings, approximation and accounting: module docstring).
 
@@ -417,6 +422,9 @@ def tiled_inverse(
         simulator: ``"law"`` (one batched draw per round and block size) or ``"trajectory"`` (each tile's
             trajectory via :func:`thermotrain.models.inverse`, the reference).
         tiles: tiles on the chip (None = the profile's ``chip.tiles``, else unlimited: one round).
+        simulate: False = a dry run for cost models: the same blocks, rounds, schedules (planned by the same
+            code) and counts of analog time, loads and reads, without drawing any readout (``value`` is
+            None). Block-diagonal mapping only.
     Returns:
         :class:`TiledResult` (``value`` = the [n, n] inverse, symmetric). Cost: ideal O(m c³) for m blocks
         of c cells (+ O(steps · m c²) planning), against O(n³) for the monolithic device or Cholesky.
@@ -427,6 +435,8 @@ def tiled_inverse(
     check_choice("simulator", simulator, ("trajectory", "law"))
     c, chip_tiles = _tiling(backend, cells_per_tile, tiles)
     notes: list[str] = []
+    if not simulate and (mapping == "monolithic" or c is None or backend == "exact"):
+        raise InputError("simulate=False (a dry run) needs the block-diagonal mapping on a device backend.")
     if mapping == "monolithic" or c is None:
         if c is None and mapping != "monolithic":
             notes.append(
@@ -470,7 +480,7 @@ def tiled_inverse(
             f"block-diagonal approximation: {m} tiles of <= {c} cells; the couplings between tiles "
             f"({100 * frac:.3g} % of ‖A‖_F) are dropped: the result is blockdiag(A_ii⁻¹)"
         )
-    out = torch.zeros_like(A)
+    out = torch.zeros_like(A) if simulate else None
     per_tile = [0.0] * m
     if backend == "exact":
         for s, Di in zip(blocks, D, strict=True):
@@ -516,7 +526,7 @@ def tiled_inverse(
         by_size: dict[int, list[int]] = {}
         for i in members:
             by_size.setdefault(blocks[i].stop - blocks[i].start, []).append(i)
-        for idx in by_size.values():
+        for idx in by_size.values() if simulate else ():
             invs = None
             if simulator == "law":
                 group = [D[i] for i in idx]
@@ -552,7 +562,7 @@ def tiled_inverse(
     if len(rounds) > 1:
         notes.append(f"{m} blocks on {chip_tiles} tiles: {len(rounds)} rounds")
     return TiledResult(
-        value=out,
+        value=out if simulate else None,
         mapping="block-diagonal",
         cells_per_tile=c,
         blocks=m,
@@ -623,6 +633,122 @@ class _Ledger:
         self.wall += max(times, default=0.0)
 
 
+class _ResidentTile:
+    """A diagonal block held on its tile under one fixed schedule (``plan``), with the law of its
+    time-average readout computed once: x̄ ~ N(Ψ u(b), C) (:func:`time_average_law`, x(0) = 0), so each
+    right-hand side costs O(c²k) instead of O(c³). It is the law :func:`thermotrain.models.solve` draws
+    (``readout="average"``) for the same device and plan: the same instantiated drift and diffusion, the same
+    DAC (:meth:`HardwareProfile.load_rhs`), offset drive and readout chain."""
+
+    def __init__(
+        self,
+        Di: Tensor,
+        backend: object,
+        cfg: ReadoutConfig,
+        plan: ReadoutPlan,
+        lambda_floor: float,
+        generator: torch.Generator | None,
+    ) -> None:
+        self.plan, self.backend, self.rounding, self.c = plan, backend, cfg.rounding, Di.shape[0]
+        k0 = float(plan.kappa0)
+        if isinstance(backend, HardwareProfile):
+            inst = backend.instantiate(
+                Di, None, generator=generator, kappa0=k0, rounding=cfg.rounding, min_eigenvalue=lambda_floor
+            )
+            if inst.input_gain is None:
+                backend.load_rhs(Di[:, :1], self.c)  # raises the profile's own message (RLC cannot solve)
+            self.inst = inst
+            M, D = inst.sde.M, inst.sde.D
+        else:  # the ideal device: dx = -(D_i x - b) dt + sqrt(2κ0) dW
+            self.inst = None
+            M = -Di.to(torch.float64)
+            D = 2.0 * k0 * torch.eye(self.c, dtype=torch.float64, device=Di.device)
+        self.Psi, C = time_average_law(M, D, plan.burn_in, plan.t - plan.burn_in)
+        self.L = psd_factor(C) if k0 > 0 else None
+
+    def __call__(self, R: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The tile's answer ≈ D_i⁻¹ R for R [c, k] (columns at full scale), in R's units and dtype."""
+        inst = self.inst
+        if self.Psi.dtype != R.dtype:  # the law is computed in float64; it is applied in the caller's dtype
+            self.Psi = self.Psi.to(R.dtype)
+            self.L = None if self.L is None else self.L.to(R.dtype)
+        if inst is None:
+            u = R.T
+        else:
+            b_hw, beta = self.backend.load_rhs(R, self.c, rounding=self.rounding, generator=generator)
+            u = (inst.sde.u + inst.input_gain * b_hw).to(R.dtype)  # [k, c]
+        state = u @ self.Psi.mT
+        if self.L is not None:
+            xi = torch.randn(state.shape, generator=generator, dtype=R.dtype, device=state.device)
+            state = state + xi @ self.L.mT
+        if inst is None:
+            return state.T.to(R.dtype)
+        y = inst.readout(state.to(inst.observe.dtype) @ inst.observe.T)  # [k, c] volts
+        return (y * (inst.matrix_scale / beta)[:, None]).T.to(R.dtype)
+
+
+class TileCache:
+    """The tiles' readout laws kept between :func:`tiled_solve` calls (a simulator cache; the accounting is
+    unchanged: every call still loads its blocks as :class:`TiledResult` counts).
+
+    A K-FAC factor stays the same between two refreshes while every training step solves with it; the law of
+    each of its blocks (an O(c³) computation) is then built once and every later right-hand side costs O(c²k).
+    Entries are keyed by the block's bytes, the backend, the readout settings and the damping floor, so a
+    changed block never reuses a stale law; the schedule of a block is the one planned for the first
+    right-hand side it saw (columns are scaled to full scale, so later ones differ little; the outer
+    iteration corrects what a tile gets wrong). Least recently used entries beyond ``max_tiles`` are dropped.
+    """
+
+    def __init__(self, max_tiles: int = 4096) -> None:
+        self.max_tiles = check_int("max_tiles", max_tiles, minimum=1)
+        self._tiles: OrderedDict[tuple[object, ...], _ResidentTile] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._tiles)
+
+    def tile(
+        self,
+        Di: Tensor,
+        R: Tensor,
+        backend: object,
+        config: ReadoutConfig | None,
+        lambda_floor: float,
+        generator: torch.Generator | None,
+    ) -> _ResidentTile | None:
+        """The resident tile of block ``Di`` (built on first use, planned for ``R``), or None where a load
+        is not deterministic (stochastic rounding, several roundings): those run :func:`solve` every call."""
+        if isinstance(backend, str) and backend == "exact":
+            return None  # digital block solves: nothing to simulate
+        cfg = _resolve_config(backend, config, "average", None, None, None, None, None, None)
+        if cfg.kappa0 is None and backend == "ideal":
+            cfg = replace(cfg, kappa0=0.0)
+        if isinstance(backend, HardwareProfile) and (cfg.rounding == "stochastic" or cfg.roundings != 1):
+            return None
+        digest = hashlib.blake2b(Di.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
+        ideal = isinstance(backend, str)
+        key = (
+            digest,
+            tuple(Di.shape),
+            str(Di.dtype),
+            backend if ideal else id(backend),
+            repr(cfg),
+            lambda_floor,
+        )
+        tile = self._tiles.get(key)
+        if tile is not None and (ideal or tile.backend is backend):
+            self.hits += 1
+            self._tiles.move_to_end(key)
+            return tile
+        self.misses += 1
+        plan = _plan(Di, backend, cfg, b=R if bool(R.abs().amax() > 0) else None, lambda_floor=lambda_floor)
+        tile = _ResidentTile(Di, backend, cfg, plan, lambda_floor, generator)
+        self._tiles[key] = tile
+        while len(self._tiles) > self.max_tiles:
+            self._tiles.popitem(last=False)
+        return tile
+
+
 def _tile_correction(
     Di: Tensor,
     Ri: Tensor,
@@ -632,14 +758,31 @@ def _tile_correction(
     generator: torch.Generator | None,
     led: _Ledger | None = None,
     key: int = 0,
+    cache: TileCache | None = None,
 ) -> tuple[Tensor, SolveResult]:
     """δ ≈ D_i⁻¹ R_i by one tile mean readout, each column scaled to full scale (max |R_i[:, j]| = 1) on the
-    way in and back on the way out. Returns (δ, SolveResult).
+    way in and back on the way out (all-zero columns are answered 0 digitally, with no device call).
+    Returns (δ, SolveResult).
 
-    A noiseless (κ0 = 0) ``"auto"`` plan depends on the block only, not on the right-hand side, so the first
-    sweep's plan of block ``key`` is kept in ``led`` and later sweeps run it as a fixed schedule (the same
-    device run, without planning it again: the Lanczos estimate was ~40 % of the simulator's time)."""
-    beta = 1.0 / Ri.abs().amax(dim=0).clamp_min(1e-300)
+    With a ``cache`` the block's readout law is built once (:class:`TileCache`) and the readout is one draw
+    from it. Without one, a noiseless (κ0 = 0) ``"auto"`` plan depends on the block only, not on the
+    right-hand side, so the first sweep's plan of block ``key`` is kept in ``led`` and later sweeps run it as
+    a fixed schedule (the same device run, without planning it again)."""
+    amax = Ri.abs().amax(dim=0)
+    live = amax > 0
+    if not bool(live.all()):  # a zero column's answer is 0, known digitally: it is not sent to the tile
+        out = torch.zeros_like(Ri)
+        if not bool(live.any()):
+            return out, SolveResult(out, 0.0, 0, 0, None)
+        d, r = _tile_correction(Di, Ri[:, live], backend, cfg, lambda_floor, generator, led, key, cache)
+        out[:, live] = d
+        return out, r
+    beta = 1.0 / amax
+    tile = None if cache is None else cache.tile(Di, Ri * beta, backend, cfg, lambda_floor, generator)
+    if tile is not None:
+        c, k = Ri.shape
+        x = tile(Ri * beta, generator)
+        return x / beta, SolveResult(x, float(tile.plan.t), c * (c + 1) // 2 + c * k, c * k, tile.plan)
     kept = None if led is None else led.pinned.get(key)
     call_cfg = cfg
     if kept is not None:
@@ -677,6 +820,7 @@ def tiled_solve(
     tiles: int | None = None,
     on_divergence: Literal["gauss-seidel", "stop"] = "gauss-seidel",
     patience: int = 5,
+    cache: TileCache | None = None,
 ) -> TiledResult:
     """X ≈ A⁻¹B by an outer block iteration on fixed-size tiles (module docstring: the iterations, their
     convergence conditions and the accounting).
@@ -691,7 +835,8 @@ def tiled_solve(
         B: [n] or [n, k] right-hand sides (k columns run on k devices in parallel per tile call, as
             :func:`thermotrain.models.solve` counts them).
         backend: ``"exact"`` (digital block solves: the iteration alone), ``"ideal"`` or a profile.
-        cells_per_tile, tiles: as in :func:`tiled_inverse`.
+        cells_per_tile: as in :func:`tiled_inverse`.
+        tiles: as in :func:`tiled_inverse`.
         mapping: ``"gauss-seidel"`` (default), ``"block-jacobi"``, ``"block-diagonal"`` (one round, no
             iteration: an approximation) or ``"monolithic"`` (one device call on A: the reference).
         tol: target relative residual ‖B - AX‖_F/‖B‖_F (> 0).
@@ -703,6 +848,8 @@ def tiled_solve(
         on_divergence: what a diverging block Jacobi does: continue as Gauss–Seidel from the best iterate,
             or stop there.
         patience: sweeps without a new smallest residual after which the iteration stops (a floor).
+        cache: a :class:`TileCache` that keeps each block's readout law between calls (a solver that solves
+            with the same matrix many times passes one); None: a cache for this call's sweeps only.
     Returns:
         :class:`TiledResult` with ``value`` = X (shape of B), ``residual``, ``residual_history``,
         ``converged`` and ``notes`` (why it stopped). Cost per sweep: m tile solves + 2n²k digital flops.
@@ -730,6 +877,10 @@ def tiled_solve(
         if not isinstance(x0, Tensor) or tuple(x0.reshape(n, -1).shape) != (n, k):
             raise CircuitError(f"x0 must have B's shape {tuple(B.shape)}.")
         X = x0.reshape(n, k).to(dtype=A.dtype, device=A.device).clone()
+        # a warm start further from the answer than 0 (e.g. the previous step's update against a column whose
+        # new right-hand side is tiny) is dropped per column: it would only add sweeps, or overflow the norms
+        worse = (Bm - A @ X).abs().amax(dim=0) > Bm.abs().amax(dim=0)
+        X[:, worse] = 0.0
     effective = config or recommended_readout(backend) or ReadoutConfig()
     roundings = effective.roundings if isinstance(backend, HardwareProfile) else 1
     c, chip_tiles = _tiling(backend, cells_per_tile, tiles)
@@ -765,6 +916,8 @@ def tiled_solve(
     m = len(blocks)
     D = [A[s, s] for s in blocks]
     _check_blocks_pd(D, blocks)
+    if cache is None:
+        cache = TileCache()
     resident = (chip_tiles is None or m <= chip_tiles) and roundings == 1
     if effective.rounding == "stochastic":
         resident = False  # every load draws a new rounding: the block is loaded again
@@ -779,7 +932,9 @@ def tiled_solve(
                 f"({100 * _offblock_fraction(A, blocks):.3g} % of ‖A‖_F) are dropped"
             )
         if res > 0:
-            deltas = _jacobi_round(D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k)
+            deltas = _jacobi_round(
+                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache
+            )
             X = X + deltas
             led.flops += n * k
         _, res = residual(X, led)
@@ -791,15 +946,36 @@ def tiled_solve(
     since_best = 0
     iterations = 0
     stop_reason = None
+    P = R_prev = rz_prev = None  # flexible CG's search directions and last residual (per column)
     while iterations < max_iters and hist[-1] > tol:
         iterations += 1
-        if current == "block-jacobi":
-            X = X + _jacobi_round(D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k)
+        if current == "pcg":
+            Z = _jacobi_round(
+                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache
+            )
+            rz = (R * Z).sum(0)
+            if P is None:
+                P = Z
+            else:  # Polak–Ribière β: stays a descent method when the tiles' answers vary (Notay 2000)
+                beta = (Z * (R - R_prev)).sum(0) / rz_prev.where(rz_prev != 0, torch.ones_like(rz_prev))
+                P = Z + P * beta.where(rz_prev != 0, torch.zeros_like(beta))
+            Q = A @ P
+            pq = (P * Q).sum(0)
+            alpha = (rz / pq.where(pq > 0, torch.ones_like(pq))).where(pq > 0, torch.zeros_like(pq))
+            X = X + P * alpha
+            R_prev, rz_prev = R, rz
+            R = R - Q * alpha
+            led.flops += 2 * n * n * k + 10 * n * k
+            res = float(torch.linalg.matrix_norm(R)) / bnorm if bnorm > 0 else 0.0
+        elif current == "block-jacobi":
+            X = X + _jacobi_round(
+                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache
+            )
             led.flops += n * k
             R, res = residual(X, led)
         else:
             for i, s in enumerate(blocks):
-                d, r = _tile_correction(D[i], R[s], backend, config, lambda_floor, generator, led, i)
+                d, r = _tile_correction(D[i], R[s], backend, config, lambda_floor, generator, led, i, cache)
                 led.round([led.call(i, s.stop - s.start, k, r)])
                 X[s] = X[s] + d
                 R = R - A[:, s] @ d
@@ -859,6 +1035,7 @@ def _jacobi_round(
     led: _Ledger,
     chip_tiles: int | None,
     k: int,
+    cache: TileCache | None = None,
 ) -> Tensor:
     """All tiles' corrections from one residual (the tiles of a round in parallel); returns the stacked δ."""
     out = torch.zeros_like(R)
@@ -866,7 +1043,7 @@ def _jacobi_round(
         times = []
         for i in members:
             s = blocks[i]
-            d, r = _tile_correction(D[i], R[s], backend, config, lambda_floor, generator, led, i)
+            d, r = _tile_correction(D[i], R[s], backend, config, lambda_floor, generator, led, i, cache)
             out[s] = d
             times.append(led.call(i, s.stop - s.start, k, r))
         led.round(times)

@@ -14,7 +14,13 @@ from thermotrain.training._cost_model import (
     HardwareConstants as HardwareConstants,
 )
 from thermotrain.training._cost_model import (
+    device_seconds as device_seconds,
+)
+from thermotrain.training._cost_model import (
     kfac_layer_costs as kfac_layer_costs,
+)
+from thermotrain.training._cost_model import (
+    tiled_factor_cost as tiled_factor_cost,
 )
 from thermotrain.training._data import Dataset as Dataset
 from thermotrain.training._data import load_dataset as load_dataset

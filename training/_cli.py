@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,14 +40,26 @@ from thermotrain._args import (
 from thermotrain._errors import DivergedError
 from thermotrain._safeio import write_text_atomic
 from thermotrain.training._config import TrainConfig
+from thermotrain.training._distributed import SettingsError, launch_from_env
 from thermotrain.training._experiments import EXPERIMENTS, OPTION_NAMES, ExperimentFailed
 from thermotrain.training._harness import train
+from thermotrain.training._protocol import (
+    DEFAULT_DAMPING_GRID,
+    DEFAULT_EVALS_PER_EPOCH,
+    DEFAULT_LR_GRID,
+    DEFAULT_PRECOND_LR_GRID,
+    DEFAULT_SMOOTH,
+    grid_text,
+    parse_grid,
+)
 
 __all__ = ["ExperimentOptions", "add_parser", "experiment_options"]
 
 
 MAX_THREADS = 1024
-DEFAULT_SEEDS = 3  # experiment seeds per setting from the command line
+DEFAULT_SEEDS = 5  # experiment seeds per setting from the command line (the protocol's ≥ 5)
+#: experiments with another default (attribution: ≥ 3 seeds of ~17 rows, issue 11)
+SEEDS_BY_EXPERIMENT = {"attribution": 3}
 DEFAULT_OUT = "runs/train"  # `train --out` default (TrainConfig.out defaults to None: nothing written)
 CONFIG_FILE = "config.toml"  # the effective config, written into OUT
 
@@ -59,6 +72,34 @@ _CONFIG_HELP = (
 )
 
 
+def _grid_arg(text: str) -> str:
+    """argparse type: comma-separated multipliers > 0, returned in the normal form ``0.3,1,3``."""
+    from thermotrain._errors import InputError
+
+    try:
+        return grid_text(parse_grid("grid", text))
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).partition(": ")[2] or str(exc)) from None
+
+
+def _nonidealities_arg(text: str) -> str:
+    """argparse type: non-ideality names of ``experiment attribution``, returned as ``a,b`` in order."""
+    from thermotrain._errors import InputError
+    from thermotrain.training._attribution import parse_nonidealities
+
+    try:
+        return ",".join(parse_nonidealities(text))
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).partition(": ")[2] or str(exc)) from None
+
+
+def _grid_help(what: str, grid: tuple[float, ...], defaults: str) -> str:
+    return (
+        f"{what}, as multiples of each optimizer's default ({defaults}); comma-separated, > 0; one value "
+        f"fixes it (nothing tuned) (default {grid_text(grid)})"
+    )
+
+
 @dataclass(frozen=True)
 class ExperimentOptions:
     """The ``thermotrain experiment`` options that are not :class:`TrainConfig` fields (flag metadata only;
@@ -67,7 +108,8 @@ class ExperimentOptions:
     seeds: int | None = field(
         default=None,
         metadata={
-            "help": f"number of seeds per setting (default {DEFAULT_SEEDS})",
+            "help": f"number of seeds per setting (default {DEFAULT_SEEDS}; "
+            f"{SEEDS_BY_EXPERIMENT['attribution']} for attribution)",
             "unit": "count",
             "type": positive_int,
         },
@@ -79,9 +121,84 @@ class ExperimentOptions:
     adam_lr: float | None = field(
         default=None,
         metadata={
-            "help": "Adam's learning rate (> 0; default 1e-3)",
+            "help": "Adam's learning rate, fixed (> 0; default: tuned on --lr-grid)",
             "unit": "dimensionless",
             "type": positive_float,
+        },
+    )
+    lr_grid: str | None = field(
+        default=None,
+        metadata={
+            "help": _grid_help(
+                "learning rates tuned for SGD and Adam on the validation split",
+                DEFAULT_LR_GRID,
+                "sgd 0.05, adam 1e-3",
+            ),
+            "unit": "dimensionless",
+            "type": _grid_arg,
+            "metavar": "M1,M2,...",
+        },
+    )
+    precond_lr_grid: str | None = field(
+        default=None,
+        metadata={
+            "help": _grid_help(
+                "learning rates tuned for K-FAC, NGD and TNGD",
+                DEFAULT_PRECOND_LR_GRID,
+                "kfac 0.05, ngd/ngd-cg/tngd 0.1, tngd-adam 3e-3",
+            ),
+            "unit": "dimensionless",
+            "type": _grid_arg,
+            "metavar": "M1,M2,...",
+        },
+    )
+    damping_grid: str | None = field(
+        default=None,
+        metadata={
+            "help": _grid_help(
+                "damping λ tuned for K-FAC, NGD and TNGD (each λ with each lr)",
+                DEFAULT_DAMPING_GRID,
+                "kfac 0.3, ngd/ngd-cg 0.01, tngd 0.03",
+            ),
+            "unit": "dimensionless",
+            "type": _grid_arg,
+            "metavar": "M1,M2,...",
+        },
+    )
+    tune_epochs: int | None = field(
+        default=None,
+        metadata={
+            "help": "epochs of each tuning run (one seed, 10000; default: --epochs)",
+            "unit": "count",
+            "type": positive_int,
+        },
+    )
+    smooth: int | None = field(
+        default=None,
+        metadata={
+            "help": "k: validation score and steps-to-target use a trailing running mean over k evaluations "
+            f"(default {DEFAULT_SMOOTH})",
+            "unit": "count",
+            "type": positive_int,
+        },
+    )
+    nonidealities: str | None = field(
+        default=None,
+        metadata={
+            "help": "non-idealities switched off/on one at a time, comma-separated, or all: "
+            "coupling_bits, adc_bits, tolerance, noise_level, analog_time, drift_mismatch, opamp_gain, "
+            "opamp_gbw, opamp_offset (default: all but opamp_offset, whose trajectory readout costs > 30x)",
+            "unit": "name list",
+            "type": _nonidealities_arg,
+            "metavar": "N1,N2,...",
+        },
+    )
+    evals_per_epoch: int | None = field(
+        default=None,
+        metadata={
+            "help": f"evaluations per epoch (validation while tuning, test after) (default {DEFAULT_EVALS_PER_EPOCH})",
+            "unit": "count",
+            "type": arg_int(1, 1000),
         },
     )
 
@@ -89,9 +206,10 @@ class ExperimentOptions:
 #: ``experiment`` help of the options shared with TrainConfig (their defaults are the experiments' own);
 #: type, unit and choices come from the TrainConfig field.
 _EXPERIMENT_HELP = {
-    "dataset": "data set (default: digits; fashion-mnist for kfac-claims)",
-    "epochs": "epochs per run (default 5, 3 for kfac-claims)",
-    "subset": "use only this many examples (default: all)",
+    "dataset": "data set (default: digits; fashion-mnist for kfac-claims and attribution)",
+    "epochs": "epochs per run (default 5, 3 for kfac-claims, 1 for attribution)",
+    "subset": "use only this many examples (default: all; 10000 for attribution)",
+    "lr_schedule": "lr schedule of every run, tuning runs included (default cosine)",
     "damping": "K-FAC damping λ (> 0; default 0.1)",
     "inv_update_steps": "K-FAC inverse interval (default 10)",
     "pd_guard": "retry a matrix the hardware refuses with more damping (reported; default off)",
@@ -127,6 +245,14 @@ def _train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     values = train_config_values(cfg, args.threads)
     header = "thermotrain train --config config.toml: the effective config of this run"
+    launch = launch_from_env()  # under torchrun only rank 0 writes and prints (docs/distributed.md)
+    if launch is not None and launch.rank != 0:
+        logging.getLogger().setLevel(logging.WARNING)
+        try:
+            train(cfg)
+        except SettingsError:  # rank 0 prints the same line
+            raise SystemExit(1) from None
+        return 0
     try:
         summary = train(cfg)
     except DivergedError:
@@ -137,17 +263,19 @@ def _train(args: argparse.Namespace) -> int:
         from thermotrain.training._precond import describe_readout
 
         print(describe_readout(summary["readout"]), file=sys.stderr)
-    keys = ("status", "test_accuracy", "test_loss", "steps", "wall_s", "analog_time_tau")
-    print(json.dumps({k: summary[k] for k in keys}))
+    keys = ("status", "test_accuracy", "test_loss", "steps", "wall_s", "analog_time_tau", "values_loaded")
+    keys += ("values_read", "mapping", "cells_per_tile")
+    print(json.dumps({k: summary[k] for k in keys if k in summary}))
     return 0
 
 
 def experiment_options(args: argparse.Namespace) -> dict:
     """The options given on the ``experiment`` command line (an absent flag is None and left out, so the
-    experiment's own default applies), plus ``seeds`` = ``DEFAULT_SEEDS`` where the experiment has seeds."""
+    experiment's own default applies), plus ``seeds`` where the experiment has seeds: ``DEFAULT_SEEDS``, or
+    ``SEEDS_BY_EXPERIMENT`` for the experiments listed there."""
     opts = {k: v for k in OPTION_NAMES if (v := getattr(args, k, None)) is not None}
     if "seeds" not in opts and "seeds" in EXPERIMENTS[args.name]:
-        opts["seeds"] = DEFAULT_SEEDS
+        opts["seeds"] = SEEDS_BY_EXPERIMENT.get(args.name, DEFAULT_SEEDS)
     return opts
 
 
@@ -214,9 +342,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train one network; writes OUT/metrics.jsonl, OUT/checkpoint.pt + checkpoint.json after "
         'every epoch and OUT/summary.json at the end ("status": "completed" or "diverged") and prints the '
         "summary's headline as one JSON line. Exit status 4: the run diverged (non-finite loss or gradient, "
-        "or a loss far above the untrained model's). Units in [brackets]; τ is the device's time constant.",
+        "or a loss far above the untrained model's). Under torchrun (torchrun --nproc-per-node N -m thermotrain "
+        "train ...) it trains data-parallel and only rank 0 writes (docs/distributed.md). Units in [brackets]; "
+        "τ is the device's time constant.",
     )
-    add_dataclass_arguments(p, TrainConfig, overrides={"out": {"default": DEFAULT_OUT}})
+    add_dataclass_arguments(
+        p,
+        TrainConfig,
+        overrides={
+            "out": {"default": DEFAULT_OUT},
+            "batch_size": {
+                "help": "examples per step; under torchrun the global batch, split evenly over the processes "
+                "(a multiple of their number; docs/distributed.md)"
+            },
+        },
+    )
     p.add_argument(
         "--threads",
         type=arg_int(0, MAX_THREADS),
@@ -230,8 +370,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     e = subparsers.add_parser(
         "experiment",
-        help="reproduce a study (optimizers, TNGD time/delay/noise, K-FAC quantization, cost model)",
-        description="Run one experiment; writes OUT/NAME.json and OUT/NAME.png (all at once, at the end). "
+        help="reproduce a study (optimizers, TNGD time/delay/noise, K-FAC quantization, cost model, "
+        "non-ideality attribution, width sweep)",
+        description="Run one experiment; writes OUT/NAME.json, OUT/NAME.png and OUT/results.json (all at "
+        "once, at the end). Protocol (training/_protocol.py): a validation split off the training set "
+        "(digits 20 %%, Fashion-MNIST 5 000); each row's lr (and λ) tuned on the grids below by validation "
+        "accuracy (one seed, --tune-epochs); the selected settings trained over --seeds seeds and reported "
+        "on the test set as mean and 95 %% t-interval; plots show that interval as a band. "
         "If any run of the study fails, the other runs' results are still written and the command exits "
         "non-zero (4 when every failure is a divergence) naming the failed runs. An option is refused by an "
         "experiment that does not use it (listed in [experiments: ...]).",

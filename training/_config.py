@@ -56,6 +56,8 @@ DEFAULT_KAPPA0 = 1e-2  # device noise when neither the user nor a hardware profi
 #: K-FAC's λ = 0.3 was chosen on validation splits (docs/results.md, "K-FAC damping"): Fashion-MNIST 1 epoch
 #: 87.3 % (0.1: 86.1 %, 1.0: 87.0 %), digits 3 epochs 95.7 % (0.1: 95.6 %), 3 seeds each.
 DEFAULT_DAMPING = {"kfac": 3e-1, "ngd-cg": 1e-2, "ngd": 1e-2, "tngd": 3e-2, "tngd-adam": 3e-2}
+#: how a factor wider than a tile is mapped (training._solvers.MAPPINGS; see AnalogSolver)
+TILE_MAPPINGS = ("auto", "monolithic", "tiles", "gauss-seidel", "block-jacobi", "block-diagonal")
 
 _DEVICE = re.compile(r"^(cpu|cuda|cuda:(0|[1-9][0-9]{0,3}))$")
 
@@ -125,7 +127,7 @@ def _validate(cfg: TrainConfig) -> None:
         ("dataset", DATASETS),
         ("rounding", ("nearest", "stochastic")),
         ("readout_simulator", ("trajectory", "law")),
-        ("tile_mapping", ("auto", "monolithic", "tiles", "block-jacobi", "block-diagonal")),
+        ("tile_mapping", TILE_MAPPINGS),
         ("kfac_mode", ("inverse", "solve")),
         ("lr_schedule", ("constant", "cosine")),
     ):
@@ -344,8 +346,9 @@ class TrainConfig:
         "auto",
         "how a factor wider than a tile is mapped onto the chip: auto (the profile's chip if it declares one, "
         "or --cells-per-tile, else one device of any size), monolithic, tiles (inverse: block-diagonal; "
-        "solve: Gauss-Seidel), block-jacobi or block-diagonal (solve mode)",
-        choices=("auto", "monolithic", "tiles", "block-jacobi", "block-diagonal"),
+        "solve: conjugate gradients preconditioned by the tiles, to the readout's target error), or for "
+        "solve mode gauss-seidel, block-jacobi or block-diagonal",
+        choices=TILE_MAPPINGS,
     )
     cells_per_tile: int | None = _opt(
         None,

@@ -16,6 +16,14 @@ passes), load b·d_z(b·d_z + 2N) values, run t τ, read N values.
 
 The condition number κ of the damped factor sets the analog time; the seeds claim an O(n²κ²) thermodynamic
 per-layer cost against O(n³) digital, i.e. an advantage that grows with n at fixed κ.
+
+**On tiles** the model does not restate the device's schedule: :func:`tiled_factor_cost` runs
+:func:`thermotrain.models.tiled_inverse` as a dry run (``simulate=False``: the same blocks, rounds, per-round
+readout plans and counts the simulator uses, no draws), and :func:`device_seconds` turns any such count — a
+dry run's, a simulated :class:`~thermotrain.models.TiledResult`'s or a training run's
+:class:`~thermotrain.training.SolverStats` — into seconds with one formula: chip wall time × τ + (values
+loaded + read) × bits / link + digital flops between device calls / flop rate. A predicted speed-up and a
+simulated run therefore count the same tiles, loads, reads and analog time.
 """
 
 from __future__ import annotations
@@ -27,7 +35,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["HardwareConstants", "kfac_layer_costs", "measure_flops"]
+__all__ = [
+    "HardwareConstants",
+    "device_seconds",
+    "kfac_layer_costs",
+    "measure_flops",
+    "tiled_factor_cost",
+]
 
 
 @dataclass(frozen=True)
@@ -100,3 +114,81 @@ def kfac_layer_costs(
         "analog_solve_s": 2 * n * t_solve * hw.tau_s,
         "analog_inverse_s": 2 * t_cov * hw.tau_s / inv_interval,
     }
+
+
+def device_seconds(
+    counts: Any, hw: HardwareConstants, rates: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Modelled seconds of what a device did, from its counts (one formula for predictions and runs).
+
+    Args:
+        counts: anything with ``wall_time_tau`` (the chip's wall time: per round its longest tile), ``values_
+            loaded``, ``values_read`` and ``digital_flops`` — a :class:`~thermotrain.models.TiledResult`
+            (simulated or a dry run), :class:`~thermotrain.training.SolverStats`, or a dict with those keys.
+        hw: τ, bits per value and link bandwidth.
+        rates: measured flop rates (:func:`measure_flops`); None: the digital flops are not timed (0 s).
+    Returns:
+        ``analog_s`` (wall_time_tau · τ), ``io_s`` ((loaded + read) · bits / link), ``digital_s`` (flops
+        between device calls / matmul rate) and ``total_s``, in seconds.
+    """
+
+    def get(name: str) -> float:
+        return float(counts[name] if isinstance(counts, dict) else getattr(counts, name))
+
+    analog = get("wall_time_tau") * hw.tau_s
+    io = (get("values_loaded") + get("values_read")) * hw.value_bits / hw.link_bps
+    digital = 0.0 if rates is None else get("digital_flops") / rates["matmul_flops"]
+    return {"analog_s": analog, "io_s": io, "digital_s": digital, "total_s": analog + io + digital}
+
+
+def tiled_factor_cost(
+    factor: torch.Tensor,
+    backend: Any,
+    hw: HardwareConstants | None = None,
+    *,
+    damping: float = 0.0,
+    cells_per_tile: int | None = None,
+    config: Any = None,
+) -> dict[str, Any]:
+    """Predicted device cost of one K-FAC factor inverse on a profile's tiles, by the simulator's accounting.
+
+    The damped factor is scaled as :class:`~thermotrain.training.AnalogSolver` scales it (by the Gershgorin
+    bound of λ_max) and passed to :func:`thermotrain.models.tiled_inverse` with ``simulate=False``.
+
+    Args:
+        factor: [n, n] symmetric PSD Kronecker factor (undamped).
+        backend: a :class:`~thermotrain.models.HardwareProfile` (its chip, unless ``cells_per_tile``) or
+            ``"ideal"`` with ``cells_per_tile``.
+        hw: device constants (default: the profile's, :meth:`HardwareConstants.from_profile`).
+        damping: λ added to the diagonal (also the floor of λ_min for the readout plan).
+        cells_per_tile: tile size (None: the profile's chip).
+        config: a :class:`~thermotrain.models.ReadoutConfig` (None: the profile's recommendation).
+    Returns:
+        the :class:`~thermotrain.models.TiledResult` counts (blocks, rounds, analog and wall time in τ, values
+        loaded/read) and :func:`device_seconds` of them.
+    """
+    from thermotrain.models import tiled_inverse
+
+    M = factor + damping * torch.eye(factor.shape[0], dtype=factor.dtype)
+    s = 1.0 / float(M.abs().sum(dim=1).max())
+    r = tiled_inverse(
+        M * s,
+        backend=backend,
+        cells_per_tile=cells_per_tile,
+        config=config,
+        lambda_floor=damping * s,
+        simulate=False,
+    )
+    if hw is None:
+        hw = HardwareConstants.from_profile(backend) if not isinstance(backend, str) else HardwareConstants()
+    out: dict[str, Any] = {
+        "n": factor.shape[0],
+        "blocks": r.blocks,
+        "tiles_used": r.tiles_used,
+        "rounds": r.rounds,
+        "analog_time_tau": r.analog_time_tau,
+        "wall_time_tau": r.wall_time_tau,
+        "values_loaded": r.values_loaded,
+        "values_read": r.values_read,
+    }
+    return out | device_seconds(r, hw)

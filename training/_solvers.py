@@ -26,10 +26,11 @@ import torch
 import thermotrain.models as models
 from thermotrain._errors import TrainingError
 from thermotrain.models import HardwareProfile, ReadoutConfig, ReadoutPlan
-from thermotrain.models._linalg import recommended_readout
+from thermotrain.models._linalg import plan_context, recommended_readout
+from thermotrain.training._config import TILE_MAPPINGS
 
 #: how an AnalogSolver maps a matrix onto the device (see AnalogSolver)
-MAPPINGS = ("auto", "monolithic", "tiles", "block-jacobi", "block-diagonal")
+MAPPINGS = TILE_MAPPINGS
 
 __all__ = ["AnalogSolver", "CurvatureSolver", "ExactSolver", "SolverStats", "make_solver"]
 
@@ -219,10 +220,13 @@ class AnalogSolver(CurvatureSolver):
         mapping: how a matrix wider than a tile is mapped (issue 10): ``"auto"`` (default: the profile's chip
             when it declares one, or ``cells_per_tile`` when given, else one device of any size),
             ``"monolithic"``, ``"tiles"`` (inverse: block-diagonal, one diagonal block per tile; solve:
-            Gauss–Seidel over the tiles, off-tile products digital), or for solves ``"block-jacobi"`` /
-            ``"block-diagonal"`` (:func:`thermotrain.models.tiled_solve`).
+            conjugate gradients preconditioned by the tiles — each iteration one round of all tiles in
+            parallel and one digital product with the whole matrix), or for solves ``"gauss-seidel"``,
+            ``"block-jacobi"`` / ``"block-diagonal"`` (:func:`thermotrain.models.tiled_solve`).
         cells_per_tile: tile size (count; ``None``: the profile's chip).
-        tol, max_iters: the outer iteration of a tiled solve (relative residual; sweeps).
+        tol: the target relative residual of a tiled solve's outer iteration; None (default): the readout's
+            target error (the same error budget as one device call).
+        max_iters: the most sweeps of that iteration (count).
         simulator: how the covariance readout is simulated: ``"law"`` (default; one draw from its law) or
             ``"trajectory"`` (the reference; :func:`thermotrain.models.inverse`); the device, its time and its
             I/O are the same.
@@ -242,8 +246,8 @@ class AnalogSolver(CurvatureSolver):
         simulator: str = "law",
         mapping: str = "auto",
         cells_per_tile: int | None = None,
-        tol: float = 1e-3,
-        max_iters: int = 50,
+        tol: float | None = None,
+        max_iters: int = 200,
     ) -> None:
         super().__init__()
         if readout is not None and not isinstance(readout, ReadoutConfig):
@@ -266,14 +270,27 @@ class AnalogSolver(CurvatureSolver):
         chip = getattr(backend, "chip", None)
         if mapping == "auto":
             mapping = "tiles" if (cells_per_tile is not None or chip is not None) else "monolithic"
+        if tol is None:
+            tol = plan_context(backend, readout)[2]
         self.mapping, self.cells_per_tile, self.tol, self.max_iters = mapping, cells_per_tile, tol, max_iters
         self.name = "ideal" if backend == "ideal" else f"profile:{getattr(backend, 'name', 'hardware')}"
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.calls_log: list[dict[str, Any]] = []
+        #: the tiles' readout laws kept between solves with the same factor (simulator only; see TileCache)
+        self.tile_cache = models.TileCache()
 
     @property
     def is_analog(self) -> bool:
         return True
+
+    @property
+    def tile_size(self) -> int | None:
+        """Cells per tile this solver maps onto (``cells_per_tile``, else the profile's chip); None when
+        monolithic."""
+        if self.mapping == "monolithic":
+            return None
+        chip = getattr(self.backend, "chip", None)
+        return self.cells_per_tile or (None if chip is None else chip.cells_per_tile)
 
     def _scale(self, M: torch.Tensor) -> float:
         """1/(Gershgorin upper bound of λ_max(M)); 1 when normalisation is off."""
@@ -405,13 +422,14 @@ class AnalogSolver(CurvatureSolver):
                 guard=self.stats if self.pd_guard else None,
                 backend=self.backend,
                 cells_per_tile=self.cells_per_tile,
-                mapping="gauss-seidel" if self.mapping == "tiles" else self.mapping,
+                mapping="pcg" if self.mapping == "tiles" else self.mapping,
                 tol=self.tol,
                 max_iters=self.max_iters,
                 config=self.readout,
                 lambda_floor=floor * s,
                 generator=self.generator,
                 x0=None if x0 is None else x0 * beta / s,
+                cache=self.tile_cache,
             )
             self._account_tiled(tiled, "solve", M.shape[0])
             return (tiled.value.reshape(B.shape) * (s / beta)).to(B.dtype)

@@ -439,3 +439,126 @@ def test_bad_inputs_are_refused_in_one_line() -> None:
         tiled_solve(A + torch.triu(A, 1), torch.ones(6, dtype=F64), backend="ideal", cells_per_tile=2)
     with pytest.raises(CircuitError, match="B must be"):
         tiled_solve(A, torch.ones(5, dtype=F64), backend="ideal", cells_per_tile=2)
+
+
+# --------------------------------------------------------------------------- resident tiles, CG on tiles
+def test_time_average_law_is_the_time_average_moments_as_a_map_of_the_input() -> None:
+    """N(Ψu, C) from time_average_law equals time_average_moments' mean and covariance for any input u
+    (x0 = 0), on a non-normal stable drift: the resident tile draws the same law as models.solve."""
+    from thermotrain.models._linear_sde import LinearSDE, time_average_law, time_average_moments
+
+    g = torch.Generator().manual_seed(4)
+    n = 6
+    M = -(spd(n, 0.2, 3) + 0.1 * torch.randn(n, n, generator=g, dtype=F64) + 0.3 * torch.eye(n, dtype=F64))
+    assert float(torch.linalg.eigvals(M).real.max()) < 0
+    D = spd(n, 0.5, 5)
+    Psi, C = time_average_law(M, D, 3.0, 40.0)
+    U = torch.randn(4, n, generator=g, dtype=F64)
+    for u in U:
+        mean, cov = time_average_moments(LinearSDE(M, D, u), None, 3.0, 40.0)
+        assert torch.allclose(Psi @ u, mean, rtol=1e-9, atol=1e-12)
+        assert torch.allclose(C, cov, rtol=1e-8, atol=1e-14)
+
+
+def test_a_resident_profile_tile_answers_exactly_as_models_solve_for_its_plan() -> None:
+    """Noiseless (κ0 = 0) 8-bit profile with an op-amp offset: the cached law's answer equals models.solve on
+    the same block with the same schedule to rounding error, for right-hand sides it was not planned for."""
+    from thermotrain.models import TileCache, solve
+
+    prof = HardwareProfile.from_spec("rc", tolerance=0.01, coupling_bits=8)
+    prof = dataclasses.replace(prof, component_stats={**prof.component_stats, "opamp_offset_v": 1e-3})
+    A = spd(8, 0.2, 11)
+    g = torch.Generator().manual_seed(2)
+    cfg = ReadoutConfig(mode="average", kappa0=0.0)
+    cache = TileCache()
+    first = torch.randn(8, 2, generator=g, dtype=F64)
+    tile = cache.tile(A, first / first.abs().amax(0), prof, cfg, 0.1, None)
+    assert tile is not None and cache.misses == 1
+    R = torch.randn(8, 3, generator=g, dtype=F64)
+    R = R / R.abs().amax(0)
+    fixed = cfg.with_(analog_time=tile.plan.t, burn_in=tile.plan.burn_in)
+    ref = solve(A, R, backend=prof, config=fixed, readout="average", lambda_floor=0.1)
+    assert torch.allclose(tile(R, None), ref.x, rtol=1e-9, atol=1e-12)
+    assert cache.tile(A.clone(), R, prof, cfg, 0.1, None) is tile and cache.hits == 1  # same bytes: reused
+    A2 = A.clone()
+    A2[0, 1] = A2[1, 0] = A2[0, 1] + 1e-3
+    assert cache.tile(A2, R, prof, cfg, 0.1, None) is not tile  # a changed block never reuses a stale law
+    stochastic = cfg.with_(rounding="stochastic")
+    assert cache.tile(A, R, prof, stochastic, 0.1, None) is None  # every load draws anew: no residency
+
+
+def test_cg_on_tiles_converges_in_fewer_rounds_than_gauss_seidel_and_reaches_tol_with_noise() -> None:
+    """Ill-conditioned dense SPD (κ = 1e3): exact block solves — CG preconditioned by the tiles reaches
+    1e-8 in a few n iterations (finite termination in exact arithmetic, delayed by the loss of conjugacy in
+    floating point) and in several times fewer rounds than Gauss–Seidel's sweeps; noisy ideal tiles (κ0 > 0)
+    still reach tol = 1e-4 (the residual is digital), with every round counted."""
+    n, c = 48, 8
+    A = spd(n, 1e-3, 21)
+    B = torch.randn(n, 3, generator=torch.Generator().manual_seed(5), dtype=F64)
+    ref = torch.linalg.solve(A, B)
+    cg = tiled_solve(
+        A, B, backend="exact", cells_per_tile=c, mapping="pcg", tol=1e-8, max_iters=4 * n, patience=4 * n
+    )
+    gs = tiled_solve(A, B, backend="exact", cells_per_tile=c, tol=1e-8, max_iters=5000, patience=50)
+    assert cg.converged and cg.iterations <= 2 * n
+    assert gs.iterations > 3 * cg.iterations
+    assert _rel(cg.value, ref) < 1e-5
+    g = torch.Generator().manual_seed(6)
+    noisy = tiled_solve(
+        A,
+        B,
+        backend="ideal",
+        cells_per_tile=c,
+        mapping="pcg",
+        tol=1e-4,
+        max_iters=400,
+        patience=400,
+        config=ReadoutConfig(kappa0=1e-3),
+        generator=g,
+    )
+    assert noisy.converged and noisy.residual <= 1e-4
+    assert noisy.rounds == noisy.iterations  # one round of all six tiles in parallel per iteration
+    assert noisy.digital_flops >= noisy.iterations * 2 * n * n * 3
+    # every tile keeps its block between iterations: loaded once, then right-hand sides only
+    assert noisy.values_loaded == (n // c) * (c * (c + 1) // 2) + noisy.iterations * n * 3
+
+
+def test_zero_columns_and_zero_blocks_in_float32_give_finite_corrections() -> None:
+    """A dead unit's gradient is an all-zero right-hand side column or block: in float32 the full-scale
+    scaling must not divide 0 by 0 (1e-300 underflows to 0 there); the correction of a zero column is 0."""
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(200, 40, generator=g)
+    A = X.T @ X / 200 + 0.3 * torch.eye(40)
+    B = torch.randn(40, 4, generator=g)
+    B[8:, 1] = 0.0  # zero on every tile but the first
+    B[:, 3] = 0.0
+    for mapping in ("pcg", "gauss-seidel", "block-diagonal"):
+        r = tiled_solve(
+            A,
+            B,
+            backend="ideal",
+            cells_per_tile=8,
+            mapping=mapping,
+            config=ReadoutConfig(kappa0=1e-3),
+            generator=g,
+        )
+        assert bool(torch.isfinite(r.value).all()), mapping
+        assert float(r.value[:, 3].abs().max()) == 0.0
+
+
+def test_a_warm_start_worse_than_zero_is_dropped_per_column() -> None:
+    """K-FAC's solve mode warm-starts from the previous update scaled by 1/max|b_j|: for a column whose new
+    right-hand side is tiny that start is ~1e26 in float32 and its residual norm overflows. Such columns start
+    from 0 instead; the others keep their (good) warm start."""
+    g = torch.Generator().manual_seed(8)
+    X = torch.randn(100, 10, generator=g)
+    A = X.T @ X / 100 + 0.3 * torch.eye(10)
+    B = torch.randn(10, 3, generator=g)
+    good = torch.linalg.solve(A, B)
+    x0 = good.clone()
+    x0[:, 1] = 1e26
+    r = tiled_solve(A, B, backend="ideal", cells_per_tile=4, mapping="pcg", tol=1e-3, x0=x0, generator=g)
+    assert r.converged and bool(torch.isfinite(r.value).all())
+    # columns 0 and 2 started at the answer, column 1 at 0: the first residual is column 1's right-hand side
+    first = float(torch.linalg.vector_norm(B[:, 1]) / torch.linalg.matrix_norm(B))
+    assert r.residual_history[0] == pytest.approx(first, rel=1e-4)
