@@ -1,0 +1,174 @@
+"""``thermotrain experiment attribution`` (training/_attribution.py): the profile variants switch exactly one
+non-ideality, the ideal row is the full board minus everything, a field the surrogate ignores is detected,
+and a real (tiny) run writes the rows, profiles, plot and results.json of the protocol."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from thermotrain import cli
+from thermotrain._errors import InputError
+from thermotrain.models import load_profile, shipped_profile_path
+from thermotrain.training import _attribution as attr
+from thermotrain.training._experiments import check_options, run_experiment
+
+ROW_KEYS = {"label", "settings", "selected_on", "seeds", "per_seed", "mean", "ci95", "metrics", "modelled"}
+ARM_KEYS = {"optimizer", "settings", "selected_on", "grid", "seeds", "per_seed", "mean", "ci95"}
+
+
+@pytest.fixture(scope="module")
+def rc8():
+    return load_profile(shipped_profile_path("rc8"))
+
+
+def _fields(profile, keys):
+    return {f: attr.get_field(profile, f) for k in keys for f in attr._BY_KEY[k].fields}
+
+
+def test_each_variant_switches_exactly_one_nonideality(rc8) -> None:
+    keys = list(attr.DEFAULT_KEYS)
+    variants, added, modelled = attr.attribution_variants(rc8, keys)
+    by = {v.label: v for v in variants}
+    full, ideal = by[attr.FULL].profile, by[attr.IDEAL].profile
+    # rc8 has no ADC and no GBW: the board gets the stated values; everything else is the profile's
+    assert added == {"adc_bits": {"adc_bits": 12}, "opamp_gbw": {"component_stats.opamp_gbw_hz": 10e6}}
+    assert full.component_stats["coupling_bits"] == 8 and full.adc_bits == 12
+    assert full.fitted == rc8.fitted and full.kappa0 == rc8.kappa0
+    assert ideal.component_stats["coupling_bits"] is None and ideal.adc_bits is None
+    assert ideal.fitted == {"drift_scale": 1.0, "noise_scale": 1.0, "diag_shift": 0.0}
+    assert ideal.readout.target_error == attr.IDEAL_TARGET_ERROR
+    assert ideal.chip == full.chip == rc8.chip and ideal.tau_s == rc8.tau_s  # same architecture
+    assert modelled == {k: k != "opamp_gbw" for k in keys}
+    for v in variants:
+        if v.key is None:
+            continue
+        ref = full if v.direction == "off" else ideal
+        other = [k for k in keys if k != v.key]
+        assert _fields(v.profile, other) == _fields(ref, other), v.label  # the others untouched
+        x = attr._BY_KEY[v.key]
+        want = x.ideal if v.direction == "off" else attr._values(full, x)
+        assert attr._values(v.profile, x) == tuple(want), v.label
+        assert not attr.same_device(v.profile, ref), f"{v.label} builds the same device as its reference"
+
+
+def test_the_ideal_row_is_the_full_board_minus_everything(rc8) -> None:
+    variants, _, _ = attr.attribution_variants(rc8, list(attr._BY_KEY))
+    by = {v.label: v.profile for v in variants}
+    minus = by[attr.FULL]
+    for key in attr._BY_KEY:  # switch each off in turn, as the one-off rows do
+        minus = attr.ideal_profile(minus, [key])
+    assert dataclasses.asdict(minus) == dataclasses.asdict(by[attr.IDEAL])
+    assert attr.same_device(minus, by[attr.IDEAL])
+
+
+def test_a_field_the_surrogate_ignores_builds_the_same_device(rc8) -> None:
+    gbw = attr.set_fields(rc8, {"component_stats.opamp_gbw_hz": 1e6})
+    assert gbw.component_stats["opamp_gbw_hz"] == 1e6
+    assert attr.same_device(rc8, gbw)  # instantiate does not use the GBW (models/_profile.py)
+    for path, value in (
+        ("component_stats.coupling_bits", 6),
+        ("component_stats.tolerance", 0.02),
+        ("fitted.diag_shift", 0.0),
+        ("readout.target_error", 0.2),
+        ("adc_bits", 10),
+        ("kappa0", 0.02),
+    ):
+        assert not attr.same_device(rc8, attr.set_fields(rc8, {path: value})), path
+
+
+def test_nonideality_names_are_checked() -> None:
+    assert attr.parse_nonidealities("adc_bits, coupling_bits") == ["coupling_bits", "adc_bits"]
+    assert attr.parse_nonidealities("all") == list(attr._BY_KEY)
+    with pytest.raises(InputError, match=r"--nonidealities='bits'.*unknown name\(s\) 'bits'.*coupling_bits"):
+        attr.parse_nonidealities("bits")
+    with pytest.raises(InputError, match="no name"):
+        attr.parse_nonidealities(",")
+    assert check_options("attribution", {"nonidealities": "tolerance"}) == {"nonidealities": "tolerance"}
+    with pytest.raises(InputError, match="does not use --lr-grid"):
+        check_options("attribution", {"lr_grid": "1,3"})
+
+
+def test_cli_refuses_an_unknown_nonideality(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["experiment", "attribution", "--nonidealities", "coupling_bits,gain"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "unknown name(s) 'gain'" in err[-1] and "--nonidealities" in err[-1]
+
+
+def test_a_tiny_attribution_run_writes_rows_profiles_and_results(tmp_path: Path) -> None:
+    out = tmp_path / "attr"
+    opts = {
+        "dataset": "digits",
+        "subset": 300,
+        "epochs": 1,
+        "seeds": 1,
+        "nonidealities": "coupling_bits,opamp_gbw",
+        "precond_lr_grid": "1,3",
+        "damping_grid": "1",
+    }
+    payload = run_experiment("attribution", out, opts)
+    for name in ("results.json", "attribution.json", "attribution.png", "report.html"):
+        assert (out / name).is_file(), name
+    res = json.loads((out / "results.json").read_text())
+    assert res["experiment"] == "attribution" and res["failed"] == {}
+    assert res["protocol"]["seeds"] == [0]
+    # arms: digital K-FAC tuned on validation, every device row shares its lr/λ
+    arms = {a["label"]: a for a in res["arms"]}
+    assert set(arms) == {
+        attr.DIGITAL,
+        attr.IDEAL,
+        attr.FULL,
+        "full - coupling bits",
+        "ideal + coupling bits",
+    }  # the GBW is not modelled: its rows are not trained
+    assert all(ARM_KEYS <= set(a) for a in arms.values())
+    digital = arms[attr.DIGITAL]
+    assert digital["selected_on"] == "validation" and len(digital["grid"]) == 2
+    for label, arm in arms.items():
+        if label == attr.DIGITAL:
+            continue
+        assert arm["selected_with"] == attr.DIGITAL
+        assert (arm["settings"]["lr"], arm["settings"]["damping"]) == (
+            digital["settings"]["lr"],
+            digital["settings"]["damping"],
+        )
+        assert (
+            arm["settings"]["backend"].startswith("profiles/")
+            and (out / arm["settings"]["backend"]).is_file()
+        )
+        assert arm["seeds"] == [0] and arm["mean"] is not None
+    # the variants really change the backend: the saved profiles differ in the switched field only
+    prof = {
+        label: load_profile(out / arms[label]["settings"]["backend"])
+        for label in arms
+        if label != attr.DIGITAL
+    }
+    assert prof[attr.FULL].component_stats["coupling_bits"] == 8
+    assert prof["full - coupling bits"].component_stats["coupling_bits"] is None
+    assert prof["ideal + coupling bits"].component_stats["coupling_bits"] == 8
+    assert prof[attr.IDEAL].component_stats["coupling_bits"] is None
+    # the ideal row is the full board with every non-ideality off (not only the two attributed here)
+    assert dataclasses.asdict(attr.ideal_profile(prof[attr.FULL])) == dataclasses.asdict(prof[attr.IDEAL])
+    # the rc8 as shipped differs from the full board only in the (unmodelled) GBW: the same device
+    assert res["profile_as_shipped"].startswith("the same device as row 'full board'")
+    # one row per non-ideality, with the accuracy lost paired by seed
+    rows = {r["nonideality"]: r for r in res["rows"]}
+    assert list(rows) == ["coupling_bits", "opamp_gbw"]
+    assert all(ROW_KEYS <= set(r) for r in rows.values())
+    runs = {label: {s["seed"]: s["test_accuracy"] for s in v} for label, v in payload["runs"].items()}
+    bits = rows["coupling_bits"]
+    assert bits["modelled"] is True and bits["selected_on"] == "validation"
+    off, on = bits["metrics"]["accuracy_lost_one_off"], bits["metrics"]["accuracy_lost_one_on"]
+    assert off["per_seed"] == [pytest.approx(runs["full - coupling bits"][0] - runs[attr.FULL][0])]
+    assert on["per_seed"] == [pytest.approx(runs[attr.IDEAL][0] - runs["ideal + coupling bits"][0])]
+    assert bits["ci95"] is None  # one seed: no interval
+    gbw = rows["opamp_gbw"]
+    assert gbw["modelled"] is False and "by construction" in gbw["note"]
+    assert gbw["settings"]["board_source"].startswith("stated")
+    assert gbw["metrics"]["accuracy_lost_one_off"]["by_construction"] is True
+    assert [r["nonideality"] for r in payload["table"]] == ["coupling bits", "op-amp GBW"]
