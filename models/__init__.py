@@ -26,6 +26,7 @@ from thermotrain.models._profile import FITTED_DEFAULTS as FITTED_DEFAULTS
 from thermotrain.models._profile import SCHEMA_VERSION as SCHEMA_VERSION
 from thermotrain.models._profile import ChipSpec as ChipSpec
 from thermotrain.models._profile import DeviceInstance as DeviceInstance
+from thermotrain.models._profile import ElementDeviations as ElementDeviations
 from thermotrain.models._profile import HardwareProfile as HardwareProfile
 from thermotrain.models._profile import load_profile as load_profile
 from thermotrain.models._profile import save_profile as save_profile

@@ -31,6 +31,8 @@ from thermotrain.netlists._ngspice import (
 from thermotrain.netlists._ngspice import (
     run_transient as run_transient,
 )
+from thermotrain.netlists._profile_check import compare_profile as compare_profile
+from thermotrain.netlists._profile_check import drawn_deviations as drawn_deviations
 from thermotrain.netlists._safety import (
     check_untrusted as check_untrusted,
 )
