@@ -44,7 +44,7 @@ from thermotrain._errors import (
     SpiceNotFoundError,
     SpiceTimeoutError,
 )
-from thermotrain.netlists._ngspice import SpiceJob, Transient, run_transient
+from thermotrain.netlists._ngspice import SpiceJob, Transient, quiet_start, run_transient
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,9 @@ class RunFailure:
 
 def run_job(job: SpiceJob) -> Transient:
     """Run one :class:`SpiceJob` (module-level, so process pools and Dask can pickle it)."""
+    ic = None  # a file-noise run of a circuit starts at the circuit's noise-free DC point (SpiceJob.quiet)
+    if job.quiet is not None:
+        ic = quiet_start(job.quiet, engine=job.engine, timeout=job.timeout)  # type: ignore[arg-type]
     return run_transient(
         job.netlist,
         step=job.step,
@@ -85,6 +88,7 @@ def run_job(job: SpiceJob) -> Transient:
         engine=job.engine,  # type: ignore[arg-type]
         timeout=job.timeout,
         options=job.options,
+        initial_conditions=ic,
     )
 
 

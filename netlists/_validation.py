@@ -162,6 +162,9 @@ def noisy_runs(
     n_runs = check_int("runs", s.runs if runs is None else runs, minimum=1)
     step = circuit.noise_interval / STEPS_PER_INTERVAL
     t0 = time.perf_counter()
+    # file noise: every run starts at the noise-free DC point (SpiceJob.quiet), not at the operating point
+    # that holds the t = 0 noise sample as a DC current (an amplifier can start clamped there, and wound up)
+    quiet = write_netlist(circuit, noise="off") if s.noise == "file" else None
     jobs = []
     for r in range(n_runs):
         nl = write_netlist(
@@ -179,6 +182,7 @@ def noisy_runs(
                 engine=s.engine,
                 timeout=s.timeout,
                 options=NOISY_RUN_OPTIONS,
+                quiet=quiet,
             )
         )
     t_netlist = time.perf_counter() - t0
