@@ -602,7 +602,11 @@ class HardwareProfile:
             c = (1 + tol_c * eps_c) * (1 + inv_a0)
             gsum = G.abs().sum(dim=1) + 1.0
             K = 1.0 / c
-            M = -f * K[:, None] * (G + torch.diag(gsum * inv_a0 + delta))
+            G_eff = G + torch.diag(gsum * inv_a0 + delta)
+            # the device as drawn (tolerances, finite gain, the fitted diagonal shift) must be stable too: with
+            # sym(G_eff) ≻ 0 every eigenvalue of K·G_eff has a positive real part (K⁻¹ is a Lyapunov matrix)
+            _check_loaded_pd(G_eff, alpha, bits, min_eigenvalue, what="drawn")
+            M = -f * K[:, None] * G_eff
             offset_current = gsum * off_v * eps_off
             drive = offset_current if b_hw is None else b_hw + offset_current
             input_gain = f * K
@@ -708,7 +712,9 @@ def rlc_drift_diffusion(
     return M, D
 
 
-def _check_loaded_pd(A_hw: Tensor, alpha: float, bits: int | None, min_eigenvalue: float = 0.0) -> None:
+def _check_loaded_pd(
+    A_hw: Tensor, alpha: float, bits: int | None, min_eigenvalue: float = 0.0, what: str | None = None
+) -> None:
     """Refuse a loaded matrix that is not positive definite: the array's drift −A_hw would be unstable and
     every readout would diverge. Quantization does this when its error (≈ √n·Δ/√3 in spectral norm, Δ the
     coupling step) exceeds the smallest eigenvalue. With ``min_eigenvalue`` μ > 0 (caller's units), also
@@ -719,11 +725,13 @@ def _check_loaded_pd(A_hw: Tensor, alpha: float, bits: int | None, min_eigenvalu
     lam = smallest_eigenvalue_if_indefinite(sym, keep)
     if lam is None:
         return
-    what = f"{bits}-bit loaded" if bits is not None else "loaded"
+    cause = "quantization" if what is None else "the drawn parts (tolerances, finite gain, fitted shift)"
+    if what is None:
+        what = f"{bits}-bit loaded" if bits is not None else "loaded"
     if lam > 0:
         raise UnloadableMatrixError(
             f"the {what} matrix kept a smallest eigenvalue of {lam / alpha:.3g} (the caller's units) of the "
-            f"{min_eigenvalue:.3g} it relies on (n = {A_hw.shape[0]}): quantization moved the bottom of its "
+            f"{min_eigenvalue:.3g} it relies on (n = {A_hw.shape[0]}): {cause} moved the bottom of its "
             f"spectrum. Raise the damping by {min_eigenvalue - lam / alpha:.3g}, use more coupling bits, or a "
             "smaller matrix.",
             extra_damping=min_eigenvalue - lam / alpha,

@@ -562,3 +562,21 @@ def test_a_warm_start_worse_than_zero_is_dropped_per_column() -> None:
     # columns 0 and 2 started at the answer, column 1 at 0: the first residual is column 1's right-hand side
     first = float(torch.linalg.vector_norm(B[:, 1]) / torch.linalg.matrix_norm(B))
     assert r.residual_history[0] == pytest.approx(first, rel=1e-4)
+
+
+def test_a_drawn_device_that_would_be_unstable_is_refused_with_the_damping_that_fixes_it() -> None:
+    """A 64-cell block of dead features (K-FAC's CNN: entries ~1e-3, eigenvalues at the damping floor) is
+    loaded at full scale; 10 % element tolerances then move the bottom of the drawn conductance matrix below
+    zero. Checking only the quantized matrix let such a device through and its time-average law overflowed
+    (exp of an unstable drift): the drawn device is checked too, and refused with the extra damping."""
+    from thermotrain import UnloadableMatrixError
+
+    prof = HardwareProfile.from_spec("rc", tolerance=0.1, coupling_bits=None)
+    n = 8
+    A = torch.ones(n, n, dtype=F64) + 0.01 * torch.eye(n, dtype=F64)  # λ_min 0.01, entries ~1
+    with pytest.raises(UnloadableMatrixError, match="drawn") as info:
+        prof.instantiate(A)
+    assert info.value.extra_damping > 0
+    # the extra damping it names makes the same drawn device loadable and stable
+    fixed = prof.instantiate(A + 1.5 * info.value.extra_damping * torch.eye(n, dtype=F64))
+    assert float(torch.linalg.eigvals(fixed.sde.M).real.max()) < 0
