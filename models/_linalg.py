@@ -244,6 +244,21 @@ def _law_or_none(
         return None
 
 
+def device_gain(backend: object, A: Tensor) -> float:
+    """How much faster than A's own eigenvalues (as rates, 1/τ) the device holding A relaxes: an RC profile
+    loads A_hw = α A with α = coupling_full_scale / max|A| (every load uses the DAC's full scale) and runs the
+    drift -f·A_hw (f the fitted ``drift_scale``), so its modes relax at f·α·λ(A). 1 for the ideal device (rates
+    are A's eigenvalues) and for RLC resonators (their relaxation is set by R, L, C, not by a rate matrix).
+    Readout plans are made for f·α·A, the matrix the device actually runs."""
+    if not isinstance(backend, HardwareProfile) or backend.family != "rc":
+        return 1.0
+    amax = float(A.abs().max())
+    if not (math.isfinite(amax) and amax > 0):
+        return 1.0
+    alpha = float(backend.component_stats["coupling_full_scale"]) / amax
+    return alpha * float(backend.fitted["drift_scale"])
+
+
 # ---------------------------------------------------------------------------------------------- public API
 def _plan(
     A: Tensor,
@@ -256,14 +271,15 @@ def _plan(
     """The :class:`ReadoutPlan` of one call, in the context of :func:`plan_context`."""
     kappa0, min_dt, target = plan_context(backend, config)
     floor = check_float("lambda_floor", lambda_floor, minimum=0.0, unit="1/τ")
+    gain = device_gain(backend, A)  # plan for the matrix the device runs (device_gain)
     # the λ_min estimate starts from a fixed vector: planning never draws from the noise generator
     return plan_readout(
-        A,
+        A * gain if gain != 1.0 else A,
         config,
         kappa0=float(kappa0),
         min_dt=min_dt,
         b=b,
-        lambda_floor=floor,
+        lambda_floor=floor * gain,
         default_target=target,
         generator=torch.Generator().manual_seed(0),
     )

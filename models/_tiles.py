@@ -85,6 +85,7 @@ from thermotrain.models._linalg import (
     _plan,
     _resolve_config,
     check_spd,
+    device_gain,
     inverse,
     plan_context,
     recommended_readout,
@@ -309,16 +310,21 @@ def _round_plan(
         lo, ritz, top = extreme_eigenvalues_batched(torch.stack([blocks[i] for i in idx]), cfg.lanczos_steps)
         for j, i in enumerate(idx):
             lows[i], ritzes[i], tops[i] = float(lo[j]), float(ritz[j]), float(top[j])
-    lams = [max(lo, floor) if floor > 0 else lo for lo in lows]
+    # every tile runs its own block at full scale: its modes relax at gain_i · λ (device_gain)
+    gains = [device_gain(backend, b) for b in blocks]
+    lams = [g * (max(lo, floor) if floor > 0 else lo) for g, lo in zip(gains, lows, strict=True)]
     widest = max(blocks, key=lambda blk: int(blk.shape[0]))  # n of the law: the widest tile's
     plan = plan_readout(
         widest,
         cfg,
         kappa0=kappa0,
         min_dt=min_dt,
-        lambda_floor=floor,
         default_target=target,
-        eigenvalues=(min(lows), min(ritzes), min(tops)),
+        eigenvalues=(
+            min(lams),
+            min(g * r for g, r in zip(gains, ritzes, strict=True)),
+            min(g * t for g, t in zip(gains, tops, strict=True)),
+        ),
     )
     return plan, lams
 

@@ -580,3 +580,24 @@ def test_a_drawn_device_that_would_be_unstable_is_refused_with_the_damping_that_
     # the extra damping it names makes the same drawn device loadable and stable
     fixed = prof.instantiate(A + 1.5 * info.value.extra_damping * torch.eye(n, dtype=F64))
     assert float(torch.linalg.eigvals(fixed.sde.M).real.max()) < 0
+
+
+def test_an_rc_profile_plans_for_the_matrix_it_runs_at_full_scale() -> None:
+    """instantiate loads α·A (α = full scale / max|A|) and runs the drift -f·α·A: the readout is planned for
+    that matrix, so its λ_min is f·α times A's and the analog time about 1/(f·α) of the ideal device's (which
+    runs A itself). Planning on A (as before) over-stated the analog time of small-entry blocks by α."""
+    from thermotrain.models._linalg import device_gain
+
+    prof = HardwareProfile.from_spec("rc")
+    A = 0.05 * spd(8, 0.1, 12)
+    cfg = ReadoutConfig(kappa0=prof.kappa0)
+    gain = device_gain(prof, A)
+    alpha = float(prof.component_stats["coupling_full_scale"]) / float(A.abs().max())
+    assert gain == pytest.approx(alpha * float(prof.fitted["drift_scale"]))
+    p_dev, p_ideal = _plan(A, prof, cfg), _plan(A, "ideal", cfg)
+    assert p_dev.lambda_min == pytest.approx(gain * p_ideal.lambda_min, rel=1e-6)
+    assert p_dev.t < 2.0 * p_ideal.t / gain
+    # the tiles plan the same way (a one-block round is exactly the single-device plan)
+    r = tiled_inverse(A, backend=prof, cells_per_tile=8, config=cfg, simulate=False)
+    assert r.analog_time_tau == pytest.approx(p_dev.t, rel=1e-9)
+    assert device_gain("ideal", A) == 1.0
