@@ -212,7 +212,8 @@ _EXPERIMENT_HELP = {
     "lr_schedule": "lr schedule of every run, tuning runs included (default cosine)",
     "damping": "K-FAC damping λ (> 0; default 0.1)",
     "inv_update_steps": "K-FAC inverse interval (default 10)",
-    "pd_guard": "retry a matrix the hardware refuses with more damping (reported; default off)",
+    "pd_guard": "retry a matrix the hardware refuses with more damping (reported; default on, as in train; "
+    "--no-pd-guard reports the refusal as a failed run instead)",
     "analog_time": "device time per thermodynamic K-FAC inverse (> 0) or auto: picked per matrix from the "
     "profile's readout error (default auto)",
 }
@@ -320,7 +321,7 @@ def _add_experiment_options(e: argparse.ArgumentParser) -> None:
         k: {"default": None, "help": _help(k, meta[k]["help"]) + _users(k)} for k in shared
     }
     if "pd_guard" in overrides:  # absent (None): the experiment's own default
-        overrides["pd_guard"]["action"] = "store_true"
+        overrides["pd_guard"]["action"] = argparse.BooleanOptionalAction
     if "analog_time" in overrides:  # the experiment's device runs are thermodynamic: a time must be > 0
         overrides["analog_time"]["type"] = arg_float_or({"auto": "auto"}, 0.0, strict_min=True, unit="tau")
     add_dataclass_arguments(e, TrainConfig, include=shared, overrides=overrides)

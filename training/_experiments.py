@@ -481,7 +481,7 @@ def _kfac_claims(
         raise TrainingError("kfac-claims needs a hardware profile: pass --profile PROFILE.json.")
     prof = _profile(str(path))
     kfac: dict[str, Any] = {"optimizer": "kfac", "inv_update_steps": opts.get("inv_update_steps", 10)}
-    thermo = kfac | {"backend": str(path), "pd_guard": opts.get("pd_guard", False)}
+    thermo = kfac | {"backend": str(path), "pd_guard": opts.get("pd_guard", True)}
     if opts.get("analog_time") is not None:
         thermo["analog_time"] = opts["analog_time"]
     thermo_label = f"kfac (thermo, {prof.name})"
