@@ -448,6 +448,7 @@ class KFACPreconditioner:
             "extra_damping_max": st.extra_damping_max,
             "device_wall_time_tau": st.wall_time_tau,
             "digital_flops_between_calls": st.digital_flops,
+            "device_simulation_s": st.simulation_s,
             "mapping": getattr(self.solver, "mapping", "monolithic"),
             "cells_per_tile": getattr(self.solver, "tile_size", None),
         }

@@ -23,7 +23,7 @@ t-intervals, smoothed steps-to-target, bands on the plots, and ``results.json``.
    trailing running mean over ``smooth`` evaluations) reaches the target -- not one evaluation.
 5. **Time.** ``simulation_time_s`` is the measured wall-clock of the run on this CPU, simulating the analog
    device included. ``modelled_device_time_s`` = (simulation time − time spent simulating the device,
-   measured by :func:`device_clock`) + analog time × τ, with τ the hardware profile's (``tau_source``) or,
+   the preconditioner's ``device_simulation_s``) + analog time × τ, with τ the hardware profile's (``tau_source``) or,
    for the ideal device, the TNGD paper's 1 µs (:class:`HardwareConstants`).
 
 Grid defaults are multiples of each optimizer's default (``DEFAULT_LR``, ``DEFAULT_DAMPING`` of
@@ -34,13 +34,11 @@ Grid defaults are multiples of each optimizer's default (``DEFAULT_LR``, ``DEFAU
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
 import math
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +59,6 @@ __all__ = [
     "Arm",
     "Protocol",
     "ProtocolResult",
-    "device_clock",
     "parse_grid",
     "run_protocol",
     "select",
@@ -313,45 +310,6 @@ def split(data: Dataset) -> tuple[Dataset, Dataset]:
 # ------------------------------------------------------------------------------------------ device clock
 
 
-class _Clock:
-    """Seconds spent inside the device simulation (outermost calls only)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.depth = 0
-
-    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            self.depth += 1
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.depth -= 1
-                if self.depth == 0:
-                    self.seconds += time.perf_counter() - t0
-
-        timed.__wrapped__ = fn  # type: ignore[attr-defined]
-        return timed
-
-
-@contextlib.contextmanager
-def device_clock() -> Iterator[_Clock]:
-    """Measure the wall-clock spent simulating the analog device while the block runs: every device call
-    of thermodynamic K-FAC and of TNGD on a profile (``training._solvers._device_call``) and the ideal TNGD
-    device's flow (``training._tngd.ou_transition``). Restores both when the block ends."""
-    from thermotrain.training import _solvers, _tngd
-
-    clock = _Clock()
-    saved = (_solvers._device_call, _tngd.ou_transition)
-    _solvers._device_call = clock.wrap(saved[0])
-    _tngd.ou_transition = clock.wrap(saved[1])
-    try:
-        yield clock
-    finally:
-        _solvers._device_call, _tngd.ou_transition = saved
-
-
 def tau_for(settings: Mapping[str, Any]) -> tuple[float, str]:
     """(τ in s, where it comes from) for an arm's device: the hardware profile's τ, else the paper's 1 µs."""
     opt = settings.get("optimizer")
@@ -389,9 +347,10 @@ def _eval_every(n_train: int, batch: int, per_epoch: int) -> int:
 
 
 def _timed_run(runner: Runner, cfg: TrainConfig, data: Dataset) -> tuple[dict[str, Any], float]:
-    with device_clock() as clock:
-        summary = runner(cfg, data)
-    return summary, clock.seconds
+    """The run's summary and the wall-clock seconds it spent simulating the device (the preconditioner's
+    own ``device_simulation_s``: the solvers and TNGD time their device calls; 0 for digital runs)."""
+    summary = runner(cfg, data)
+    return summary, float(summary.get("device_simulation_s") or 0.0)
 
 
 def tune(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +47,9 @@ class SolverStats:
         calls: number of inverse/solve calls.
         damping_bumps: device calls the damping guard retried with extra damping (``AnalogSolver.pd_guard``).
         extra_damping_max: the largest extra damping it added, in the units of the unscaled matrix.
+        wall_time_tau: the chip's wall time (τ): per round of tiles its longest tile.
+        digital_flops: digital work between device calls (tiled solves' residuals and updates).
+        simulation_s: wall-clock seconds this process spent simulating the device (not a device time).
     """
 
     analog_time_tau: float = 0.0
@@ -56,11 +60,12 @@ class SolverStats:
     extra_damping_max: float = 0.0
     wall_time_tau: float = 0.0
     digital_flops: int = 0
+    simulation_s: float = 0.0
 
     def reset(self) -> None:
         self.analog_time_tau, self.values_loaded, self.values_read, self.calls = 0.0, 0, 0, 0
         self.damping_bumps, self.extra_damping_max = 0, 0.0
-        self.wall_time_tau, self.digital_flops = 0.0, 0
+        self.wall_time_tau, self.digital_flops, self.simulation_s = 0.0, 0, 0.0
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
@@ -365,16 +370,24 @@ class AnalogSolver(CurvatureSolver):
         log, self.calls_log = self.calls_log, []
         return log
 
+    def _call(self, fn: Any, *args: Any, scale: float, **kwargs: Any) -> Any:
+        """One device call through :func:`_device_call` (the damping guard when ``pd_guard``), its
+        wall-clock simulation time added to ``stats.simulation_s``."""
+        t0 = time.perf_counter()
+        try:
+            return _device_call(fn, *args, scale=scale, guard=self.stats if self.pd_guard else None, **kwargs)
+        finally:
+            self.stats.simulation_s += time.perf_counter() - t0
+
     def inverse(self, M: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
         _check_spd_input(M)
         M = 0.5 * (M + M.T)
         s = self._scale(M)
         if self.mapping != "monolithic":
-            tiled = _device_call(
+            tiled = self._call(
                 models.tiled_inverse,
                 M * s,
                 scale=s,
-                guard=self.stats if self.pd_guard else None,
                 backend=self.backend,
                 cells_per_tile=self.cells_per_tile,
                 mapping="block-diagonal",
@@ -386,11 +399,10 @@ class AnalogSolver(CurvatureSolver):
             self._account_tiled(tiled, "inverse", M.shape[0])
             inv = tiled.value.to(M.dtype) * s
             return 0.5 * (inv + inv.T)
-        result = _device_call(
+        result = self._call(
             models.inverse,
             M * s,
             scale=s,
-            guard=self.stats if self.pd_guard else None,
             backend=self.backend,
             config=self.readout,
             lambda_floor=floor * s,
@@ -414,12 +426,11 @@ class AnalogSolver(CurvatureSolver):
             else torch.ones(B.shape[1], dtype=B.dtype)
         )
         if self.mapping != "monolithic":
-            tiled = _device_call(
+            tiled = self._call(
                 models.tiled_solve,
                 M * s,
                 B * beta,
                 scale=s,
-                guard=self.stats if self.pd_guard else None,
                 backend=self.backend,
                 cells_per_tile=self.cells_per_tile,
                 mapping="pcg" if self.mapping == "tiles" else self.mapping,
@@ -433,12 +444,11 @@ class AnalogSolver(CurvatureSolver):
             )
             self._account_tiled(tiled, "solve", M.shape[0])
             return (tiled.value.reshape(B.shape) * (s / beta)).to(B.dtype)
-        result = _device_call(
+        result = self._call(
             models.solve,
             M * s,
             B * beta,
             scale=s,
-            guard=self.stats if self.pd_guard else None,
             backend=self.backend,
             config=self.readout,
             x0=None if x0 is None else x0 * beta / s,

@@ -48,6 +48,7 @@ At t = 0 (κ0 = 0, no warm start) TNGD is SGD exactly; as t → ∞ (κ0 = 0) it
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -389,6 +390,8 @@ class TNGDPreconditioner:
         self._prev_system: tuple[GGNOperator, torch.Tensor, torch.Tensor | None] | None = None
         self.analog_time_tau = 0.0
         self.damping_bumps = 0
+        #: wall-clock seconds spent simulating the device (ou_transition / the profile's device calls)
+        self.simulation_s = 0.0
         self.last_step: dict[str, float] = {}
         self._loaded = 0
 
@@ -427,6 +430,7 @@ class TNGDPreconditioner:
         s, beta = 1.0 / lam, 1.0 / bmax
         xs0, bs = x0 * (beta / s), b * beta
         if c.backend == "ideal":
+            t0 = time.perf_counter()
             xs, used = ou_transition(
                 lambda v: s * A.matvec(v),
                 xs0,
@@ -440,6 +444,7 @@ class TNGDPreconditioner:
                 c.krylov_tol,
                 c.max_krylov,
             )
+            self.simulation_s += time.perf_counter() - t0
             self._loaded = 0
             return (xs * (s / beta)).to(x0.dtype), products + used
         from thermotrain._errors import UnloadableMatrixError
@@ -456,6 +461,7 @@ class TNGDPreconditioner:
         # damping guard: the profile rescales and re-quantizes A' + e·I, so the deficit it names moves; grow
         # the extra damping geometrically (at least doubling) for up to 12 tries, each counted
         extra, eye = 0.0, torch.eye(A.n, dtype=torch.float64)
+        t0 = time.perf_counter()
         for attempt in range(12 if c.pd_guard else 1):
             try:
                 result = _device_call(
@@ -467,6 +473,7 @@ class TNGDPreconditioner:
                 if not isinstance(cause, UnloadableMatrixError) or attempt == (11 if c.pd_guard else 0):
                     raise
                 extra = max(2.0 * extra, extra + 1.5 * cause.extra_damping)
+        self.simulation_s += time.perf_counter() - t0
         if extra > 0:
             self.damping_bumps += 1
         self._loaded = int(result.values_loaded)
@@ -524,7 +531,7 @@ class TNGDPreconditioner:
         return []
 
     def device_stats(self) -> dict[str, Any]:
-        return {"damping_bumps": self.damping_bumps}
+        return {"damping_bumps": self.damping_bumps, "device_simulation_s": self.simulation_s}
 
     def state_dict(self) -> dict[str, Any]:
         prev = None
