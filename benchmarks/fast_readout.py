@@ -17,27 +17,10 @@ Writes OUT/fast_readout.json: per backend and n, S, seconds per inverse on each 
 from __future__ import annotations
 
 import argparse
-import math
-import time
 from pathlib import Path
 
 import torch
-
-
-def _spd(n: int, lam_min: float, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    U, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
-    lam = torch.logspace(math.log10(lam_min), 0.0, n, dtype=torch.float64)
-    return (U * lam) @ U.T
-
-
-def _best(fn, repeats: int) -> tuple[float, torch.Tensor]:
-    best, out = math.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+from _bench import best_of, spd_geometric
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, results = [], []
     for backend in a.backends:
         for n in a.sizes:
-            A = _spd(n, lam_min, a.seed + n)
+            A = spd_geometric(n, lam_min, a.seed + n)
             burn, window, dt, predicted = covariance_times(lam_min, n, eps)
             S = int(round(window / dt)) + 1
             t_total = burn + (S - 1) * dt
@@ -100,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                     A, backend=dev, t=t_total, dt=dt, burn_in=burn, kappa0=kappa0, generator=g
                 ).inverse
 
-            t_fast, inv_fast = _best(fast, repeats)
-            t_traj, inv_traj = _best(traj, repeats)
+            t_fast, inv_fast = best_of(fast, repeats)
+            t_traj, inv_traj = best_of(traj, repeats)
 
             def err(X: torch.Tensor, exact: torch.Tensor = exact) -> float:
                 return float(torch.linalg.matrix_norm(X - exact) / torch.linalg.matrix_norm(exact))

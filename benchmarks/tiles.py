@@ -25,28 +25,10 @@ relative Frobenius error of the tiled inverse against A⁻¹ and against the exa
 from __future__ import annotations
 
 import argparse
-import math
-import time
 from pathlib import Path
 
 import torch
-
-
-def _spd(n: int, lam_min: float, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    U, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
-    lam = torch.logspace(math.log10(lam_min), 0.0, n, dtype=torch.float64)
-    A = (U * lam) @ U.T
-    return 0.5 * (A + A.T)
-
-
-def _best(fn, repeats: int):
-    best, out = math.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+from _bench import best_of, spd_geometric
 
 
 def _rel(X: torch.Tensor, ref: torch.Tensor) -> float:
@@ -89,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ReadoutConfig(target_error=a.target_error)
     results, rows = [], []
     for n in a.sizes:
-        A = _spd(n, a.lambda_min, a.seed + n)
-        t_dig, exact = _best(lambda A=A: torch.cholesky_inverse(torch.linalg.cholesky(A)), a.repeats)
+        A = spd_geometric(n, a.lambda_min, a.seed + n)
+        t_dig, exact = best_of(lambda A=A: torch.cholesky_inverse(torch.linalg.cholesky(A)), a.repeats)
         for name in a.backends:
             backend = "ideal" if name == "ideal" else find_profile(name)
             mono = None
             if n <= a.monolithic_max_n:
                 g = torch.Generator().manual_seed(a.seed)
-                t_mono, r_mono = _best(
+                t_mono, r_mono = best_of(
                     lambda A=A, b=backend, g=g: inverse(
                         A, backend=b, config=cfg, generator=g, simulator="trajectory"
                     ),
@@ -118,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 if c >= n:
                     continue
                 g = torch.Generator().manual_seed(a.seed)
-                t_tile, r = _best(
+                t_tile, r = best_of(
                     lambda A=A, b=backend, c=c, g=g: tiled_inverse(
                         A, backend=b, cells_per_tile=c, config=cfg, generator=g, simulator="law"
                     ),

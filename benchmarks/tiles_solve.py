@@ -23,18 +23,10 @@ import time
 from pathlib import Path
 
 import torch
+from _bench import best_of
 
 from thermotrain import models
 from thermotrain.training._data import load_dataset
-
-
-def _best(fn, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ref = torch.linalg.solve(A.double(), B.double()).float()
     evals = torch.linalg.eigvalsh(A.double())
     Ainv = torch.linalg.inv(A)
-    product_s = _best(lambda: Ainv @ B)
-    solve_s = _best(lambda: torch.linalg.solve(A, B))
+    product_s = best_of(lambda: Ainv @ B, 3)[0]
+    solve_s = best_of(lambda: torch.linalg.solve(A, B), 3)[0]
     prof = models.find_profile("rc8")
     cfg = prof.recommended_readout.with_(kappa0=1e-3)
     rows = []

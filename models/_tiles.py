@@ -708,10 +708,25 @@ class TileCache:
     def __init__(self, max_tiles: int = 4096) -> None:
         self.max_tiles = check_int("max_tiles", max_tiles, minimum=1)
         self._tiles: OrderedDict[tuple[object, ...], _ResidentTile] = OrderedDict()
+        self._resolved: tuple[object, object, ReadoutConfig, str] | None = (
+            None  # (config, backend, cfg, repr)
+        )
         self.hits = self.misses = 0
 
     def __len__(self) -> int:
         return len(self._tiles)
+
+    def _config(self, config: ReadoutConfig | None, backend: object) -> tuple[ReadoutConfig, str]:
+        """The mean readout's settings for (config, backend), resolved once per pair (every sweep of every
+        solve asks for each tile)."""
+        last = self._resolved
+        if last is not None and last[0] is config and last[1] is backend:
+            return last[2], last[3]
+        cfg = _resolve_config(backend, config, "average", None, None, None, None, None, None)
+        if cfg.kappa0 is None and backend == "ideal":
+            cfg = replace(cfg, kappa0=0.0)
+        self._resolved = (config, backend, cfg, repr(cfg))
+        return cfg, self._resolved[3]
 
     def tile(
         self,
@@ -726,9 +741,7 @@ class TileCache:
         is not deterministic (stochastic rounding, several roundings): those run :func:`solve` every call."""
         if isinstance(backend, str) and backend == "exact":
             return None  # digital block solves: nothing to simulate
-        cfg = _resolve_config(backend, config, "average", None, None, None, None, None, None)
-        if cfg.kappa0 is None and backend == "ideal":
-            cfg = replace(cfg, kappa0=0.0)
+        cfg, cfg_key = self._config(config, backend)
         if isinstance(backend, HardwareProfile) and (cfg.rounding == "stochastic" or cfg.roundings != 1):
             return None
         digest = hashlib.blake2b(Di.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
@@ -738,7 +751,7 @@ class TileCache:
             tuple(Di.shape),
             str(Di.dtype),
             backend if ideal else id(backend),
-            repr(cfg),
+            cfg_key,
             lambda_floor,
         )
         tile = self._tiles.get(key)

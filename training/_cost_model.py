@@ -168,9 +168,10 @@ def tiled_factor_cost(
         loaded/read) and :func:`device_seconds` of them.
     """
     from thermotrain.models import tiled_inverse
+    from thermotrain.training._solvers import gershgorin_scale
 
     M = factor + damping * torch.eye(factor.shape[0], dtype=factor.dtype)
-    s = 1.0 / float(M.abs().sum(dim=1).max())
+    s = gershgorin_scale(M)
     r = tiled_inverse(
         M * s,
         backend=backend,

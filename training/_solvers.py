@@ -162,6 +162,13 @@ class ExactSolver(CurvatureSolver):
         return torch.cholesky_solve(B.to(L.dtype), L).to(B.dtype)
 
 
+def gershgorin_scale(M: torch.Tensor) -> float:
+    """s = 1/(Gershgorin upper bound of λ_max(M)), the factor :class:`AnalogSolver` loads M·s with (its rates
+    are then ≤ 1/τ); 1 for a zero matrix."""
+    bound = float(M.abs().sum(dim=1).max())
+    return 1.0 / bound if bound > 0 else 1.0
+
+
 def _device_call(fn, M, *args, scale: float = 1.0, guard: SolverStats | None = None, **kwargs):
     """Call the device on matrix ``M``; a matrix the hardware cannot hold (CircuitError) becomes a
     TrainingError naming it (and the normalisation ``scale`` s the solver applied, so damping quoted for M·s
@@ -298,11 +305,8 @@ class AnalogSolver(CurvatureSolver):
         return self.cells_per_tile or (None if chip is None else chip.cells_per_tile)
 
     def _scale(self, M: torch.Tensor) -> float:
-        """1/(Gershgorin upper bound of λ_max(M)); 1 when normalisation is off."""
-        if not self.normalize:
-            return 1.0
-        bound = float(M.abs().sum(dim=1).max())
-        return 1.0 / bound if bound > 0 else 1.0
+        """:func:`gershgorin_scale` of M; 1 when normalisation is off."""
+        return gershgorin_scale(M) if self.normalize else 1.0
 
     def plan(self, M: torch.Tensor, floor: float = 0.0, mode: str = "covariance") -> ReadoutPlan:
         """The :class:`ReadoutPlan` this solver would run for ``M`` (after scaling), without running it:
