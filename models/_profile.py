@@ -118,6 +118,53 @@ def _check_finite(obj: Any, path: str) -> None:
         raise _fail(f"profile field {path} has type {type(obj).__name__}; only JSON values are allowed")
 
 
+def _check_nonideal(d: Any) -> None:
+    """``circuit.nonideal`` (the corner the profile was calibrated on, as ``NonIdealities.to_dict`` writes
+    it) parsed against its schema: known keys only, ``opamp`` an object of OpAmp's keys, every value a
+    number, null or (gains) ``"inf"``, whole numbers for the bit counts, a list of numbers for
+    ``coupling_bank``, and the ranges :class:`~thermotrain.circuits.NonIdealities` accepts."""
+    from thermotrain.circuits import NonIdealities, OpAmp
+    from thermotrain.circuits._nonideal import _INT_FIELDS
+
+    path = "profile field circuit.nonideal"
+    if not isinstance(d, dict):
+        raise _fail(f"{path} must be a JSON object")
+    top = {f.name for f in fields(NonIdealities)}
+    op_keys = {f.name for f in fields(OpAmp)}
+    unknown = sorted(set(d) - top) + sorted(f"opamp.{k}" for k in set(d.get("opamp") or {}) - op_keys)
+    if not isinstance(d.get("opamp", {}), dict):
+        raise _fail(f"{path}.opamp = {_short(d['opamp'])} must be a JSON object")
+    if unknown:
+        raise _fail(f"{path} has unknown key(s) {unknown}")
+
+    def scalar(key: str, v: Any) -> None:
+        if v is None or v in ("inf", "-inf") and key.endswith("gain"):
+            return
+        if key in _INT_FIELDS:
+            if not _is_int(v):
+                raise _fail(f"{path}.{key} = {_short(v)} must be a whole number or null")
+        elif isinstance(v, bool) or not isinstance(v, int | float):
+            raise _fail(f"{path}.{key} = {_short(v)} must be a number or null")
+
+    for key, v in d.items():
+        if key == "opamp":
+            for k, x in v.items():
+                scalar(f"opamp.{k}", x)
+        elif key == "coupling_bank":
+            if v is not None and not (
+                isinstance(v, list)
+                and v
+                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+            ):
+                raise _fail(f"{path}.coupling_bank = {_short(v)} must be a non-empty list of numbers or null")
+        else:
+            scalar(key, v)
+    try:
+        NonIdealities.from_dict(d)
+    except (CircuitError, TypeError, ValueError, OverflowError) as exc:
+        raise _fail(f"{path}: {str(exc).splitlines()[0]}") from None
+
+
 def _number(
     d: Mapping[str, Any],
     key: str,
@@ -323,6 +370,8 @@ class HardwareProfile:
                 _number(self.circuit, key, "circuit", lo=1e-300)
         if self.family == "rlc" and self.circuit["noise_injection"] not in ("series", "node"):
             raise _fail("profile field circuit.noise_injection must be 'series' or 'node'")
+        if "nonideal" in self.circuit:
+            _check_nonideal(self.circuit["nonideal"])
         _exact_keys(self.component_stats, COMPONENT_STATS_DEFAULTS, "component_stats")
         cs = self.component_stats
         for key in ("tolerance", "capacitor_tolerance"):
