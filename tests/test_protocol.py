@@ -228,3 +228,81 @@ def test_a_bad_grid_flag_is_one_line(tmp_path: Path, capsys) -> None:
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "--lr-grid" in lines[0] and "> 0" in lines[0], lines
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------ issue 11: TNGD claims
+
+
+def test_time_to_target_reads_the_clock_at_the_smoothed_crossing() -> None:
+    """The modelled time to target is the clock of the evaluation where the smoothed curve first reaches
+    the target (the same step as steps_to_target), None when it never does."""
+    accs = [0.5, 0.9, 0.6, 0.9, 0.95]
+    history = [
+        {"kind": "eval", "step": 10 * (i + 1), "test_accuracy": a, "modelled_device_time_s": 0.5 * (i + 1)}
+        for i, a in enumerate(accs)
+    ]
+    summary = {"history": history}
+    # k = 2 running means: 0.7, 0.75, 0.75, 0.925 -> target 0.8 first at step 50
+    assert proto.steps_to_target([(h["step"], h["test_accuracy"]) for h in history], 0.8, 2) == 50
+    assert proto.time_to_target(summary, 0.8, 2, "modelled_device_time_s") == pytest.approx(2.5)
+    assert proto.time_to_target(summary, 0.99, 2, "modelled_device_time_s") is None
+
+
+def test_modelled_time_per_evaluation_replaces_device_simulation_by_analog_time() -> None:
+    rec = {"kind": "eval", "step": 5, "wall_s": 3.0, "device_simulation_s": 2.0, "analog_time_tau": 100.0}
+    assert proto._with_modelled_time(rec, 1e-3)["modelled_device_time_s"] == pytest.approx(1.0 + 0.1)
+    tiled = rec | {"device_wall_time_tau": 10.0}  # tiles in parallel: the device's own wall time counts
+    assert proto._with_modelled_time(tiled, 1e-3)["modelled_device_time_s"] == pytest.approx(1.0 + 0.01)
+    step = {"kind": "step", "step": 5, "wall_s": 3.0}
+    assert proto._with_modelled_time(step, 1e-3) is step
+
+
+def test_tngd_adam_experiment_reports_modelled_time_to_adams_accuracy(tmp_path: Path, capsys) -> None:
+    """Real runs (digits, 150 examples, 2 epochs, 2 seeds, one-point TNGD grids): every row carries steps
+    and modelled device time to Adam's smoothed final accuracy; each evaluation has its modelled time, which
+    never decreases and, for the ideal device, counts analog time at the paper's τ = 1 µs."""
+    out = tmp_path / "ta"
+    argv = ["experiment", "tngd-adam", "--subset", "150", "--epochs", "2", "--seeds", "2"]
+    argv += ["--lr-grid", "1,3", "--precond-lr-grid", "1", "--damping-grid", "1", "--out", str(out)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    payload = json.loads((out / "tngd-adam.json").read_text())
+    assert payload["model"] == "mlp" and payload["tngd_device"] == "ideal device"
+    rows = {r["label"]: r for r in payload["rows"]}
+    assert set(rows) == {"adam", "tngd (ideal device)", "tngd-adam (ideal device)"}
+    for label, row in rows.items():
+        stt = row["metrics"]["modelled_time_to_target_s"]
+        assert stt["target_is"].startswith("Adam's smoothed final") and len(stt["per_seed"]) == 2
+        for run in payload["runs"][label]:
+            clock = [h["modelled_device_time_s"] for h in proto.eval_records(run)]
+            assert clock == sorted(clock) and clock[-1] <= run["modelled_device_time_s"]  # the run ends later
+            assert clock[-1] >= run["analog_time_tau"] * proto.tau_for(row["settings"])[0]
+    assert rows["tngd (ideal device)"]["tau_s"] == proto.PAPER_TAU_S
+    assert (out / "tngd-adam.png").stat().st_size > 0
+
+
+def test_tngd_experiments_check_model_and_backend_before_any_run(tmp_path: Path) -> None:
+    from thermotrain.training._experiments import _check_tngd_size, _exact_ngd, check_options
+
+    assert check_options("tngd-time", {"model": "cnn", "backend": "rc8"}) == {
+        "model": "cnn",
+        "backend": "rc8",
+    }
+    with pytest.raises(InputError, match="--model"):
+        check_options("tngd-time", {"model": "resnet"})
+    bad = tmp_path / "nope.json"
+    with pytest.raises(InputError, match="--backend"):
+        check_options("tngd-delay", {"backend": str(bad)})
+    with pytest.raises(InputError, match="--backend"):
+        check_options("tngd-noise", {"backend": "rlc8"})  # TNGD needs the RC family
+    with pytest.raises(InputError, match="--backend is for"):
+        check_options("optimizers", {"backend": "rc8"})
+
+    class Fashion:  # only the shape matters: the paper's CNN on 28×28 has 592 074 parameters
+        name, image_shape, num_classes = "fashion-mnist", (1, 28, 28), 10
+
+    with pytest.raises(InputError, match="592,074 parameters"):
+        _check_tngd_size("rc8", "cnn", Fashion())
+    _check_tngd_size("ideal", "cnn", Fashion())  # the ideal device is matrix-free
+    _check_tngd_size("rc8", "cnn", load_dataset("digits", subset=50))  # 2 746 parameters fit
+    assert _exact_ngd("cnn", Fashion())[1] == {"optimizer": "ngd-cg", "cg_iters": 50}
+    assert _exact_ngd("mlp", load_dataset("digits", subset=50))[1] == {"optimizer": "ngd"}

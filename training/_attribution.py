@@ -570,7 +570,7 @@ def run_attribution(
     """Run the attribution into ``out`` (a fresh folder): ``out/profiles/*.json`` (every variant),
     ``out/attribution.json``, ``out/results.json``, ``out/attribution.png``; return the payload.
 
-    ``opts``: checked experiment options (``dataset``, ``subset``, ``profile``, ``nonidealities``; absent:
+    ``opts``: checked experiment options (``dataset``, ``model``, ``subset``, ``profile``, ``nonidealities``; absent:
     :data:`DEFAULTS`, the shipped rc8 profile, :data:`DEFAULT_KEYS`); ``protocol``: seeds, epochs, grids."""
     from thermotrain.models import load_profile, shipped_profile_path
     from thermotrain.training._data import load_dataset
@@ -587,7 +587,11 @@ def run_attribution(
     dataset = opts.get("dataset", DEFAULTS["dataset"])
     subset = opts.get("subset", DEFAULTS["subset"])
     base = TrainConfig(
-        dataset=dataset, model="mlp", batch_size=64, progress=sys.stderr.isatty(), subset=subset
+        dataset=dataset,
+        model=opts.get("model", "mlp"),
+        batch_size=64,
+        progress=sys.stderr.isatty(),
+        subset=subset,
     )
     data = load_dataset(dataset, subset)
     result = run_protocol(arms, base, data, protocol)

@@ -209,6 +209,10 @@ _EXPERIMENT_HELP = {
     "dataset": "data set (default: digits; fashion-mnist for kfac-claims and attribution)",
     "epochs": "epochs per run (default 5, 3 for kfac-claims, 1 for attribution)",
     "subset": "use only this many examples (default: all; 10000 for attribution)",
+    "model": "network: mlp, the TNGD paper's cnn or vit (default mlp)",
+    "backend": "device the TNGD rows run on: ideal (matrix-free, τ = the paper's 1 µs) or an RC-family hardware "
+    "profile, a shipped name (rc8) or a JSON path (one cell per parameter: networks of at most 4096 parameters) "
+    "(default ideal)",
     "lr_schedule": "lr schedule of every run, tuning runs included (default cosine)",
     "damping": "K-FAC damping λ (> 0; default 0.1)",
     "inv_update_steps": "K-FAC inverse interval (default 10)",

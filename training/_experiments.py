@@ -9,12 +9,21 @@ the test set with 95 % t-intervals; steps-to-target on smoothed curves; plots wi
 - ``optimizers``: every optimizer of the harness, each tuned on its own grid; steps to Adam's (smoothed,
   mean over seeds) final test accuracy; simulation time and modelled device time.
 - ``tngd-time``: TNGD with t ∈ {0, 5, 10, 20, 50} τ (no warm start, κ0 = 0) against exact NGD and SGD with
-  momentum; TNGD's lr/λ are tuned at t = 20 τ and shared by every t and by exact NGD (its t → ∞ limit);
-  SGD is tuned on its own grid. t = 0 is SGD without momentum at TNGD's lr.
+  momentum; exact NGD (TNGD's t → ∞ limit) is tuned and its lr/λ are shared by every t, so the rows measure
+  how far each t is from its limit at the limit's best settings (tuning at a finite t instead selects a λ
+  the finite time regularises implicitly, at which exact NGD can diverge); SGD is tuned on its own grid.
+  t = 0 is SGD without momentum at NGD's lr.
 - ``tngd-delay``: TNGD with t_d ∈ {0, 0.2, 1} τ at t = 5 τ (warm start, κ0 = 0), tuned at t_d = 0 and
   shared; SGD with momentum as the baseline (own grid).
 - ``tngd-noise``: TNGD vs κ0 ∈ {0, 1e-4, 1e-3, 1e-2, 1e-1} at t = 20 τ, tuned at κ0 = 0 and shared; a
   profile's calibrated κ0 (``--profile``) is marked.
+- ``tngd-adam``: Adam, TNGD and TNGD-Adam (default analog time), each tuned on its own grid; steps and
+  modelled device time (digital measured + analog × τ) to Adam's smoothed final accuracy; the plot's time
+  axis is the modelled device time.
+- The four TNGD experiments run TNGD on ``--backend`` (default ``ideal``, matrix-free, τ = the paper's
+  1 µs) or on an RC-family hardware profile, which holds the whole GGN (one cell per parameter, at most
+  ``max_dense_params``; a larger network is refused before any run). ``tngd-time``'s t → ∞ reference is
+  exact NGD where the GGN can be formed (``MAX_DENSE_PARAMS``), else NGD by 50 CG iterations.
 - ``kfac-quantization``: thermodynamic K-FAC on profiles with coupling bits {4, 6, 8, 12} and tolerance
   {0, 1 %}, derived from a calibrated profile (``--profile``; default the shipped rc8 one), each with nearest
   rounding and with randomized rounding merged over 4 loads; all use digital K-FAC's tuned lr/λ.
@@ -32,7 +41,8 @@ the test set with 95 % t-intervals; steps-to-target on smoothed curves; plots wi
 - ``width`` (:mod:`thermotrain.training._width`): measured condition number and digital inverse time of
   K-FAC-like factors of width n ∈ {256 … 4096} against the modelled analog readout time (nothing trained).
 
-Defaults are sized for a 2-core CPU (digits, small MLP); ``--dataset fashion-mnist --subset N`` scales up.
+Defaults are sized for a 2-core CPU (digits, small MLP); ``--dataset fashion-mnist --subset N`` scales up
+and ``--model cnn`` (the TNGD paper's CNN) or ``vit`` changes the network of every training experiment.
 
 Every option is checked where it enters (:func:`run_experiment`): its type and range, and that the
 experiment uses it (``--damping`` for ``tngd-time`` is refused, not ignored). The outputs are written
@@ -54,11 +64,12 @@ from typing import Any
 import numpy as np
 
 from thermotrain._args import check_choice, check_float, check_int
-from thermotrain._errors import InputError, TrainingError
+from thermotrain._errors import InputError, ThermotrainError, TrainingError
 from thermotrain._html import experiment_report
 from thermotrain._safeio import output_dir, read_text, write_text_atomic
 from thermotrain.training._data import DATASETS, load_dataset
 from thermotrain.training._harness import TrainConfig
+from thermotrain.training._nets import MODELS
 from thermotrain.training._protocol import (
     Arm,
     Protocol,
@@ -87,13 +98,16 @@ PROTOCOL_OPTIONS = (
     "evals_per_epoch",
     "lr_schedule",
 )
-_COMMON = ("dataset", "epochs", "seeds", "subset", *PROTOCOL_OPTIONS)
+_COMMON = ("dataset", "model", "epochs", "seeds", "subset", *PROTOCOL_OPTIONS)
+#: the TNGD experiments also take the device TNGD runs on (``--backend ideal|PROFILE``)
+_TNGD = (*_COMMON, "backend")
 #: The options each experiment uses (anything else passed to it is refused).
 EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "optimizers": (*_COMMON, "profile"),
-    "tngd-time": _COMMON,
-    "tngd-delay": _COMMON,
-    "tngd-noise": (*_COMMON, "profile"),
+    "tngd-time": _TNGD,
+    "tngd-delay": _TNGD,
+    "tngd-noise": (*_TNGD, "profile"),
+    "tngd-adam": _TNGD,
     "kfac-quantization": (*_COMMON, "profile"),
     "cost-model": ("profile",),
     "kfac-claims": (
@@ -109,7 +123,8 @@ EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "attribution": (*(k for k in _COMMON if k != "lr_grid"), "profile", "nonidealities"),
     "width": ("profile",),  # training/_width.py: measured, nothing trained
 }
-OPTION_NAMES = ("dataset", "epochs", "seeds", "subset", "profile", "damping", "inv_update_steps", "pd_guard")
+OPTION_NAMES = ("dataset", "model", "epochs", "seeds", "subset", "profile", "backend", "damping")
+OPTION_NAMES = (*OPTION_NAMES, "inv_update_steps", "pd_guard")
 OPTION_NAMES = (*OPTION_NAMES, "analog_time", "adam_lr", *PROTOCOL_OPTIONS, "nonidealities")
 
 
@@ -148,6 +163,10 @@ def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
         flag = _flag_name(key)
         if key == "dataset":
             checked[key] = check_choice(flag, value, DATASETS)
+        elif key == "model":
+            checked[key] = check_choice(flag, value, MODELS)
+        elif key == "backend":
+            checked[key] = _tngd_backend_option(value)
         elif key in ("epochs", "seeds", "subset", "inv_update_steps", "tune_epochs", "smooth"):
             checked[key] = check_int(flag, value, minimum=1)
         elif key == "evals_per_epoch":
@@ -174,6 +193,54 @@ def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
             read_text(value, "profile", f"--profile {value}")  # a regular text file under the cap
             checked[key] = str(value)
     return checked
+
+
+def _tngd_backend_option(value: Any) -> str:
+    """``--backend`` of the TNGD experiments: ``ideal`` or an RC-family hardware profile (a shipped name
+    such as ``rc8`` or the path of a profile JSON, parsed and checked here, before any work)."""
+    from thermotrain.training._tngd import resolve_tngd_backend
+
+    if not isinstance(value, str | Path) or not str(value):
+        raise InputError(
+            f"--backend={value!r} must be 'ideal', a shipped profile name (rc8) or a profile path."
+        )
+    if str(value) == "ideal":
+        return "ideal"
+    try:
+        resolve_tngd_backend(str(value))
+    except ThermotrainError as exc:  # no such file, not a profile, a refused file, not the RC family
+        raise InputError(f"--backend {value}: {exc}") from None
+    return str(value)
+
+
+def _check_tngd_size(backend: str, model: str, data: Any) -> None:
+    """TNGD on a hardware profile holds the whole GGN: one cell per parameter, at most the dense device's
+    ``max_dense_params``. Refuse a larger network before any run (the ideal device is matrix-free)."""
+    if backend == "ideal":
+        return
+    from thermotrain.training._nets import build_model
+    from thermotrain.training._tngd import TNGDConfig
+
+    n = sum(p.numel() for p in build_model(model, data.image_shape, data.num_classes).parameters())
+    limit = TNGDConfig().max_dense_params
+    if n > limit:
+        raise InputError(
+            f"--backend {backend}: TNGD on a hardware profile holds the {model}'s whole GGN, one cell per "
+            f"parameter: {n:,} parameters on {data.name} is over the {limit:,}-cell dense device; use "
+            "--backend ideal (matrix-free) or a network of at most that many parameters (e.g. --dataset digits)."
+        )
+
+
+def _exact_ngd(model: str, data: Any) -> tuple[str, dict[str, Any]]:
+    """TNGD's t → ∞ limit: exact NGD (dense solve) where the GGN can be formed, else NGD by 50 CG
+    iterations (matrix-free; converged to the damped system's CG tolerance for the λ TNGD selects)."""
+    from thermotrain.training._ggn import MAX_DENSE_PARAMS
+    from thermotrain.training._nets import build_model
+
+    n = sum(p.numel() for p in build_model(model, data.image_shape, data.num_classes).parameters())
+    if n <= MAX_DENSE_PARAMS:
+        return "exact NGD", {"optimizer": "ngd"}
+    return "NGD (CG, 50 iterations)", {"optimizer": "ngd-cg", "cg_iters": 50}
 
 
 def protocol_from(opts: dict[str, Any], epochs: int, seeds: int) -> Protocol:
@@ -279,9 +346,15 @@ def _run(name: str, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
     epochs = opts.get("epochs", 3 if name == "kfac-claims" else 5)
     subset = opts.get("subset")
     progress = sys.stderr.isatty()  # progress bars for a person at a terminal, not in logs
-    base = TrainConfig(dataset=dataset, model="mlp", batch_size=64, progress=progress, subset=subset)
+    model = opts.get("model", "mlp")
+    base = TrainConfig(dataset=dataset, model=model, batch_size=64, progress=progress, subset=subset)
     protocol = protocol_from(opts, epochs, seeds)
     data = load_dataset(dataset, subset)
+    backend = opts.get("backend", "ideal")  # the TNGD experiments' device
+    _check_tngd_size(backend, model, data)
+    on = {} if backend == "ideal" else {"backend": backend}
+    where = "ideal device" if backend == "ideal" else f"profile {backend}"
+    clock = "simulation"
     marks: list[tuple[str, str, float]] = []
     target = None
     extra: dict[str, Any] = {}
@@ -303,34 +376,34 @@ def _run(name: str, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
         target = ("Adam's smoothed final test accuracy, mean over seeds", _smoothed_mean_of("adam", protocol))
         title = f"optimizers, MLP on {dataset} (each tuned on validation)"
     elif name == "tngd-time":
-        tngd = {"optimizer": "tngd", "kappa0": 0.0, "tngd_warm_start": False}
-        ref = "tngd t=20τ"
-        arms = [Arm(ref, tngd | {"analog_time": 20.0})]
-        for t in (0, 5, 10, 50):
+        tngd = {"optimizer": "tngd", "kappa0": 0.0, "tngd_warm_start": False, **on}
+        ref, ngd = _exact_ngd(model, data)  # TNGD's t → ∞ limit: tuned, and its lr/λ shared by every t
+        arms = []
+        for t in (0, 5, 10, 20, 50):
             label = "tngd t=0τ (= SGD without momentum)" if t == 0 else f"tngd t={t:g}τ"
             arms.append(Arm(label, tngd | {"analog_time": float(t)}, tune_with=ref))
-        arms.append(Arm("exact NGD", {"optimizer": "ngd"}, tune_with=ref))
-        arms.append(_sgd_baseline())
-        arms = sorted(arms[:5], key=lambda a: a.settings["analog_time"]) + arms[5:]
-        title = f"TNGD analog time (no warm start; lr, λ tuned at t = 20 τ), MLP on {dataset}"
+        arms += [Arm(ref, ngd), _sgd_baseline()]
+        title = f"TNGD analog time ({where}, no warm start; lr, λ tuned on {ref}), {model} on {dataset}"
     elif name == "tngd-delay":
         ref = "t_d=0τ"
         arms = [
             Arm(
                 f"t_d={d:g}τ",
-                {"optimizer": "tngd", "analog_time": 5.0, "delay": float(d), "kappa0": 0.0},
+                {"optimizer": "tngd", "analog_time": 5.0, "delay": float(d), "kappa0": 0.0, **on},
                 tune_with=None if d == 0 else ref,
             )
             for d in (0.0, 0.2, 1.0)
         ]
         arms.append(_sgd_baseline())
-        title = f"TNGD delay (t = 5 τ, warm start; lr, λ tuned at t_d = 0) vs SGD, MLP on {dataset}"
+        title = (
+            f"TNGD delay ({where}, t = 5 τ, warm start; lr, λ tuned at t_d = 0) vs SGD, {model} on {dataset}"
+        )
     elif name == "tngd-noise":
         ref = "κ0=0"
         arms = [
             Arm(
                 f"κ0={k:g}",
-                {"optimizer": "tngd", "analog_time": 20.0, "kappa0": float(k)},
+                {"optimizer": "tngd", "analog_time": 20.0, "kappa0": float(k), **on},
                 tune_with=None if k == 0 else ref,
             )
             for k in (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
@@ -338,15 +411,30 @@ def _run(name: str, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
         profile = _calibrated(opts.get("profile"))
         level = profile.kappa0 * profile.fitted["noise_scale"]
         extra["calibrated_kappa0"] = {"profile": profile.name, "kappa0_times_noise_scale": level}
-        title = f"TNGD noise κ0 (lr, λ tuned at κ0 = 0; calibrated {profile.name}: κ0·s = {level:.3g})"
+        title = (
+            f"TNGD noise κ0 ({where}; lr, λ tuned at κ0 = 0; calibrated {profile.name}: κ0·s = {level:.3g}), "
+            f"{model} on {dataset}"
+        )
+    elif name == "tngd-adam":
+        arms = [
+            Arm("adam", {"optimizer": "adam"}),
+            Arm(f"tngd ({where})", {"optimizer": "tngd", **on}),
+            Arm(f"tngd-adam ({where})", {"optimizer": "tngd-adam", **on}),
+        ]
+        target = ("Adam's smoothed final test accuracy, mean over seeds", _smoothed_mean_of("adam", protocol))
+        title = f"TNGD and TNGD-Adam vs Adam ({where}; each tuned on validation), {model} on {dataset}"
+        clock = "modelled"
     elif name == "kfac-quantization":
         arms, title = _kfac_quantization(out, _profile(opts.get("profile")))
     elif name == "kfac-claims":
         return _kfac_claims(out, opts, base, data, protocol)
     else:
         raise TrainingError(f"Unknown experiment {name!r}.")
+    extra["model"] = model
+    if name.startswith("tngd"):
+        extra["tngd_device"] = where
     result = run_protocol(arms, base, data, protocol, target=target)
-    return _finish(out, name, dataset, protocol, result, title, marks, extra)
+    return _finish(out, name, dataset, protocol, result, title, marks, extra, clock=clock)
 
 
 def _finish(
@@ -358,8 +446,10 @@ def _finish(
     title: str,
     marks: list[tuple[str, str, float]],
     extra: dict[str, Any],
+    clock: str = "simulation",
 ) -> dict[str, Any]:
-    """Write NAME.json, results.json and NAME.png of a protocol run; return the payload."""
+    """Write NAME.json, results.json and NAME.png of a protocol run (``clock``: the plot's time axis,
+    ``simulation`` or ``modelled`` device time); return the payload."""
     write_results(out, name, protocol, result.rows, result.failed, dataset=dataset, **extra)
     payload = {
         "experiment": name,
@@ -373,7 +463,7 @@ def _finish(
     }
     _write(out, name, payload)
     if result.runs:
-        plot_bands(result.runs, out / f"{name}.png", title, marks=marks)
+        plot_bands(result.runs, out / f"{name}.png", title, marks=marks, clock=clock)
     payload["_diverged"] = result.diverged
     return payload
 

@@ -18,7 +18,10 @@ from torch.func import functional_call, jvp, vjp
 
 from thermotrain._errors import TrainingError
 
-__all__ = ["GGNOperator", "flat_grad", "set_flat_grad", "trainable_parameters"]
+__all__ = ["MAX_DENSE_PARAMS", "GGNOperator", "flat_grad", "set_flat_grad", "trainable_parameters"]
+
+#: the largest network whose GGN :meth:`GGNOperator.dense` forms (parameters; exact NGD's limit)
+MAX_DENSE_PARAMS = 8192
 
 LossName = Literal["cross_entropy", "mse"]
 
@@ -108,7 +111,7 @@ class GGNOperator:
 
     __call__ = matvec
 
-    def dense(self, max_params: int = 8192) -> torch.Tensor:
+    def dense(self, max_params: int = MAX_DENSE_PARAMS) -> torch.Tensor:
         """A as an (N, N) matrix: Jᵀ H J + λI from the full Jacobian (B, d_z, N); O(B·d_z·N²) flops."""
         if self.n > max_params:
             raise TrainingError(

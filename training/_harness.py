@@ -612,6 +612,21 @@ def _truncate_metrics(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
+def _device_clock(method: Method) -> dict[str, Any]:
+    """The device's clocks so far, for an evaluation record: the wall-clock seconds spent simulating it
+    (``device_simulation_s``) and, for tiled K-FAC, its wall time in τ (tiles in parallel); ``{}`` when
+    digital. With the record's ``wall_s`` and ``analog_time_tau`` they give the modelled device time at
+    that evaluation (:mod:`thermotrain.training._protocol`)."""
+    if method.precond is None:
+        return {}
+    stats = method.precond.device_stats()
+    return {
+        k: float(stats[k])
+        for k in ("device_simulation_s", "device_wall_time_tau")
+        if stats.get(k) is not None
+    }
+
+
 def _guard_stats(method: Method) -> dict[str, Any]:
     """The device's counts beyond time and I/O (the damping guard's), and its readout summary."""
     if method.precond is None:
@@ -786,6 +801,7 @@ def _train(
                         "test_accuracy": e_acc,
                         "wall_s": wall_before + time.perf_counter() - t0,
                         "analog_time_tau": method.analog_time_tau,
+                        **_device_clock(method),
                     }
                     history.append(rec)
                     record(rec)
@@ -830,6 +846,7 @@ def _train(
                 "test_accuracy": test_acc,
                 "wall_s": wall_before + time.perf_counter() - t0,
                 "analog_time_tau": method.analog_time_tau,
+                **_device_clock(method),
             }
             history.append(rec)
             if fh is not None and out is not None:

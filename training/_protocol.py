@@ -66,6 +66,7 @@ __all__ = [
     "split",
     "steps_to_target",
     "t_ci95",
+    "time_to_target",
     "write_results",
 ]
 
@@ -502,6 +503,7 @@ def run_protocol(
             summary["modelled_device_time_s"] = (
                 max(float(summary["wall_s"]) - sim_s, 0.0) + analog_tau * tau_s
             )
+            summary["history"] = [_with_modelled_time(h, tau_s) for h in summary.get("history", [])]
             summaries.append(summary)
         if summaries:
             runs[arm.label] = summaries
@@ -537,7 +539,37 @@ def run_protocol(
                     "target": value,
                     "target_is": description,
                 }
+                times = [
+                    time_to_target(s, value, protocol.smooth, "modelled_device_time_s")
+                    for s in runs.get(row["label"], [])
+                ]
+                row["metrics"]["modelled_time_to_target_s"] = summarize(times) | {
+                    "target": value,
+                    "target_is": description,
+                }
     return ProtocolResult(rows, runs, failed, diverged)
+
+
+def _with_modelled_time(record: Mapping[str, Any], tau_s: float) -> Mapping[str, Any]:
+    """An evaluation record with ``modelled_device_time_s`` at that evaluation (module docstring, step 5:
+    digital time measured so far + analog time so far × τ); other records unchanged."""
+    if record.get("kind") not in ("eval", "epoch"):
+        return record
+    sim = float(record.get("device_simulation_s") or 0.0)
+    analog = float(record.get("device_wall_time_tau") or record.get("analog_time_tau") or 0.0)
+    return {**record, "modelled_device_time_s": max(float(record["wall_s"]) - sim, 0.0) + analog * tau_s}
+
+
+def time_to_target(summary: Mapping[str, Any], target: float, k: int, clock: str) -> float | None:
+    """The ``clock`` value (e.g. ``modelled_device_time_s``) of the evaluation at which the smoothed test
+    curve first reaches ``target`` (:func:`steps_to_target`); None if it never does."""
+    step = steps_to_target(evaluations(summary), target, k)
+    if step is None:
+        return None
+    for h in eval_records(summary):
+        if int(h["step"]) == step and clock in h:
+            return float(h[clock])
+    return None
 
 
 def _jsonable_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -637,8 +669,10 @@ def plot_bands(
     wall: bool = True,
     key: str = "test_accuracy",
     marks: Sequence[tuple[str, str, float]] = (),
+    clock: str = "simulation",
 ) -> None:
-    """Test accuracy against step (and simulation time) per arm: the mean over seeds with a band of its
+    """Test accuracy against step (and, right, simulation time or -- ``clock="modelled"`` -- the modelled
+    device time of step 5 in the module docstring, log scale) per arm: the mean over seeds with a band of its
     95 % t-interval (none for one seed, said in the axis label); distinct markers and line styles so
     overlapping curves stay visible; the legend below the axes and the title inside the saved figure.
     ``marks``: ("h" | "v", label, value) reference lines."""
@@ -666,7 +700,8 @@ def plot_bands(
             hw = np.array([t_ci95(vals[:, j])[1] for j in range(n)])
             axes[0, 0].fill_between(steps[:n], mean - hw, mean + hw, color=line.get_color(), alpha=0.15)
         if wall:
-            xs = np.mean([[float(h["wall_s"]) for h in eval_records(s)[:n]] for s in summaries], axis=0)
+            key_t = "modelled_device_time_s" if clock == "modelled" else "wall_s"
+            xs = np.mean([[float(h[key_t]) for h in eval_records(s)[:n]] for s in summaries], axis=0)
             axes[0, 1].plot(xs, mean, **style)
     what = (
         "one seed, no band"
@@ -677,7 +712,13 @@ def plot_bands(
     if lows and key.endswith("accuracy"):  # the band may pass 0 or 1 (few seeds): keep the means in view
         axes[0, 0].set_ylim(max(0.0, min(lows) - 0.05), 1.005)
     if wall:
-        axes[0, 1].set(xlabel="simulation time (s, this CPU; not device time)", ylabel="test accuracy")
+        if clock == "modelled":
+            axes[0, 1].set(
+                xlabel="modelled device time (s: digital measured + analog × τ)", ylabel="test accuracy"
+            )
+            axes[0, 1].set_xscale("log")
+        else:
+            axes[0, 1].set(xlabel="simulation time (s, this CPU; not device time)", ylabel="test accuracy")
     for kind, label, value in marks:
         (axes[0, 0].axhline if kind == "h" else axes[0, 0].axvline)(
             value, color="k", lw=0.7, ls="--" if kind == "h" else ":", label=label

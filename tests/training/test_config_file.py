@@ -147,7 +147,7 @@ def test_experiment_options_from_a_file(tmp_path, capsys):
     }
     # keys are the experiment options only; one the experiment does not use is refused by it
     for text, words in (
-        ("model = 'mlp'\n", "unknown key 'model'"),
+        ("optimizer = 'sgd'\n", "unknown key 'optimizer'"),
         ("damping = 0.1\n", "does not use --damping"),
     ):
         bad = _toml(tmp_path / "bad.toml", text)
