@@ -131,9 +131,9 @@ def _check_nonideal(d: Any) -> None:
         raise _fail(f"{path} must be a JSON object")
     top = {f.name for f in fields(NonIdealities)}
     op_keys = {f.name for f in fields(OpAmp)}
-    unknown = sorted(set(d) - top) + sorted(f"opamp.{k}" for k in set(d.get("opamp") or {}) - op_keys)
     if not isinstance(d.get("opamp", {}), dict):
         raise _fail(f"{path}.opamp = {_short(d['opamp'])} must be a JSON object")
+    unknown = sorted(set(d) - top) + sorted(f"opamp.{k}" for k in set(d.get("opamp") or {}) - op_keys)
     if unknown:
         raise _fail(f"{path} has unknown key(s) {unknown}")
 

@@ -337,3 +337,41 @@ def test_calibrate_outputs_are_atomic(tmp_path: Path, monkeypatch) -> None:
     calibrate(spec, settings, runs=runs, profile_path=inner / "profile.json", out_dir=inner, progress=False)
     assert load_profile(inner / "profile.json").calibrated and (inner / "summary.txt").exists()
     assert sorted(p.name for p in inner.parent.iterdir()) == ["calibrate-rc8"]  # no partial folder left
+
+
+@pytest.mark.parametrize(
+    "path, value, words",
+    [
+        (("opamp",), [[1.0]], "circuit.nonideal.opamp"),
+        (("opamp", "gbw_hz"), "x", "opamp.gbw_hz"),
+        (("opamp", "slew_rate"), True, "opamp.slew_rate"),
+        (("opamp", "rogue"), 1.0, "unknown key"),
+        (("capacitor_leakage",), {}, "capacitor_leakage"),
+        (("coupling_bank",), [1, "a"], "coupling_bank"),
+        (("coupling_bits",), 7.5, "coupling_bits"),
+        (("tolerance",), 0.5, "tolerance"),  # out of NonIdealities' range [0, 0.3)
+        (("opamp", "input_offset"), 1.0, "input_offset"),  # |offset| <= 0.1 V
+        (("shell",), "rm -rf /", "unknown key"),
+    ],
+)
+def test_the_calibrated_corner_of_a_profile_is_parsed_against_its_schema(
+    tmp_path, path, value, words
+) -> None:
+    """circuit.nonideal (the corner the profile was calibrated on) is an allowlist: known keys, numbers
+    (or null, "inf" gains), whole bit counts, NonIdealities' ranges -- anything else is one ProfileError."""
+
+    def change(d):
+        node = d["circuit"]["nonideal"]
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+
+    f = _write(tmp_path, _mutated(change))
+    with pytest.raises(ProfileError, match="circuit.nonideal") as exc:
+        load_profile(f)
+    assert words in str(exc.value) and "\n" not in str(exc.value)
+    # the shipped corner itself (and a null = off op-amp field) loads
+    ok = _mutated(lambda d: d["circuit"]["nonideal"]["opamp"].update(second_pole_hz=None))
+    assert (
+        load_profile(_write(tmp_path, ok, "ok.json")).circuit["nonideal"]["opamp"]["second_pole_hz"] is None
+    )
