@@ -106,8 +106,7 @@ class NGDPreconditioner:
         with torch.enable_grad():
             A = GGNOperator(self.model, x, y, lam, self.config.loss)
         if self.config.method == "dense":
-            M = A.dense(self.config.max_dense_params).double()
-            sol = torch.linalg.solve(M, g.double()).to(g.dtype)
+            sol = A.solve(g, self.config.max_dense_params)
             products = 0
         else:
             x0 = self.prev if self.config.warm_start else None

@@ -58,6 +58,27 @@ def test_ggn_vector_product_matches_dense_ggn_from_autograd_hessian() -> None:
     torch.testing.assert_close(A.matvec(v), ref @ v, atol=1e-12, rtol=1e-10)
 
 
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("batch", [2, 20])  # N = 53: B·d_z = 6 (Woodbury) and 60 (the direct N-space solve)
+def test_exact_ngd_solve_matches_the_dense_system_in_either_space(loss: str, batch: int) -> None:
+    """GGNOperator.solve (Woodbury in the B·d_z space when it is the smaller one) equals solving the dense
+    damped GGN, and U from factor() reproduces it: Uᵀ U + λI = dense()."""
+    model, _, _ = _problem()
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(batch, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (batch,), generator=g)
+    if loss == "mse":
+        y = torch.randn(batch, 3, dtype=torch.float64)
+    for lam in (0.3, 1e-3):
+        A = GGNOperator(model, x, y, damping=lam, loss=loss)
+        U = A.factor()
+        torch.testing.assert_close(
+            U.T @ U + lam * torch.eye(A.n, dtype=U.dtype), A.dense(), atol=1e-12, rtol=1e-10
+        )
+        g = torch.randn(A.n, dtype=torch.float64)
+        torch.testing.assert_close(A.solve(g), torch.linalg.solve(A.dense(), g), atol=1e-9, rtol=1e-8)
+
+
 def test_tngd_at_zero_time_equals_sgd_exactly() -> None:
     model, x, y = _problem()
     ref = _updates(model, x, y, None, torch.optim.SGD(model.parameters(), lr=0.1))
