@@ -421,6 +421,28 @@ def off_mask(n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ public API
+def _fit(
+    spec: Any,
+    circuit: Any,
+    s: CalibrationSettings,
+    fit_series: list[np.ndarray],
+    step_tau: float,
+    step: float,
+    profile: HardwareProfile,
+    tau_p: float,
+    tau_c: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any], int]:
+    """(M, D, u, diagnostics, lag in samples) of the family's fit on the fit runs (``step``: the runs'
+    sample interval in s)."""
+    if spec.family == "rc":
+        lag = max(1, int(round(s.lag_tau * tau_c / step)))
+        shift = 0 if circuit.noise_interval is None else int(math.ceil(2 * circuit.noise_interval / step))
+        M, D, u, diag = _fit_rc(fit_series, step_tau, lag, shift=shift, mle=s.mle, max_iter=s.max_iter)
+        return M, D, u, diag, lag
+    M, D, u, diag = _fit_rlc(fit_series, step_tau, profile.circuit, spec.kappa0, tau_p)
+    return M, D, u, diag, 0
+
+
 def calibrate(
     spec: Any,
     settings: CalibrationSettings = CalibrationSettings(),
@@ -447,9 +469,15 @@ def calibrate(
     Cost: the SPICE runs (seconds per 10³ τ at N = 8), then O(N³) per likelihood evaluation.
     """
     from thermotrain._safeio import check_output_dir
-    from thermotrain.circuits import Theory, linear_sde
+    from thermotrain.circuits import Theory, linear_region, linear_sde
     from thermotrain.netlists._ngspice import ngspice_version
-    from thermotrain.netlists._validation import PHASES, describe_failures, noisy_runs
+    from thermotrain.netlists._validation import (
+        CLIP_THRESHOLD,
+        PHASES,
+        clipped_fraction,
+        describe_failures,
+        noisy_runs,
+    )
 
     t_start = time.perf_counter()
     if not isinstance(settings, CalibrationSettings):
@@ -470,6 +498,11 @@ def calibrate(
     profile = _design_profile(spec, circuit, name)
     tau_c, tau_p = circuit.time_constant, profile.tau_s
     t_slow = theory.relaxation_time
+    # the linear theory's region (as validate): predicted swing/slew, and the clipping SPICE shows
+    swing = spec.nonideal.opamp.output_swing
+    region = linear_region(circuit, spec.nonideal.opamp)
+    amp_nodes = region.nodes if swing is not None else ()
+    clipped: float | None = None
     t0 = time.perf_counter()
     if runs is None:
         runs = noisy_runs(
@@ -479,7 +512,16 @@ def calibrate(
             duration=s.duration_tau * tau_c,
             executor=executor,
             progress=progress,
+            extra_probes=amp_nodes,
         )
+        if amp_nodes:
+            clipped = clipped_fraction(runs.transients, amp_nodes, swing, s.burn_in * t_slow)
+            if clipped > CLIP_THRESHOLD:  # the linear surrogate cannot be fitted to clipped traces
+                raise CalibrationError(
+                    f"calibration of {name} refused: clipped_fraction {clipped:.3g} > {CLIP_THRESHOLD:g} -- an "
+                    f"amplifier output sat at its +-{swing:g} V swing, outside the linear surrogate's region "
+                    f"(predicted: {region.describe()}); lower --kappa0 or the mean, or use a part with more swing."
+                )
         n_fit = s.fit_runs
         ok_idx = [i for i in range(s.runs) if i not in {f["index"] for f in runs.failures}]
     else:
@@ -499,18 +541,19 @@ def calibrate(
     step_tau = runs.step / tau_p
     t0 = time.perf_counter()
     A_user = spec.target
-    if spec.family == "rc":
-        lag = max(1, int(round(s.lag_tau * tau_c / runs.step)))
-        shift = (
-            0 if circuit.noise_interval is None else int(math.ceil(2 * circuit.noise_interval / runs.step))
-        )
-        M, D, u, diag = _fit_rc(fit_series, step_tau, lag, shift=shift, mle=s.mle, max_iter=s.max_iter)
-        observe = np.eye(spec.size)
-    else:
-        M, D, u, diag = _fit_rlc(fit_series, step_tau, profile.circuit, spec.kappa0, tau_p)
-        observe = np.hstack([np.eye(spec.size), np.zeros((spec.size, spec.size))])
-        lag = 0
+    try:
+        M, D, u, diag, lag = _fit(spec, circuit, s, fit_series, step_tau, runs.step, profile, tau_p, tau_c)
+    except np.linalg.LinAlgError as exc:  # degenerate traces (e.g. a node stuck): one line, not a traceback
+        raise CalibrationError(
+            f"the surrogate fit of {name} failed ({exc}): the SPICE traces are degenerate (a node constant or "
+            "two nodes identical); check the runs' traces.png with `validate --save-traces`."
+        ) from None
     t_fit = time.perf_counter() - t0
+    observe = (
+        np.eye(spec.size)
+        if spec.family == "rc"
+        else np.hstack([np.eye(spec.size), np.zeros((spec.size,) * 2)])
+    )
     device = LinearSDE(torch.tensor(M), torch.tensor(0.5 * (D + D.T)), torch.tensor(u))
     obs = torch.tensor(observe)
 
@@ -586,6 +629,19 @@ def calibrate(
     # the generative model at the calibration size, with its own (profile-seeded) tolerance draw
     gen = profile.instantiate(torch.tensor(A_user))
     gen_cov = device_covariance(gen.sde, gen.observe)
+    # the verdict: held-out error within its CI95 (the spread is reported), inside the linear region
+    checks = {
+        "heldout_within_ci95": bool(fit_entry["heldout_covariance_rel_error"] <= held_ci95),
+        "heldout_within_spread": bool(fit_entry["heldout_covariance_rel_error"] <= spread),
+        "region": region.ok,
+    }
+    details = {"region": f"outside the op-amp's linear region: {region.describe()}"}
+    if clipped is not None:
+        checks["clipping"] = clipped <= CLIP_THRESHOLD
+        details["clipping"] = (
+            f"clipped_fraction {clipped:.3g} > {CLIP_THRESHOLD:g}: an amplifier output sat at its +-{swing:g} V "
+            "swing, outside the linear surrogate's region (lower --kappa0 or the mean)"
+        )
     report: dict[str, Any] = {
         "name": name,
         "family": spec.family,
@@ -598,11 +654,12 @@ def calibrate(
         "fit": {k: v for k, v in fit_entry.items() if k != "device"},
         "fitted": fitted,
         "fit_method": diag,
-        "checks": {
-            "heldout_within_ci95": bool(fit_entry["heldout_covariance_rel_error"] <= held_ci95),
-            "heldout_within_spread": bool(fit_entry["heldout_covariance_rel_error"] <= spread),
-        },
-        "pass": bool(fit_entry["heldout_covariance_rel_error"] <= held_ci95) and not runs.failures,
+        "checks": checks,
+        "pass": bool(checks["heldout_within_ci95"] and checks["region"] and checks.get("clipping", True))
+        and not runs.failures,
+        "fail_reasons": [details[k] for k in ("region", "clipping") if k in checks and not checks[k]],
+        "clipped_fraction": clipped,
+        "linear_region": region.to_dict() | {"ok": region.ok, "describe": region.describe()},
         "runs_failed": runs.failures,
         "reduction": {"auto": red.report(), "surrogate_order": red_fixed.report()},
         "generative_covariance_rel_error": _rel(gen_cov, model_cov),
@@ -674,6 +731,16 @@ def _summary_rows(report: dict[str, Any]) -> list[tuple[str, Any, str]]:
                 "smallest order within 1e-3 (white noise)",
             )
         )
+    if report.get("clipped_fraction") is not None:
+        from thermotrain.netlists._validation import CLIP_THRESHOLD
+
+        rows.append(
+            (
+                "clipped fraction (amplifier outputs)",
+                report["clipped_fraction"],
+                f"<= {CLIP_THRESHOLD:g} (linear)",
+            )
+        )
     return rows
 
 
@@ -686,7 +753,8 @@ def summary(report: dict[str, Any]) -> str:
         f"{report['name']}: {report['family'].upper()} array, N = {report['size']}, ngspice "
         f"{report['ngspice_version']}, {f['fit_runs']} fit + {f['heldout_runs']} held-out runs x "
         f"{f['duration_tau']:g} tau, {report['timings_s']['total']:.1f} s -> {'PASS' if report['pass'] else 'FAIL'}"
-        f"\nfit: {report['fit_method']['method']}; fitted {fitted}"
+        + "".join(f" ({r})" for r in report.get("fail_reasons", []))
+        + f"\nfit: {report['fit_method']['method']}; fitted {fitted}"
     )
     return head + "\n" + table(rows, ("quantity", "value", "reference"))
 
@@ -702,6 +770,7 @@ def _html_report(out: Path, report: dict[str, Any]) -> None:
         f"{'PASS' if ok else 'FAIL'}: held-out covariance rel. error {f['heldout_covariance_rel_error']:.3g} "
         f"(CI95 {f['heldout_covariance_rel_error_ci95']:.3g})"
         + (f"; {len(report['runs_failed'])} SPICE run(s) failed" if report.get("runs_failed") else "")
+        + "".join(f"; {r}" for r in report.get("fail_reasons", []))
     )
     sections = [
         Section(

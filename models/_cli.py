@@ -104,7 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "reduced-order surrogate (RC: shifted lag-covariance identification, optionally refined by the "
             "exact transition likelihood; RLC: Boltzmann covariance + lag-autocovariance fit), and write the versioned hardware "
             "profile. The report (report.json, summary.txt, traces/autocorrelation/covariance/fit_errors PNG) "
-            "goes next to it. Exit code 3 when the held-out covariance error exceeds its CI95. Times in tau "
+            "goes next to it. Exit code 3 when the held-out covariance error exceeds its CI95, or the run leaves the op-amps' linear region (predicted swing/slew, or more than 0.1 % of samples clipped). Times in tau "
             "(the array's time constant)."
         ),
     )

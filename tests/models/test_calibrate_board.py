@@ -26,3 +26,25 @@ def test_board_calibration_held_out_runs_agree_within_their_ci() -> None:
     assert f["spice_spread_rel"] <= f["model_covariance_rel_error_ci95"]
     assert f["heldout_covariance_rel_error"] <= f["heldout_covariance_rel_error_ci95"]
     assert cal.report["pass"]
+    # the board's amplifiers stayed linear: measured (their output stages probed), none clipped
+    assert cal.report["clipped_fraction"] == 0.0 and cal.report["checks"]["clipping"]
+    assert cal.report["checks"]["region"] and cal.report["linear_region"]["ok"]
+
+
+def test_calibration_outside_the_linear_region_is_refused_with_that_reason(tmp_path) -> None:
+    """An op-amp whose output swing (0.35 V) sits inside the outputs' +-3 sigma band: the surrogate is
+    linear, so a fit to clipped traces is not a calibration. calibrate measures the clipped fraction on
+    the amplifiers' output stages and refuses, naming it (as validate FAILs), and writes nothing."""
+    import numpy as np
+
+    from thermotrain._errors import CalibrationError
+    from thermotrain.circuits import NonIdealities, OpAmp, from_matrix
+
+    A = np.array([[2.0, -0.5], [-0.5, 1.0]])
+    op = OpAmp(open_loop_gain=1e5, output_swing=0.35)
+    spec = from_matrix(A, [0.2, 0.1], family="rc", nonideal=NonIdealities(opamp=op))
+    settings = CalibrationSettings(fit_runs=1, heldout_runs=2, duration_tau=200, seed=0, workers=1)
+    with pytest.raises(CalibrationError, match=r"clipped_fraction [\d.]+ > 0\.001 .*0\.35 V swing") as exc:
+        calibrate(spec, settings, out_dir=tmp_path / "rep", profile_path=tmp_path / "p.json", progress=False)
+    assert "\n" not in str(exc.value)
+    assert not (tmp_path / "rep").exists() and not (tmp_path / "p.json").exists()
