@@ -142,16 +142,6 @@ class GGNOperator:
         return ((gd - U.T @ torch.linalg.solve(K, U @ gd)) / self.damping).to(g.dtype)
 
     def dense(self, max_params: int = MAX_DENSE_PARAMS) -> torch.Tensor:
-        """A as an (N, N) matrix: Jᵀ H J + λI from the full Jacobian (B, d_z, N); O(B·d_z·N²) flops."""
-        if self.n > max_params:
-            raise TrainingError(
-                f"Forming the {self.n}x{self.n} GGN densely is too large (limit max_params={max_params}); use the "
-                "matrix-free path (integrator='krylov' or NGD with CG)."
-            )
-        jac = torch.func.jacrev(self._f)(self.theta)  # (B, d, N)
-        if self.loss == "cross_entropy":
-            h = (torch.diag_embed(self.p) - self.p[:, :, None] * self.p[:, None, :]) / self.batch
-            G = torch.einsum("bin,bij,bjm->nm", jac, h, jac)
-        else:
-            G = 2.0 * torch.einsum("bin,bim->nm", jac, jac) / self.z.numel()
-        return G + self.damping * torch.eye(self.n, dtype=G.dtype)
+        """A as an (N, N) matrix: Uᵀ U + λI with U from :meth:`factor`; O(B·d_z·N²) flops."""
+        U = self.factor(max_params)
+        return U.T @ U + self.damping * torch.eye(self.n, dtype=U.dtype)
