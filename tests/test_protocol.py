@@ -278,6 +278,12 @@ def test_tngd_adam_experiment_reports_modelled_time_to_adams_accuracy(tmp_path: 
             assert clock[-1] >= run["analog_time_tau"] * proto.tau_for(row["settings"])[0]
     assert rows["tngd (ideal device)"]["tau_s"] == proto.PAPER_TAU_S
     assert (out / "tngd-adam.png").stat().st_size > 0
+    # results.md: the same rows as a markdown table (what docs/results.md quotes)
+    table = (out / "results.md").read_text().splitlines()
+    assert table[0].startswith("| row | selected lr") and len(table) == 2 + len(rows)
+    for label, row in rows.items():
+        line = next(t for t in table if t.startswith(f"| {label} |"))
+        assert f"{100 * row['mean']:.2f} [{100 * row['ci95'][0]:.2f}, {100 * row['ci95'][1]:.2f}]" in line
 
 
 def test_tngd_experiments_check_model_and_backend_before_any_run(tmp_path: Path) -> None:

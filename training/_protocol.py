@@ -620,6 +620,50 @@ def flat_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def markdown_table(payload: Mapping[str, Any]) -> str:
+    """A results.json payload as the markdown table of ``docs/results.md``: per row the selected lr and λ
+    (``*`` at a grid edge; ``from X`` when shared), test accuracy mean and 95 % interval (%), seeds, steps
+    and modelled device time to the target (mean over the seeds that reached it, and how many never did),
+    simulation and modelled device time per run (s) and analog time (τ). :func:`write_results`
+    writes it as ``OUT/results.md`` beside ``results.json``."""
+
+    def num(x: Any, fmt: str) -> str:
+        return "–" if x is None else format(x, fmt)
+
+    def reached(m: Mapping[str, Any] | None, fmt: str) -> str:
+        if not m:
+            return "–"
+        got = [v for v in m.get("per_seed", []) if v is not None]
+        never = len(m.get("per_seed", [])) - len(got)
+        text = num(float(np.mean(got)) if got else None, fmt)
+        return text + (f" ({never} never)" if never else "")
+
+    lines = [
+        "| row | selected lr, λ (* = grid edge) | test acc % mean [95 % CI] | seeds | steps to target "
+        "| modelled time to target (s) | simulation s/run | modelled device s/run | analog τ/run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in payload["rows"]:
+        s, edge, m = r["settings"], r.get("at_grid_edge") or [], r.get("metrics", {})
+        lr = num(s.get("lr"), "g") + ("*" if "lr" in edge else "")
+        lam = num(s.get("damping"), "g") + ("*" if "damping" in edge else "") if s.get("damping") else "—"
+        sel = f"{lr}, {lam}" + (f" (from {r['selected_with']})" if r.get("selected_with") else "")
+        ci = r.get("ci95")
+        acc = "–" if r.get("mean") is None else f"{100 * r['mean']:.2f}"
+        if ci is not None:
+            acc += f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
+        lines.append(
+            f"| {r['label']} | {sel} | {acc} | {len(r['seeds'])} | {reached(m.get('steps_to_target'), '.0f')} "
+            f"| {reached(m.get('modelled_time_to_target_s'), '.3g')} "
+            f"| {num(m.get('simulation_time_s', {}).get('mean'), '.2f')} "
+            f"| {num(m.get('modelled_device_time_s', {}).get('mean'), '.3g')} "
+            f"| {num(m.get('analog_time_tau', {}).get('mean'), '.3g')} |"
+        )
+    for label, msgs in (payload.get("failed") or {}).items():
+        lines.append(f"\nFailed, {label}: " + "; ".join(m.split(". ")[0] for m in msgs) + ".")
+    return "\n".join(lines)
+
+
 def _strict(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
@@ -647,7 +691,8 @@ def write_results(
     failed: Mapping[str, list[str]] | None = None,
     **extra: Any,
 ) -> Path:
-    """``out/results.json`` (atomically): the experiment, its protocol, one row per arm, the failures."""
+    """``out/results.json`` (atomically): the experiment, its protocol, one row per arm, the failures; and
+    ``out/results.md``, the same rows as a markdown table (:func:`markdown_table`)."""
     payload = {
         "experiment": experiment,
         "protocol": None if protocol is None else protocol.describe(),
@@ -655,7 +700,9 @@ def write_results(
         "rows": list(rows),
         "failed": dict(failed or {}),
     }
-    return write_text_atomic(Path(out) / RESULTS_FILE, dumps(payload) + "\n")
+    path = write_text_atomic(Path(out) / RESULTS_FILE, dumps(payload) + "\n")
+    write_text_atomic(Path(out) / "results.md", markdown_table(json.loads(path.read_text())) + "\n")
+    return path
 
 
 # ------------------------------------------------------------------------------------------ plots
