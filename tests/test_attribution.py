@@ -20,9 +20,14 @@ ROW_KEYS = {"label", "settings", "selected_on", "seeds", "per_seed", "mean", "ci
 ARM_KEYS = {"optimizer", "settings", "selected_on", "grid", "seeds", "per_seed", "mean", "ci95"}
 
 
-@pytest.fixture(scope="module")
-def rc8():
-    return load_profile(shipped_profile_path("rc8"))
+ARCHIVED_RC8 = Path(__file__).resolve().parents[1] / "models/profiles/archive/rc8-2026-12-01.json"
+
+
+@pytest.fixture(scope="module", params=["shipped", "archived"])
+def rc8(request):
+    """The shipped rc8 (calibrated on the board with a 10 MHz op-amp) and the archived one of 2026-12-01
+    (calibrated on the old board: no GBW, which the attribution then adds)."""
+    return load_profile(shipped_profile_path("rc8") if request.param == "shipped" else ARCHIVED_RC8)
 
 
 def _fields(profile, keys):
@@ -34,8 +39,13 @@ def test_each_variant_switches_exactly_one_nonideality(rc8) -> None:
     variants, added, modelled = attr.attribution_variants(rc8, keys)
     by = {v.label: v for v in variants}
     full, ideal = by[attr.FULL].profile, by[attr.IDEAL].profile
-    # rc8 has no ADC and no GBW: the board gets the stated values; everything else is the profile's
-    assert added == {"adc_bits": {"adc_bits": 12}, "opamp_gbw": {"component_stats.opamp_gbw_hz": 10e6}}
+    # rc8 has no ADC (and the profile calibrated on the old board no GBW): the board gets the stated values
+    # for what the profile lacks; everything else is the profile's (the recalibrated rc8 carries 10 MHz)
+    want = {"adc_bits": {"adc_bits": 12}}
+    if rc8.component_stats["opamp_gbw_hz"] is None:
+        want["opamp_gbw"] = {"component_stats.opamp_gbw_hz": 10e6}
+    assert added == want
+    assert full.component_stats["opamp_gbw_hz"] == 10e6
     assert full.component_stats["coupling_bits"] == 8 and full.adc_bits == 12
     assert full.fitted == rc8.fitted and full.kappa0 == rc8.kappa0
     assert ideal.component_stats["coupling_bits"] is None and ideal.adc_bits is None
@@ -169,6 +179,10 @@ def test_a_tiny_attribution_run_writes_rows_profiles_and_results(tmp_path: Path)
     assert bits["ci95"] is None  # one seed: no interval
     gbw = rows["opamp_gbw"]
     assert gbw["modelled"] is False and "by construction" in gbw["note"]
-    assert gbw["settings"]["board_source"].startswith("stated")
+    # the shipped rc8 (recalibrated on the new board) carries its own 10 MHz GBW: the board takes it
+    shipped_gbw = load_profile(shipped_profile_path("rc8")).component_stats["opamp_gbw_hz"]
+    assert gbw["settings"]["board_source"] == (
+        "profile" if shipped_gbw else "stated (the profile has the ideal value)"
+    )
     assert gbw["metrics"]["accuracy_lost_one_off"]["by_construction"] is True
     assert [r["nonideality"] for r in payload["table"]] == ["coupling bits", "op-amp GBW"]

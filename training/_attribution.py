@@ -21,7 +21,8 @@ op-amp offsets  ``component_stats.opamp_offset_v``               0 V
 ============== ================================================ ======================================
 
 The board value of each is the starting profile's. Where the profile leaves one at its ideal value (the
-shipped rc8 has no ADC, no GBW and no offsets), the board gets a **stated** value instead
+rc8 calibrated on the old board had no ADC, no GBW and no offsets; the one recalibrated on the new board
+carries a 10 MHz GBW and a 25 µV offset, but still no ADC), the board gets a **stated** value instead
 (:data:`STATED_BOARD_VALUES`: a 12-bit ADC over ±output_full_scale_v, a 10 MHz GBW, 1 mV σ input offsets --
 issue 9's board op-amp class), so "full board" = the profile plus those; a row "profile as shipped" shows the
 profile alone, and ``results.json`` lists what was added (``added_to_profile``).

@@ -692,7 +692,8 @@ def write_results(
     **extra: Any,
 ) -> Path:
     """``out/results.json`` (atomically): the experiment, its protocol, one row per arm, the failures; and
-    ``out/results.md``, the same rows as a markdown table (:func:`markdown_table`)."""
+    ``out/results.md``, the same rows as a markdown table (:func:`markdown_table`), for the protocol's
+    training rows (an experiment that trains nothing, e.g. ``width``, writes results.json only)."""
     payload = {
         "experiment": experiment,
         "protocol": None if protocol is None else protocol.describe(),
@@ -701,7 +702,8 @@ def write_results(
         "failed": dict(failed or {}),
     }
     path = write_text_atomic(Path(out) / RESULTS_FILE, dumps(payload) + "\n")
-    write_text_atomic(Path(out) / "results.md", markdown_table(json.loads(path.read_text())) + "\n")
+    if protocol is not None and all("settings" in r for r in rows):  # training rows (not width's)
+        write_text_atomic(Path(out) / "results.md", markdown_table(json.loads(path.read_text())) + "\n")
     return path
 
 
