@@ -542,6 +542,7 @@ def test_experiment_out_is_refused_when_it_holds_files_unless_overwrite(tmp_path
         "config.toml",
         "report.html",
         "results.json",
+        "results.md",
         "tb",
         "tngd-delay.json",
         "tngd-delay.png",
