@@ -380,6 +380,26 @@ def corner_as_dict(nonideal: NonIdealities) -> dict[str, Any]:
     return out
 
 
+def corner_value(what: str, key: str, name: str, v: Any) -> Any:
+    """A non-null value ``v`` of the NonIdealities/OpAmp field ``name`` (written as ``key`` in ``what``),
+    type-checked: a list of numbers for ``coupling_bank`` (returned as a tuple), a whole number for the bit
+    counts, a number (returned as float) otherwise; a CircuitError naming ``what``, ``key`` and ``v``
+    else. The ranges are NonIdealities' own (checked when it is built)."""
+    if name == "coupling_bank":
+        if not isinstance(v, list) or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in v
+        ):
+            raise CircuitError(f"{what}: {key} = {v!r} must be a list of numbers (fractions in (0, 1]).")
+        return tuple(float(x) for x in v)
+    if name in _INT_FIELDS:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise CircuitError(f"{what}: {key} = {v!r} must be a whole number (or null = off).")
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise CircuitError(f"{what}: {key} = {v!r} must be a number (or null = off).")
+    return float(v)
+
+
 def corner_from_dict(d: Any, what: str = "corner") -> NonIdealities:
     """A corner from a dict of the :data:`CORNER_KEYS` schema (strict: an unknown key, a wrong type or an
     out-of-range value is one CircuitError naming it). Missing keys come from ``d["base"]`` (a named
@@ -407,19 +427,8 @@ def corner_from_dict(d: Any, what: str = "corner") -> NonIdealities:
         target, name = (op, path[6:]) if path.startswith("opamp.") else (top, path)
         if v is None:
             v = _NULL_MEANS.get(name, 0.0 if name in _NULL_ZERO else None)
-        elif name == "coupling_bank":
-            if not isinstance(v, list) or not all(
-                isinstance(x, int | float) and not isinstance(x, bool) for x in v
-            ):
-                raise CircuitError(f"{what}: {key} = {v!r} must be a list of numbers (fractions in (0, 1]).")
-            v = tuple(float(x) for x in v)
-        elif name in _INT_FIELDS:
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise CircuitError(f"{what}: {key} = {v!r} must be a whole number (or null = off).")
-        elif isinstance(v, bool) or not isinstance(v, int | float):
-            raise CircuitError(f"{what}: {key} = {v!r} must be a number (or null = off).")
         else:
-            v = float(v)
+            v = corner_value(what, key, name, v)
         target[name] = v
     try:
         return NonIdealities(opamp=OpAmp(**op), **top)

@@ -120,49 +120,32 @@ def _check_finite(obj: Any, path: str) -> None:
 
 def _check_nonideal(d: Any) -> None:
     """``circuit.nonideal`` (the corner the profile was calibrated on, as ``NonIdealities.to_dict`` writes
-    it) parsed against its schema: known keys only, ``opamp`` an object of OpAmp's keys, every value a
-    number, null or (gains) ``"inf"``, whole numbers for the bit counts, a list of numbers for
-    ``coupling_bank``, and the ranges :class:`~thermotrain.circuits.NonIdealities` accepts."""
+    it) parsed against its schema: known keys only, ``opamp`` an object of OpAmp's keys, every value null,
+    ``"inf"`` (a gain) or of its field's type (:func:`thermotrain.circuits._nonideal.corner_value`, the
+    corner-file check), and the ranges :class:`~thermotrain.circuits.NonIdealities` accepts."""
     from thermotrain.circuits import NonIdealities, OpAmp
-    from thermotrain.circuits._nonideal import _INT_FIELDS
+    from thermotrain.circuits._nonideal import corner_value
 
     path = "profile field circuit.nonideal"
     if not isinstance(d, dict):
         raise _fail(f"{path} must be a JSON object")
-    top = {f.name for f in fields(NonIdealities)}
-    op_keys = {f.name for f in fields(OpAmp)}
     if not isinstance(d.get("opamp", {}), dict):
         raise _fail(f"{path}.opamp = {_short(d['opamp'])} must be a JSON object")
+    top = {f.name for f in fields(NonIdealities)}
+    op_keys = {f.name for f in fields(OpAmp)}
     unknown = sorted(set(d) - top) + sorted(f"opamp.{k}" for k in set(d.get("opamp") or {}) - op_keys)
     if unknown:
         raise _fail(f"{path} has unknown key(s) {unknown}")
-
-    def scalar(key: str, v: Any) -> None:
-        if v is None or v in ("inf", "-inf") and key.endswith("gain"):
-            return
-        if key in _INT_FIELDS:
-            if not _is_int(v):
-                raise _fail(f"{path}.{key} = {_short(v)} must be a whole number or null")
-        elif isinstance(v, bool) or not isinstance(v, int | float):
-            raise _fail(f"{path}.{key} = {_short(v)} must be a number or null")
-
-    for key, v in d.items():
-        if key == "opamp":
-            for k, x in v.items():
-                scalar(f"opamp.{k}", x)
-        elif key == "coupling_bank":
-            if v is not None and not (
-                isinstance(v, list)
-                and v
-                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
-            ):
-                raise _fail(f"{path}.coupling_bank = {_short(v)} must be a non-empty list of numbers or null")
-        else:
-            scalar(key, v)
+    values = [(k, k, v) for k, v in d.items() if k != "opamp"]
+    values += [(f"opamp.{k}", k, v) for k, v in (d.get("opamp") or {}).items()]
     try:
-        NonIdealities.from_dict(d)
+        for key, name, v in values:
+            if v is not None and not (v == "inf" and name == "open_loop_gain"):
+                corner_value(path, key, name, v)
+        NonIdealities.from_dict(d)  # the ranges
     except (CircuitError, TypeError, ValueError, OverflowError) as exc:
-        raise _fail(f"{path}: {str(exc).splitlines()[0]}") from None
+        msg = str(exc).splitlines()[0]
+        raise _fail(msg if msg.startswith(path) else f"{path}: {msg}") from None
 
 
 def _number(

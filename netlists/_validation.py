@@ -215,6 +215,15 @@ def clipped_fraction(
     return circuits.clipped_fraction(v, swing, margin=CLIP_MARGIN * swing) if v.size else 0.0
 
 
+def clipping_reason(clipped: float, swing: float) -> str:
+    """Why a run with ``clipped`` (> CLIP_THRESHOLD) of its samples at the ±``swing`` V rail is outside the
+    linear theory's region, and what to do (validate's verdict, calibrate's refusal)."""
+    return (
+        f"clipped_fraction {clipped:.3g} > {CLIP_THRESHOLD:g} -- an amplifier output sat at its +-{swing:g} V "
+        "swing, outside the linear theory's region (lower --kappa0 or the mean)"
+    )
+
+
 def target_fidelity(
     spec: ArraySpec,
     dc: np.ndarray | None,
@@ -433,10 +442,7 @@ def validate(
     details["region"] = f"outside the op-amp's linear region: {region.describe()}"
     if clipped is not None:
         checks["clipping"] = clipped <= CLIP_THRESHOLD
-        details["clipping"] = (
-            f"clipped_fraction {clipped:.3g} > {CLIP_THRESHOLD:g}: an amplifier output sat at its +-{swing:g} V "
-            "swing, outside the linear theory's region (lower --kappa0 or the mean)"
-        )
+        details["clipping"] = clipping_reason(clipped, swing)
     target = target_fidelity(spec, dc, cov, s.target_tolerance, budget.covariance_rel_error_ci95)
     prof = None
     if profile is not None:

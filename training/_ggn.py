@@ -131,7 +131,8 @@ class GGNOperator:
     def solve(self, g: torch.Tensor, max_params: int = MAX_DENSE_PARAMS) -> torch.Tensor:
         """(Jᵀ H J + λI)⁻¹ g exactly (float64), in the smaller of the two spaces: directly when N ≤ B·d_z,
         else by Woodbury, (g − Uᵀ (λI + U Uᵀ)⁻¹ U g) / λ with U from :meth:`factor` — O(B·d_z·N²) flops for
-        the direct form against O((B·d_z)²·N) (the MLP on digits: 3× faster). Needs λ > 0 for Woodbury."""
+        the direct form against O((B·d_z)²·N) (the MLP on digits: 0.22 against 1.1 s per step, measured once
+        under load). Needs λ > 0 for Woodbury."""
         U = self.factor(max_params).double()
         gd = g.double()
         m = U.shape[0]

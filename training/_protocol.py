@@ -497,12 +497,9 @@ def run_protocol(
             summary = dict(summary)
             summary.pop("config", None)
             summary["seed"] = seed
-            analog_tau = float(summary.get("device_wall_time_tau") or summary.get("analog_time_tau") or 0.0)
             summary["simulation_time_s"] = float(summary["wall_s"])
             summary["device_simulation_s"] = sim_s
-            summary["modelled_device_time_s"] = (
-                max(float(summary["wall_s"]) - sim_s, 0.0) + analog_tau * tau_s
-            )
+            summary["modelled_device_time_s"] = modelled_device_time(summary, tau_s)
             summary["history"] = [_with_modelled_time(h, tau_s) for h in summary.get("history", [])]
             summaries.append(summary)
         if summaries:
@@ -550,14 +547,21 @@ def run_protocol(
     return ProtocolResult(rows, runs, failed, diverged)
 
 
+def modelled_device_time(clock: Mapping[str, Any], tau_s: float) -> float:
+    """Module docstring, step 5, of a run summary or an evaluation record (its clocks so far): the digital
+    time measured (``wall_s`` − ``device_simulation_s``) + the device's wall time in τ (tiled K-FAC's
+    ``device_wall_time_tau``, else ``analog_time_tau``) × τ, in s."""
+    sim = float(clock.get("device_simulation_s") or 0.0)
+    analog = float(clock.get("device_wall_time_tau") or clock.get("analog_time_tau") or 0.0)
+    return max(float(clock["wall_s"]) - sim, 0.0) + analog * tau_s
+
+
 def _with_modelled_time(record: Mapping[str, Any], tau_s: float) -> Mapping[str, Any]:
-    """An evaluation record with ``modelled_device_time_s`` at that evaluation (module docstring, step 5:
-    digital time measured so far + analog time so far × τ); other records unchanged."""
+    """An evaluation record with its ``modelled_device_time_s`` (:func:`modelled_device_time`); other
+    records unchanged."""
     if record.get("kind") not in ("eval", "epoch"):
         return record
-    sim = float(record.get("device_simulation_s") or 0.0)
-    analog = float(record.get("device_wall_time_tau") or record.get("analog_time_tau") or 0.0)
-    return {**record, "modelled_device_time_s": max(float(record["wall_s"]) - sim, 0.0) + analog * tau_s}
+    return {**record, "modelled_device_time_s": modelled_device_time(record, tau_s)}
 
 
 def time_to_target(summary: Mapping[str, Any], target: float, k: int, clock: str) -> float | None:
@@ -703,7 +707,7 @@ def write_results(
     }
     path = write_text_atomic(Path(out) / RESULTS_FILE, dumps(payload) + "\n")
     if protocol is not None and all("settings" in r for r in rows):  # training rows (not width's)
-        write_text_atomic(Path(out) / "results.md", markdown_table(json.loads(path.read_text())) + "\n")
+        write_text_atomic(Path(out) / "results.md", markdown_table(_strict(payload)) + "\n")
     return path
 
 
