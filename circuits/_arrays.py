@@ -146,6 +146,11 @@ class ArraySpec(abc.ABC):
     def build(self, seed: int = 0) -> Circuit:
         """The element-level circuit; ``seed`` fixes the tolerance draw (same seed, same parts)."""
 
+    def generator_gains(self, seed: int = 0) -> np.ndarray:
+        """[n] gain of each noise-generator channel (1 + its mismatch) in ``build(seed)``'s draw."""
+        rng = np.random.default_rng((seed, _GEN_STREAM))
+        return tolerance_factors(rng, self.size, self.nonideal.noise_gain_mismatch)
+
     def ideal(self) -> ArraySpec:
         """The same array with every non-ideality off (resistor temperature kept)."""
         return dataclasses.replace(self, nonideal=NonIdealities(temperature=self.nonideal.temperature))
@@ -394,7 +399,7 @@ class RCArraySpec(ArraySpec):
         dac_rng = np.random.default_rng((seed, _DAC_STREAM))
         dac_gain = tolerance_factors(dac_rng, n, ni.dac_gain_error)
         dac_off = ni.dac_offset * np.clip(dac_rng.standard_normal(n), -3, 3) if ni.dac_offset else np.zeros(n)
-        gen_gain = tolerance_factors(np.random.default_rng((seed, _GEN_STREAM)), n, ni.noise_gain_mismatch)
+        gen_gain = self.generator_gains(seed)
         active: list[Element] = []
         amps: dict[str, str] = {}
         for i in range(n):
@@ -553,7 +558,7 @@ class RLCArraySpec(ArraySpec):
         passive = _add_esr(
             passive, ni.capacitor_esr, ni.temperature, {c.name: ni.switch_resistance for c in couplings}
         )
-        gen_gain = tolerance_factors(np.random.default_rng((seed, _GEN_STREAM)), n, ni.noise_gain_mismatch)
+        gen_gain = self.generator_gains(seed)
         psd = 2 * BOLTZMANN * self.noise_temperature / R
         noise: list[Element] = []
         for i in range(n):

@@ -82,9 +82,15 @@ COMPONENT_STATS_DEFAULTS: dict[str, Any] = {
     "output_full_scale_v": 10.0,  # op-amp output swing = ADC range (V)
     "parasitic_capacitance_f": 0.0,  # per node to ground (F); RLC only in the n-state model
     "opamp_gain": None,  # open-loop DC gain A0; None = ideal (RC only)
-    "opamp_gbw_hz": None,  # gain-bandwidth product (Hz); needs order reduction, not in the n-state model
+    "opamp_gbw_hz": None,  # gain-bandwidth product (Hz); RC: the amplifiers' first-order lag (instantiate)
     "opamp_offset_v": 0.0,  # σ of each op-amp's input offset voltage (V), drawn per device
+    "noise_gain_mismatch": 0.0,  # relative σ of each noise-generator channel's gain, drawn per device
+    "switch_capacitance_f": 0.0,  # F per coupling switch terminal, lumped per node (RLC; RC: virtual ground)
 }
+
+#: Component statistics added to schema 1 after its first release: a profile written before them reads
+#: them as their ideal value (the model it was fitted with did not have them).
+_ADDED_STATS = ("noise_gain_mismatch", "switch_capacitance_f")
 
 #: Fitted corrections that :meth:`HardwareProfile.instantiate` applies (identity values).
 FITTED_DEFAULTS: dict[str, float] = {"drift_scale": 1.0, "noise_scale": 1.0, "diag_shift": 0.0}
@@ -216,8 +222,9 @@ class DeviceInstance:
         b_loaded: the quantized b_hw, [k, n] (None without b).
         readout: offset, saturation and ADC applied to the read voltages.
         kappa0: the noise level the SDE was built with (V²).
-        input_gain: [n] g with u = g ⊙ (b_hw + offset drive): how a loaded right-hand side enters the drift
-            (RC; None for RLC, which cannot solve).
+        input_gain: how a loaded right-hand side enters the drift (RC; None for RLC, which cannot solve):
+            [n] g with u = g ⊙ (b_hw + offset drive), or [n, n] with u = g (b_hw + offset drive) when the
+            amplifiers' lag couples the cells (:func:`apply_input_gain` applies either).
     """
 
     sde: LinearSDE
@@ -244,16 +251,32 @@ class ElementDeviations:
             coupling) (must be symmetric). Entries where A_hw is 0 are ignored.
         capacitor: [n] deviation of each integration capacitor (RC: c_i = 1 + capacitor_i); unused for RLC.
         offset_v: [n] input offset of each integrator's op-amp (V; RC), or None for none.
+        noise_gain: [n] deviation of each cell's injected noise amplitude from the nominal level (the
+            generator channel's gain error; RLC: times R_i / R_nominal, the drawn series resistor the
+            generator's current flows through), or None for none.
+        series_resistance: [n] deviation of each RLC cell's loop resistance (series resistor + inductor DCR)
+            from the profile's ``R_ohm`` (its damping), or None; unused for RC.
+        inductance: [n] deviation of each RLC cell's inductor from ``L_h``, or None; unused for RC.
     """
 
     coupling: Tensor
     capacitor: Tensor
     offset_v: Tensor | None = None
+    noise_gain: Tensor | None = None
+    series_resistance: Tensor | None = None
+    inductance: Tensor | None = None
 
     def check(self, n: int, family: str) -> None:
         """CircuitError naming the field when a shape does not fit an n-cell device, a value is not finite,
         a deviation is <= -1 (a part of non-positive value) or an RLC coupling deviation is not symmetric."""
-        want = {"coupling": (n, n), "capacitor": (n,), "offset_v": (n,)}
+        want = {
+            "coupling": (n, n),
+            "capacitor": (n,),
+            "offset_v": (n,),
+            "noise_gain": (n,),
+            "series_resistance": (n,),
+            "inductance": (n,),
+        }
         for name, shape in want.items():
             v = getattr(self, name)
             if v is None:
@@ -285,7 +308,9 @@ class HardwareProfile:
         family: ``"rc"`` (overdamped integrator array) or ``"rlc"`` (resonator array).
         circuit: the spec used: RC ``{"R_ohm", "C_f"}``; RLC ``{"C_f", "L_h", "R_ohm", "noise_injection"}``
             (``noise_injection`` ∈ {"series", "node"}); other keys (e.g. ``"name"``, ``"n"``) are kept.
-        component_stats: exactly the keys of :data:`COMPONENT_STATS_DEFAULTS` (units in the key names).
+        component_stats: exactly the keys of :data:`COMPONENT_STATS_DEFAULTS` (units in the key names); a key
+            added after schema 1's first release (``noise_gain_mismatch``, ``switch_capacitance_f``) may be
+            absent and then reads as its ideal value.
         tau_s: the time unit τ (s); RC: τ = R C.
         kappa0: noise level κ0 (V²): the ideal stationary covariance is κ0 A_hw⁻¹.
         dac_bits: resolution of the b DAC (None = ideal).
@@ -355,6 +380,8 @@ class HardwareProfile:
             raise _fail("profile field circuit.noise_injection must be 'series' or 'node'")
         if "nonideal" in self.circuit:
             _check_nonideal(self.circuit["nonideal"])
+        for key in _ADDED_STATS:
+            self.component_stats.setdefault(key, COMPONENT_STATS_DEFAULTS[key])
         _exact_keys(self.component_stats, COMPONENT_STATS_DEFAULTS, "component_stats")
         cs = self.component_stats
         for key in ("tolerance", "capacitor_tolerance"):
@@ -363,8 +390,9 @@ class HardwareProfile:
                 raise _fail(f"profile field component_stats.{key} = {cs[key]!r} must be in [0, 1)")
         for key in ("coupling_full_scale", "input_full_scale_v", "output_full_scale_v"):
             _number(cs, key, "component_stats", lo=1e-300)
-        for key in ("parasitic_capacitance_f", "opamp_offset_v"):
+        for key in ("parasitic_capacitance_f", "opamp_offset_v", "switch_capacitance_f"):
             _number(cs, key, "component_stats", lo=0.0)
+        _number(cs, "noise_gain_mismatch", "component_stats", lo=0.0, hi=0.3)
         _number(cs, "opamp_gain", "component_stats", lo=1.0, allow_none=True)
         _number(cs, "opamp_gbw_hz", "component_stats", lo=1e-300, allow_none=True)
         _bits(cs["coupling_bits"], "component_stats.coupling_bits", lo=1)
@@ -605,8 +633,14 @@ class HardwareProfile:
         eps_el = torch.randn((n, n), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
         eps_c = torch.randn((n,), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
         eps_off = torch.randn((n,), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
+        # drawn after the earlier ones, so a seed keeps the draws it made before these statistics existed
+        eps_g, eps_r, eps_l = (
+            torch.randn((n,), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev) for _ in range(3)
+        )
         tol_el, tol_c = float(cs["tolerance"]), float(cs["capacitor_tolerance"])
-        off_v = float(cs["opamp_offset_v"])
+        off_v, tol_g = float(cs["opamp_offset_v"]), float(cs["noise_gain_mismatch"])
+        # the netlist draws every R, C, L with one tolerance: the RLC loop resistor and inductor too
+        tol_r = tol_el
         if deviations is not None:  # the device's own parts: eps * sigma := the given deviation
             deviations.check(n, self.family)
 
@@ -619,7 +653,10 @@ class HardwareProfile:
 
             eps_el, eps_c = _t(deviations.coupling, (n, n)), _t(deviations.capacitor, (n,))
             eps_off = _t(deviations.offset_v, (n,))
-            tol_el = tol_c = off_v = 1.0
+            eps_g, eps_r = _t(deviations.noise_gain, (n,)), _t(deviations.series_resistance, (n,))
+            eps_l = _t(deviations.inductance, (n,))
+            tol_el = tol_c = off_v = tol_g = tol_r = 1.0
+        noise_gain = 1 + tol_g * eps_g  # each channel's noise amplitude relative to the nominal level
         f, s, delta = float(fit["drift_scale"]), float(fit["noise_scale"]), float(fit["diag_shift"])
         eye = torch.eye(n, dtype=dtype, device=dev)
 
@@ -633,17 +670,23 @@ class HardwareProfile:
             inv_a0 = 0.0 if a0 is None else 1.0 / float(a0)
             c = (1 + tol_c * eps_c) * (1 + inv_a0)
             gsum = G.abs().sum(dim=1) + 1.0
-            K = 1.0 / c
             G_eff = G + torch.diag(gsum * inv_a0 + delta)
             # the device as drawn (tolerances, finite gain, the fitted diagonal shift) must be stable too: with
             # sym(G_eff) ≻ 0 every eigenvalue of K·G_eff has a positive real part (K⁻¹ is a Lyapunov matrix)
             _check_loaded_pd(G_eff, alpha, bits, min_eigenvalue, what="drawn")
-            M = -f * K[:, None] * G_eff
+            gbw = cs["opamp_gbw_hz"]
+            if gbw is None:
+                K = 1.0 / c  # diagonal, as a vector
+                M = -f * K[:, None] * G_eff
+            else:
+                K = torch.linalg.inv(amplifier_lag_capacitance(c, G, float(gbw) * self.tau_s))
+                M = -f * K @ G_eff
             offset_current = gsum * off_v * eps_off
             drive = offset_current if b_hw is None else b_hw + offset_current
             input_gain = f * K
-            u = input_gain * drive
-            D = torch.diag(2.0 * k0 * s * f * K**2)
+            u = apply_input_gain(input_gain, drive)
+            KS = K * noise_gain if K.ndim == 1 else K * noise_gain[None, :]
+            D = 2.0 * k0 * s * f * (torch.diag(KS**2) if K.ndim == 1 else KS @ KS.mT)
             observe = eye
         else:
             off = A_hw - torch.diag(torch.diagonal(A_hw))
@@ -656,7 +699,13 @@ class HardwareProfile:
                 )
             c0, L, R = (float(self.circuit[k]) for k in ("C_f", "L_h", "R_ohm"))
             sym = eps_el if deviations is not None else torch.triu(eps_el) + torch.triu(eps_el, diagonal=1).mT
-            Creal = c0 * (A_hw * (1 + tol_el * sym)) + float(cs["parasitic_capacitance_f"]) * eye
+            # each coupling capacitor's switch puts switch_capacitance_f on both of its nodes
+            switches = ((A_hw != 0) & (eye == 0)).sum(dim=1).to(dtype)
+            node_c = float(cs["parasitic_capacitance_f"]) + float(cs["switch_capacitance_f"]) * switches
+            Creal = c0 * (A_hw * (1 + tol_el * sym)) + torch.diag(node_c)
+            r_scale = 1 + tol_r * eps_r
+            if deviations is None:  # the generator's current flows through the drawn series resistor
+                noise_gain = noise_gain * r_scale
             M, D = rlc_drift_diffusion(
                 torch.linalg.inv(Creal),
                 L=L,
@@ -667,6 +716,9 @@ class HardwareProfile:
                 diag_shift=delta,
                 tau=self.tau_s * f,
                 noise_injection=self.circuit["noise_injection"],
+                resistance_scale=r_scale,
+                inductance_scale=1 + tol_r * eps_l,
+                noise_gain=noise_gain,
             )
             u = torch.zeros(2 * n, dtype=dtype, device=dev)
             observe = torch.cat([eye, torch.zeros_like(eye)], dim=1)
@@ -720,6 +772,9 @@ def rlc_drift_diffusion(
     diag_shift: float = 0.0,
     tau: float = 1.0,
     noise_injection: str = "series",
+    resistance_scale: Tensor | None = None,
+    inductance_scale: Tensor | None = None,
+    noise_gain: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Drift M and diffusion D (per unit of ``tau``, s) of the RLC resonator array, states (V, I_L): the one
     statement of its physics (profiles build devices with it; calibration fits it).
@@ -729,19 +784,52 @@ def rlc_drift_diffusion(
     with ``Cinv`` = 𝐂⁻¹ [n, n] (1/F), L (H), R (Ω), δ = ``diag_shift``; ``noise_injection`` "series": voltage
     noise of two-sided PSD 2 κ0 s c0 R in each inductor branch (Boltzmann: Cov V = κ0 c0 𝐂⁻¹ · s), "node":
     current noise 2 κ0 s c0 / R at each node (κ0 in V², s = ``noise_scale``, c0 the unit capacitance, F).
+    Per cell (a drawn device): ``resistance_scale`` r_i and ``inductance_scale`` l_i [n] multiply R and L
+    (damping R r_i / (L l_i)), ``noise_gain`` g_i [n] the noise amplitude (series PSD 2 κ0 s c0 R g_i²; node
+    current g_i); None = 1.
     Returns ([2n, 2n], [2n, 2n]) in Cinv's dtype and device."""
-    eye = torch.eye(Cinv.shape[0], dtype=Cinv.dtype, device=Cinv.device)
+    n = Cinv.shape[0]
+    eye = torch.eye(n, dtype=Cinv.dtype, device=Cinv.device)
     zero = torch.zeros_like(eye)
+    ones = torch.ones(n, dtype=Cinv.dtype, device=Cinv.device)
+    r = ones if resistance_scale is None else resistance_scale.to(ones)
+    inv_l = 1.0 / (L * (ones if inductance_scale is None else inductance_scale.to(ones)))
+    g = ones if noise_gain is None else noise_gain.to(ones)
     M = tau * torch.cat(
-        [torch.cat([zero, -Cinv], dim=1), torch.cat([eye / L, -(R / L) * (1 + diag_shift) * eye], dim=1)],
+        [
+            torch.cat([zero, -Cinv], dim=1),
+            torch.cat([torch.diag(inv_l), -torch.diag(R * r * inv_l) * (1 + diag_shift)], dim=1),
+        ],
         dim=0,
     )
     if noise_injection == "series":
-        Dv, Di = zero, (2 * kappa0 * noise_scale * c0 * R / L**2) * eye
+        Dv, Di = zero, torch.diag(2 * kappa0 * noise_scale * c0 * R * (g * inv_l) ** 2)
     else:
-        Dv, Di = (2 * kappa0 * noise_scale * c0 / R) * Cinv @ Cinv, zero
+        Cg = Cinv * g[None, :]
+        Dv, Di = (2 * kappa0 * noise_scale * c0 / R) * Cg @ Cg.mT, zero
     D = tau * torch.cat([torch.cat([Dv, zero], dim=1), torch.cat([zero, Di], dim=1)], dim=0)
     return M, D
+
+
+def amplifier_lag_capacitance(c: Tensor, G: Tensor, gbw_tau: float) -> Tensor:
+    """The RC array's capacitance matrix (units of C) with its amplifiers' first-order lag: an op-amp of
+    gain-bandwidth ω = 2π·GBW holds its summing node at v₋ = −(1/A₀ + (1/ω) d/dt) V_out, so the integrator of
+    row i gains the capacitance g_i/ω (g_i = Σ_j |G_ij| + 1, its noise-gain conductance), and an inverter
+    (gain −1, noise gain 2) feeding a negative entry G_ij delivers −V_j + (2/ω) dV_j/dt, a coupling
+    capacitance 2|G_ij|/ω. In units of C (time in τ = R C): 𝐂 = diag(c_i + g_i/(ωτ)) + (2/(ωτ))|G|⊙[G < 0].
+    The second-order terms (C/ω d²V/dt², the second pole) are dropped: against the full MNA model of rc8 at
+    1 MHz GBW this leaves 1e-4 of the covariance (N = 8–32), where leaving the lag out misses 4.5–7 %.
+    ``gbw_tau`` = GBW (Hz) × τ (s)."""
+    lag = 1.0 / (2.0 * math.pi * gbw_tau)
+    gsum = G.abs().sum(dim=1) + 1.0
+    return torch.diag(c + gsum * lag) + (2.0 * lag) * G.abs() * (G < 0)
+
+
+def apply_input_gain(gain: Tensor, drive: Tensor) -> Tensor:
+    """u = g ⊙ drive (``gain`` [n], a diagonal) or g @ drive (``gain`` [n, n]) for ``drive`` [n] or [k, n]."""
+    if gain.ndim == 1:
+        return gain * drive
+    return drive @ gain.mT
 
 
 def _check_loaded_pd(

@@ -92,7 +92,7 @@ from thermotrain.models._linalg import (
     solve,
 )
 from thermotrain.models._linear_sde import LinearSDE, psd_factor, time_average_law
-from thermotrain.models._profile import HardwareProfile
+from thermotrain.models._profile import HardwareProfile, apply_input_gain
 from thermotrain.models._readout import (
     ReadoutConfig,
     ReadoutPlan,
@@ -682,7 +682,7 @@ class _ResidentTile:
             u = R.T
         else:
             b_hw, beta = self.backend.load_rhs(R, self.c, rounding=self.rounding, generator=generator)
-            u = (inst.sde.u + inst.input_gain * b_hw).to(R.dtype)  # [k, c]
+            u = (inst.sde.u + apply_input_gain(inst.input_gain, b_hw)).to(R.dtype)  # [k, c]
         state = u @ self.Psi.mT
         if self.L is not None:
             xi = torch.randn(state.shape, generator=generator, dtype=R.dtype, device=state.device)

@@ -56,9 +56,13 @@ def drawn_deviations(spec: ArraySpec, circuit: Circuit) -> Any:
     on-resistance included), g_inv,j = R_ib,j / R_ia,j the drawn gain of column j's inverter for a negative
     entry (1 for a positive one); capacitor_i = C_f,i / C - 1; offset_v_i = the op-amp's input offset (V).
     RLC: coupling = Cm_drawn / (c_u A_dev) - 1 on the non-zero entries, Cm_drawn the Maxwell matrix of the
-    drawn cell and coupling capacitors (diagonal C_i + sum_j C_ij, off-diagonal -C_ij). Not carried (the
-    profile's n-state model has no place for them): RC input resistors R_in, the RLC L and R draws,
-    parasitics (the profile's own ``parasitic_capacitance_f`` stays), switch capacitance."""
+    drawn cell and coupling capacitors (diagonal C_i + sum_j C_ij, off-diagonal -C_ij);
+    series_resistance_i = (R_i + R_L,i) / (R + R_L) - 1 and inductance_i = L_i / L - 1 (RLC).
+    noise_gain_i: the generator channel's drawn gain (:meth:`ArraySpec.generator_gains`) - 1; RLC times
+    R_i / R (its current flows through the drawn series resistor R_i). Not carried (the profile's n-state
+    model has no place for them): RC input resistors R_in (they set the mean, not the covariance), the
+    capacitors' ESR and leakage draws; parasitics and switch capacitance enter through the profile's own
+    ``parasitic_capacitance_f`` and ``switch_capacitance_f``."""
     from thermotrain.models._profile import ElementDeviations
 
     n = spec.size
@@ -66,7 +70,8 @@ def drawn_deviations(spec: ArraySpec, circuit: Circuit) -> Any:
     els = {e.name: e for e in circuit.elements}
     dev = np.zeros((n, n))
     cap = np.zeros(n)
-    offset = None
+    offset = series = induct = None
+    gain = spec.generator_gains(circuit.meta["seed"])
     if spec.family == "rc":
         ru = spec.unit_resistance
         inv = np.ones(n)
@@ -100,10 +105,21 @@ def drawn_deviations(spec: ArraySpec, circuit: Circuit) -> Any:
         nz = np.abs(A) > 0
         dev[nz] = Cm[nz] / (spec.unit_capacitance * A[nz]) - 1.0
         dev = 0.5 * (dev + dev.T)
+        r_nom, dcr = spec.series_resistance, spec.nonideal.inductor_resistance
+        r = np.array([els[f"R{i}"].ohms for i in range(n)])
+        r_l = np.array([els[f"RL{i}"].ohms if f"RL{i}" in els else 0.0 for i in range(n)])
+        series = torch.tensor((r + r_l) / (r_nom + dcr) - 1.0, dtype=torch.float64)
+        induct = torch.tensor(
+            [els[f"L{i}"].henries / spec.inductance - 1.0 for i in range(n)], dtype=torch.float64
+        )
+        gain = gain * r / r_nom
     return ElementDeviations(
         coupling=torch.tensor(dev, dtype=torch.float64),
         capacitor=torch.tensor(cap, dtype=torch.float64),
         offset_v=offset,
+        noise_gain=torch.tensor(gain - 1.0, dtype=torch.float64),
+        series_resistance=series,
+        inductance=induct,
     )
 
 
@@ -134,15 +150,27 @@ def profile_theory(sde: Any, observe: torch.Tensor, tau_s: float, noise_interval
     return Theory(csde, noise_interval)
 
 
+def sampled_over_white(sde: Any, observe: torch.Tensor, tau_s: float, noise_interval: float) -> float:
+    """<Σ_sampled, Σ_white> / <Σ_white, Σ_white>: the scalar that best maps the covariance ``sde`` gives with
+    white noise onto the one it gives driven by noise sampled every ``noise_interval`` s (validate's
+    phases): the trace of the noise colour a white model's noise scale absorbs."""
+    th = profile_theory(sde, observe, tau_s, noise_interval)
+    white, sampled = th.covariance(None), th.covariance(PHASES)
+    return float(np.sum(sampled * white) / np.sum(white * white))
+
+
 def colour_trace(profile: Any) -> float:
     """r_cal (module docs): how much of the sampled-noise colour the profile's ``noise_scale`` absorbed at
-    calibration, from its fitted calibration device at its ``noise_interval_s``; 1 without either."""
+    calibration: ``fit.colour_trace`` (calibrate's design value, written since the corrections are kept
+    only where the SPICE data resolve them), else from its fitted calibration device at its
+    ``noise_interval_s``; 1 without either."""
+    r = profile.fit.get("colour_trace")
+    if isinstance(r, int | float) and not isinstance(r, bool) and r > 0:
+        return float(r)
     cal = profile.calibration_device()
     if cal is None or profile.noise_interval_s is None:
         return 1.0
-    th = profile_theory(*cal, profile.tau_s, float(profile.noise_interval_s))
-    white, sampled = th.covariance(None), th.covariance(PHASES)
-    return float(np.sum(sampled * white) / np.sum(white * white))
+    return sampled_over_white(*cal, profile.tau_s, float(profile.noise_interval_s))
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:

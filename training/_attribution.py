@@ -18,17 +18,18 @@ drift mismatch  ``fitted.drift_scale``, ``fitted.diag_shift``      1, 0
 op-amp gain     ``component_stats.opamp_gain``                   None (infinite DC gain)
 op-amp GBW      ``component_stats.opamp_gbw_hz``                 None (infinite bandwidth)
 op-amp offsets  ``component_stats.opamp_offset_v``               0 V
+generator gain  ``component_stats.noise_gain_mismatch``          0 (every noise channel at its level)
 ============== ================================================ ======================================
 
 The board value of each is the starting profile's. Where the profile leaves one at its ideal value (the
 rc8 calibrated on the old board had no ADC, no GBW and no offsets; the one recalibrated on the new board
 carries a 10 MHz GBW and a 25 µV offset, but still no ADC), the board gets a **stated** value instead
 (:data:`STATED_BOARD_VALUES`: a 12-bit ADC over ±output_full_scale_v, a 10 MHz GBW, 1 mV σ input offsets --
-issue 9's board op-amp class), so "full board" = the profile plus those; a row "profile as shipped" shows the
+issue 9's board op-amp class -- and 1 % σ generator-channel gain mismatch), so "full board" = the profile plus those; a row "profile as shipped" shows the
 profile alone, and ``results.json`` lists what was added (``added_to_profile``).
 
 A variant that builds the **same device** as its reference (the surrogate does not model the field: e.g.
-``opamp_gbw_hz``, which :meth:`~thermotrain.models.HardwareProfile.instantiate` does not use) is detected by
+``switch_capacitance_f`` of an RC profile, whose summing nodes are virtual grounds) is detected by
 :func:`same_device` (instantiate on a fixed test matrix, the readout plan's context, the chip) and not
 trained: its row says ``"modelled": false`` and its effect is 0 by construction, not measured.
 
@@ -173,6 +174,13 @@ NONIDEALITIES: tuple[NonIdeality, ...] = (
         (0.0,),
         "σ of each op-amp's input offset voltage (V), drawn per device",
     ),
+    NonIdeality(
+        "noise_gain",
+        "generator gain",
+        ("component_stats.noise_gain_mismatch",),
+        (0.0,),
+        "relative σ of each noise-generator channel's gain, drawn per device",
+    ),
 )
 _BY_KEY = {x.key: x for x in NONIDEALITIES}
 #: The non-idealities attributed by default: all but the op-amp offsets, whose devices the covariance
@@ -205,11 +213,13 @@ def parse_nonidealities(value: Any) -> list[str]:
 
 
 #: Board values used where the starting profile leaves a non-ideality at its ideal value (stated, not
-#: calibrated): a 12-bit ADC, the 10 MHz GBW precision op-amp class and 1 mV σ offsets of issue 9.
+#: calibrated): a 12-bit ADC, the 10 MHz GBW precision op-amp class, 1 mV σ offsets and 1 % generator
+#: channel mismatch of issue 9's board.
 STATED_BOARD_VALUES: dict[str, tuple[Any, ...]] = {
     "adc_bits": (12,),
     "opamp_gbw": (10e6,),
     "opamp_offset": (1e-3,),
+    "noise_gain": (0.01,),
 }
 
 DIGITAL = "kfac (digital)"
