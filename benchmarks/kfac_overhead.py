@@ -179,6 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         "simulating a device of n cells exactly costs a 2n x 2n matrix exponential per inverse",
     )
     parser.add_argument(
+        "--solve-mappings",
+        nargs="+",
+        choices=("tiles", "block-diagonal", "gauss-seidel", "block-jacobi"),
+        default=["tiles"],
+        help="with tiles: how solve mode maps a factor onto them (names; the first is the row "
+        "thermo_<backend>_solve, the others thermo_<backend>_solve_<mapping>): tiles = conjugate gradients "
+        "preconditioned by the tiles, to the readout's error (train's default); block-diagonal = one round "
+        "of the tiles per solve, off-tile blocks dropped (an approximation)",
+    )
+    parser.add_argument(
         "--data",
         choices=("random", "fashion-mnist"),
         default="random",
@@ -236,21 +246,32 @@ def main(argv: list[str] | None = None) -> int:
             backends: list[tuple[str, object]] = [("ideal", "ideal")]
             if args.profile:
                 backends.append(("profile", args.profile))  # a shipped name (rc8) or a path
-            runs = [(label, b, m, "trajectory") for label, b in backends for m in args.modes]
-            if "inverse" in args.modes:
-                runs += [(label, b, "inverse", "law") for label, b in backends]  # the fast readout simulator
+            maps = args.solve_mappings if tile is not None else ["auto"]
+            runs = [(label, b, m, "trajectory", maps[0]) for label, b in backends for m in args.modes]
+            if "inverse" in args.modes:  # the fast readout simulator
+                runs += [(label, b, "inverse", "law", "auto") for label, b in backends]
             if tile is not None:  # tiles: the law (a batched draw per round) is the point
                 runs = [r for r in runs if not (r[2] == "inverse" and r[3] == "trajectory")]
-            for label, backend, mode, sim in runs:
+                if "solve" in args.modes:
+                    runs += [(label, b, "solve", "trajectory", m) for label, b in backends for m in maps[1:]]
+            for label, backend, mode, sim, mapping in runs:
                 # the profile's recommended readout, else the defaults
-                solver = AnalogSolver(backend, simulator=sim, cells_per_tile=tile)
+                solver = AnalogSolver(
+                    backend,
+                    simulator=sim,
+                    cells_per_tile=tile,
+                    mapping="auto" if mode == "inverse" else mapping,
+                )
                 solver.readout = solver.readout.with_(
                     analog_time=args.analog_time,
                     sample_interval=args.analog_dt,
                     kappa0=None if mode == "inverse" else 1e-3,
                 )
                 key = f"thermo_{label}_{mode}" + ("_law" if sim == "law" else "")
+                if mode == "solve" and mapping != maps[0]:
+                    key += "_" + mapping.replace("-", "_")
                 thermo[key] = _kfac_runner(fresh(), x, y, solver, mode)
+                row[f"{key}_mapping"] = solver.mapping
         times = _time_interleaved(runners | thermo, args.warmup, args.steps, INV_EVERY)
         sgd, digital = times["sgd"], times["kfac"]
         row["sgd_ms"], row["kfac_ms"], row["kfac_over_sgd"] = 1e3 * sgd, 1e3 * digital, digital / sgd

@@ -443,8 +443,11 @@ class AnalogSolver(CurvatureSolver):
                 config=self.readout,
                 lambda_floor=floor * s,
                 generator=self.generator,
-                x0=None if x0 is None else x0 * beta / s,
+                # block-diagonal is one round of D⁻¹B: no warm start (it would make it a Jacobi sweep from
+                # x0) and no digital residual (a diagnostic of 2n²k flops per solve)
+                x0=None if x0 is None or self.mapping == "block-diagonal" else x0 * beta / s,
                 cache=self.tile_cache,
+                measure_residual=self.mapping != "block-diagonal",
             )
             self._account_tiled(tiled, "solve", M.shape[0])
             return (tiled.value.reshape(B.shape) * (s / beta)).to(B.dtype)

@@ -251,7 +251,7 @@ def test_gauss_seidel_converges_at_the_rate_of_its_iteration_matrix_on_the_ideal
     assert r.values_read == calls * c * 2
     # initial residual 2n²k + nk; per block: residual update 2nck, X update ck, scaling in and out 2ck
     per_sweep = sum(2 * n * c * 2 + c * 2 + 2 * c * 2 for _ in blocks)
-    assert r.digital_flops == (2 * n * n * 2 + n * 2) + r.iterations * per_sweep
+    assert r.digital_flops == r.iterations * per_sweep  # from X = 0 the first residual is B: no product
 
 
 def test_gauss_seidel_with_auto_plans_is_the_plain_sweep_of_tile_solves() -> None:
@@ -601,3 +601,21 @@ def test_an_rc_profile_plans_for_the_matrix_it_runs_at_full_scale() -> None:
     r = tiled_inverse(A, backend=prof, cells_per_tile=8, config=cfg, simulate=False)
     assert r.analog_time_tau == pytest.approx(p_dev.t, rel=1e-9)
     assert device_gain("ideal", A) == 1.0
+
+
+def test_block_diagonal_solve_without_the_residual_diagnostic() -> None:
+    """``measure_residual=False`` (what thermodynamic K-FAC's block-diagonal solve passes): the same answer
+    from the same draws, no digital product at all from X = 0 (the first residual is B), and the residual
+    reported as unknown (None), not as a number it did not compute."""
+    A, B = (
+        spd(10, 0.3, 7),
+        torch.randn(10, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64),
+    )
+    kw = {"backend": "ideal", "cells_per_tile": 4, "mapping": "block-diagonal"}
+    full = tiled_solve(A, B, generator=torch.Generator().manual_seed(3), **kw)
+    quick = tiled_solve(A, B, generator=torch.Generator().manual_seed(3), measure_residual=False, **kw)
+    assert torch.equal(full.value, quick.value)
+    assert full.residual is not None and full.residual > 0 and full.converged is not None
+    assert quick.residual is None and quick.converged is None
+    assert full.digital_flops - quick.digital_flops == 2 * 10 * 10 * 3 + 10 * 3  # one residual product
+    assert any("residual not measured" in note for note in quick.notes)
