@@ -434,26 +434,18 @@ def _design_corrections(spec: Any, circuit: Any, profile: HardwareProfile) -> di
 
 
 def _jackknife_se(
-    spec: Any,
-    circuit: Any,
-    s: CalibrationSettings,
-    fit_series: list[np.ndarray],
-    step_tau: float,
-    step: float,
-    profile: HardwareProfile,
-    tau_p: float,
-    tau_c: float,
-    per_run: list[np.ndarray],
+    refit: Any, fit_series: list[np.ndarray], spec: Any, profile: HardwareProfile, per_run: list[np.ndarray]
 ) -> dict[str, float | None]:
     """Leave-one-run-out jackknife standard error of each fitted correction over the R fit runs:
-    sqrt((R-1)/R Σ_j (θ_(j) - θ̄)²). None with fewer than 2 fit runs."""
+    sqrt((R-1)/R Σ_j (θ_(j) - θ̄)²), ``refit(runs)`` being the device fit (:func:`_fit`) on a subset. None
+    with fewer than 2 fit runs."""
     R = len(fit_series)
     if R < 2:
         return dict.fromkeys(FITTED_DEFAULTS)
     est = []
     for j in range(R):
         rest = fit_series[:j] + fit_series[j + 1 :]
-        M, D, u, diag, _ = _fit(spec, circuit, s, rest, step_tau, step, profile, tau_p, tau_c)
+        M, D, u, diag, _ = refit(rest)
         sde = LinearSDE(torch.tensor(M), torch.tensor(0.5 * (D + D.T)), torch.tensor(u))
         cov = device_covariance(sde, torch.eye(M.shape[0], dtype=torch.float64)[: spec.size])
         est.append(_generative_fit(profile, spec.target, M, cov, diag, per_run)[0])
@@ -631,7 +623,13 @@ def calibrate(
     ]
     raw, seen = _generative_fit(profile, A_user, M, sur_cov, diag, per_run)
     base = _design_corrections(spec, circuit, profile)
-    se = _jackknife_se(spec, circuit, s, fit_series, step_tau, runs.step, profile, tau_p, tau_c, per_run)
+    se = _jackknife_se(
+        lambda rest: _fit(spec, circuit, s, rest, step_tau, runs.step, profile, tau_p, tau_c),
+        fit_series,
+        spec,
+        profile,
+        per_run,
+    )
     fitted, kept = _resolved_corrections(raw, base, se, len(fit_series))
     fit_cov, _ = _run_covariances(fit_series)
     held_cov, held_per_run = _run_covariances(held_series)
