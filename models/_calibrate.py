@@ -449,10 +449,7 @@ def _jackknife_se(
         sde = LinearSDE(torch.tensor(M), torch.tensor(0.5 * (D + D.T)), torch.tensor(u))
         cov = device_covariance(sde, torch.eye(M.shape[0], dtype=torch.float64)[: spec.size])
         est.append(_generative_fit(profile, spec.target, M, cov, diag, per_run)[0])
-    return {
-        k: float(math.sqrt((R - 1) / R * sum((e[k] - np.mean([x[k] for x in est])) ** 2 for e in est)))
-        for k in FITTED_DEFAULTS
-    }
+    return {k: float(math.sqrt((R - 1) * np.var([e[k] for e in est]))) for k in FITTED_DEFAULTS}
 
 
 def _resolved_corrections(

@@ -685,7 +685,7 @@ class HardwareProfile:
             drive = offset_current if b_hw is None else b_hw + offset_current
             input_gain = f * K
             u = apply_input_gain(input_gain, drive)
-            KS = K * noise_gain if K.ndim == 1 else K * noise_gain[None, :]
+            KS = K * noise_gain  # scales column j (the cell whose noise it carries) by its channel gain
             D = 2.0 * k0 * s * f * (torch.diag(KS**2) if K.ndim == 1 else KS @ KS.mT)
             observe = eye
         else:

@@ -164,8 +164,8 @@ def colour_trace(profile: Any) -> float:
     calibration: ``fit.colour_trace`` (calibrate's design value, written since the corrections are kept
     only where the SPICE data resolve them), else from its fitted calibration device at its
     ``noise_interval_s``; 1 without either."""
-    r = profile.fit.get("colour_trace")
-    if isinstance(r, int | float) and not isinstance(r, bool) and r > 0:
+    r = profile.fit.get("colour_trace")  # a number or null: the profile's schema checked it
+    if r is not None and r > 0:
         return float(r)
     cal = profile.calibration_device()
     if cal is None or profile.noise_interval_s is None:
