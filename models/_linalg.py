@@ -267,11 +267,16 @@ def _plan(
     *,
     b: Tensor | None = None,
     lambda_floor: float = 0.0,
+    eigenvalues: tuple[float, float, float] | None = None,
 ) -> ReadoutPlan:
-    """The :class:`ReadoutPlan` of one call, in the context of :func:`plan_context`."""
+    """The :class:`ReadoutPlan` of one call, in the context of :func:`plan_context`; ``eigenvalues``: A's
+    (λ_min lower estimate, λ_min Ritz value, λ_max Ritz value) when already known (a batched Lanczos over
+    several tiles, :func:`thermotrain.models._tiles.extreme_eigenvalues_batched`, from the same start vector)."""
     kappa0, min_dt, target = plan_context(backend, config)
     floor = check_float("lambda_floor", lambda_floor, minimum=0.0, unit="1/τ")
     gain = device_gain(backend, A)  # plan for the matrix the device runs (device_gain)
+    if eigenvalues is not None:
+        eigenvalues = (eigenvalues[0] * gain, eigenvalues[1] * gain, eigenvalues[2] * gain)
     # the λ_min estimate starts from a fixed vector: planning never draws from the noise generator
     return plan_readout(
         A * gain if gain != 1.0 else A,
@@ -282,6 +287,7 @@ def _plan(
         lambda_floor=floor * gain,
         default_target=target,
         generator=torch.Generator().manual_seed(0),
+        eigenvalues=eigenvalues,
     )
 
 

@@ -745,20 +745,21 @@ class HardwareProfile:
     ) -> tuple[Tensor, Tensor]:
         """The right-hand sides as the b DACs load them (RC only): each column of ``b`` [n] / [n, k] scaled
         to the DAC's full scale, b_hw = β_j b_j with β_j = input_full_scale_v / max|b_j|, then quantized with
-        ``dac_bits``. Returns (b_hw [k, n] in V, β [k]). :meth:`instantiate` loads b through this."""
+        ``dac_bits``. Returns (b_hw [k, n] in V, β [k]); a batch [..., n, k] (several tiles' right-hand sides)
+        gives ([..., k, n], [..., k]). :meth:`instantiate` loads b through this."""
         if self.family == "rlc":
             raise CircuitError(
                 "An RLC resonator array reads A⁻¹ from the voltage covariance only; it cannot solve A x = b "
                 "(its DC point is V = R b). Use inverse(...) or an 'rc' profile for solves."
             )
         bb = b[:, None] if b.ndim == 1 else b
-        if bb.shape[0] != n:
-            raise CircuitError(f"b has {bb.shape[0]} rows; A is {n}x{n}.")
-        bmax = bb.abs().amax(dim=0)
+        if bb.shape[-2] != n:
+            raise CircuitError(f"b has {bb.shape[-2]} rows; A is {n}x{n}.")
+        bmax = bb.abs().amax(dim=-2)
         fs_b = float(self.component_stats["input_full_scale_v"])
         beta = torch.where(bmax > 0, fs_b / bmax.clamp_min(1e-300), torch.ones_like(bmax))
         dac = Quantizer(self.dac_bits, fs_b)
-        return dac((bb * beta).T, rounding=rounding, generator=generator), beta  # [k, n], [k]
+        return dac((bb * beta[..., None, :]).mT, rounding=rounding, generator=generator), beta  # [k, n], [k]
 
 
 def rlc_drift_diffusion(

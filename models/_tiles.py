@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -105,6 +106,8 @@ InverseMapping = Literal["block-diagonal", "monolithic"]
 SolveMapping = Literal["pcg", "gauss-seidel", "block-jacobi", "block-diagonal", "monolithic"]
 _INVERSE_MAPPINGS = ("block-diagonal", "monolithic")
 _SOLVE_MAPPINGS = ("pcg", "gauss-seidel", "block-jacobi", "block-diagonal", "monolithic")
+_SEEN_LIMIT = 256  # tensors a TileCache remembers by identity
+_DEVICES_LIMIT = 64  # batched block-diagonal devices a TileCache keeps
 _GROWTH_SWEEPS = 3  # consecutive growing sweeps (to above twice the best residual) that mean divergence
 
 
@@ -621,17 +624,21 @@ class _Ledger:
         self.pinned: dict[int, ReadoutPlan] = {}  # noiseless auto plans kept per block (_tile_correction)
 
     def call(self, i: int, ci: int, k: int, r: SolveResult) -> float:
-        t = float(r.analog_time_tau)
+        return self.tile(i, ci, k, float(r.analog_time_tau), int(r.values_loaded), int(r.values_read), r.plan)
+
+    def tile(
+        self, i: int, ci: int, k: int, t: float, loads: int, read: int, plan: ReadoutPlan | None
+    ) -> float:
+        """Count one tile call (analog time t, values loaded and read as the call counts them)."""
         self.total += t
         self.per_tile[i] += t
-        self.read += int(r.values_read)
-        loads = int(r.values_loaded)
+        self.read += read
         if self.resident and i in self.loaded_once and loads > 0:
             loads -= ci * (ci + 1) // 2  # the block stayed on its tile: only the right-hand sides
         self.loaded_once.add(i)
         self.loaded += loads
         self.flops += 2 * ci * k
-        self.plans.append(r.plan)
+        self.plans.append(plan)
         return t
 
     def round(self, times: list[float]) -> None:
@@ -672,6 +679,22 @@ class _ResidentTile:
         self.Psi, C = time_average_law(M, D, plan.burn_in, plan.t - plan.burn_in)
         self.L = psd_factor(C) if k0 > 0 else None
 
+    def composed(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The tile's readout before the readout chain as one affine map of the loaded right-hand sides:
+        y_pre = b_hw W + v0 + ξ LO for b_hw [k, c] (the DAC's output; ideal: the full-scale columns), ξ [k, s]
+        standard normal (s the state size). W = Gᵀ Ψᵀ Oᵀ [c, c] (G the input gain, O the observation),
+        v0 = u0 Ψᵀ Oᵀ [c] (the offset drive u0), LO = Lᵀ Oᵀ [s, c] (None without noise); float64."""
+        PsiT = self.Psi.to(torch.float64).mT
+        LT = None if self.L is None else self.L.to(torch.float64).mT
+        if self.inst is None:
+            return PsiT, torch.zeros(self.c, dtype=torch.float64, device=PsiT.device), LT
+        inst = self.inst
+        OT = inst.observe.to(torch.float64).mT
+        gain = inst.input_gain.to(torch.float64)
+        GT = torch.diag(gain) if gain.ndim == 1 else gain.mT
+        v0 = inst.sde.u.to(torch.float64) @ PsiT @ OT
+        return GT @ PsiT @ OT, v0, None if LT is None else LT @ OT
+
     def __call__(self, R: Tensor, generator: torch.Generator | None) -> Tensor:
         """The tile's answer ≈ D_i⁻¹ R for R [c, k] (columns at full scale), in R's units and dtype."""
         inst = self.inst
@@ -693,6 +716,103 @@ class _ResidentTile:
         return (y * (inst.matrix_scale / beta)[:, None]).T.to(R.dtype)
 
 
+class _BlockDiagonalDevice:
+    """Every diagonal block of one matrix resident on its tile (:class:`_ResidentTile`, one law per block),
+    answered together: each run of equal-size consecutive blocks is one batched product, one batched noise
+    draw and one readout-chain call for all its tiles and right-hand sides, instead of a Python call per tile.
+    The law drawn is each tile's own (the same W, v0, LO as :meth:`_ResidentTile.composed`), so it answers as
+    the tiles one by one do, in distribution (exactly, without noise)."""
+
+    def __init__(self, tiles: list[_ResidentTile], blocks: list[slice], backend: object) -> None:
+        self.backend = backend
+        self.profile = isinstance(backend, HardwareProfile)
+        self.rounding = tiles[0].rounding
+        self.plans = [t.plan for t in tiles]
+        self.times = [float(t.plan.t) for t in tiles]
+        self.sizes = [s.stop - s.start for s in blocks]
+        self.readout = tiles[0].inst.readout if self.profile and tiles[0].inst is not None else None
+        # runs of equal-size consecutive blocks: (first block, count, size, first row, W, v0, LO, α)
+        self.groups: list[tuple[int, int, int, int, Tensor, Tensor, Tensor | None, Tensor]] = []
+        self._cast: dict[torch.dtype, list[tuple[Tensor, Tensor, Tensor | None, Tensor]]] = {}
+        i = 0
+        while i < len(tiles):
+            j = i
+            while j < len(tiles) and self.sizes[j] == self.sizes[i]:
+                j += 1
+            parts = [t.composed() for t in tiles[i:j]]
+            noise = all(p[2] is not None for p in parts)
+            alpha = torch.tensor(
+                [1.0 if t.inst is None else float(t.inst.matrix_scale) for t in tiles[i:j]],
+                dtype=torch.float64,
+            )
+            self.groups.append(
+                (
+                    i,
+                    j - i,
+                    self.sizes[i],
+                    blocks[i].start,
+                    torch.stack([p[0] for p in parts]),
+                    torch.stack([p[1] for p in parts]),
+                    torch.stack([p[2] for p in parts]) if noise else None,  # type: ignore[misc]
+                    alpha,
+                )
+            )
+            i = j
+
+    def _in(self, dtype: torch.dtype) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor]]:
+        """The groups' maps in the caller's dtype (cast once per dtype)."""
+        got = self._cast.get(dtype)
+        if got is None:
+            got = [
+                (W.to(dtype), v0.to(dtype), None if LO is None else LO.to(dtype), a.to(dtype))
+                for *_, W, v0, LO, a in self.groups
+            ]
+            self._cast[dtype] = got
+        return got
+
+    def __call__(self, R: Tensor, generator: torch.Generator | None) -> tuple[Tensor, list[int]]:
+        """≈ blockdiag(D_i⁻¹) R for R [n, k] (any scale: each tile's columns are scaled to full scale on the
+        way in and back on the way out; a column that is zero on a tile is answered 0 there, with no device
+        call). Returns (X [n, k] in R's dtype, the live right-hand sides per tile)."""
+        X = torch.zeros_like(R)
+        k = R.shape[1]
+        live_per_tile: list[int] = []
+        for (_, g, c, r0, *_), (W, v0, LO, alpha) in zip(self.groups, self._in(R.dtype), strict=True):
+            Rg = R[r0 : r0 + g * c].reshape(g, c, k)
+            amax = Rg.abs().amax(dim=1)  # [g, k]
+            live = amax > 0
+            if self.profile:
+                assert isinstance(self.backend, HardwareProfile)
+                b_hw, beta = self.backend.load_rhs(Rg, c, rounding=self.rounding, generator=generator)
+                pre = torch.baddbmm(v0[:, None, :], b_hw.to(R.dtype), W)  # [g, k, c]
+                scale = alpha[:, None] / beta.to(R.dtype)  # y_hw = α A · x: x = y · α / β
+            else:
+                scale = torch.where(live, amax, torch.ones_like(amax))
+                pre = (Rg / scale[:, None, :]).mT @ W
+            if LO is not None:
+                xi = torch.randn((g, k, LO.shape[1]), generator=generator, dtype=R.dtype, device=R.device)
+                pre = torch.baddbmm(pre, xi, LO)
+            y = pre if self.readout is None else self.readout(pre)
+            ans = y * (scale * live)[:, :, None]
+            X[r0 : r0 + g * c] = ans.mT.reshape(g * c, k)
+            live_per_tile.extend(int(v) for v in live.sum(dim=1))
+        return X, live_per_tile
+
+    def account(self, led: _Ledger, k: int, live: list[int], chip_tiles: int | None) -> None:
+        """Count one round of every tile in ``led`` as the per-tile calls count it (a tile with no live
+        right-hand side makes no device call)."""
+        times = []
+        for i, (ci, kl) in enumerate(zip(self.sizes, live, strict=True)):
+            if kl == 0:
+                times.append(led.tile(i, ci, k, 0.0, 0, 0, None))
+            else:
+                times.append(
+                    led.tile(i, ci, k, self.times[i], ci * (ci + 1) // 2 + ci * kl, ci * kl, self.plans[i])
+                )
+        for members in _rounds(len(self.sizes), chip_tiles):
+            led.round([times[i] for i in members])
+
+
 class TileCache:
     """The tiles' readout laws kept between :func:`tiled_solve` calls (a simulator cache; the accounting is
     unchanged: every call still loads its blocks as :class:`TiledResult` counts).
@@ -712,9 +832,100 @@ class TileCache:
             None  # (config, backend, cfg, repr)
         )
         self.hits = self.misses = 0
+        # matrices seen, by object: (weak reference, version counter, digest), so an unchanged tensor passed
+        # again (a K-FAC factor between refreshes) is neither checked nor hashed again
+        self._seen: OrderedDict[int, tuple[weakref.ref[Tensor], int, bytes]] = OrderedDict()
+        self._devices: OrderedDict[tuple[object, ...], _BlockDiagonalDevice] = OrderedDict()
+        self._fractions: dict[tuple[object, ...], float] = {}
 
     def __len__(self) -> int:
         return len(self._tiles)
+
+    def known(self, A: Tensor) -> bool:
+        """Whether this very tensor, unmodified since (same object, same version counter), was checked and
+        hashed by :meth:`digest` before."""
+        entry = self._seen.get(id(A))
+        return entry is not None and entry[0]() is A and entry[1] == A._version
+
+    def digest(self, A: Tensor) -> bytes:
+        """A hash of A's bytes (kept per tensor object and version: an unchanged tensor is hashed once)."""
+        if self.known(A):
+            self._seen.move_to_end(id(A))
+            return self._seen[id(A)][2]
+        d = hashlib.blake2b(A.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
+        self._seen[id(A)] = (weakref.ref(A), A._version, d)
+        while len(self._seen) > _SEEN_LIMIT:
+            self._seen.popitem(last=False)
+        return d
+
+    def offblock_fraction(self, A: Tensor, blocks: list[slice]) -> float:
+        """:func:`_offblock_fraction` of A, kept per tensor object and version like :meth:`digest`."""
+        key = (self.digest(A), tuple((s.start, s.stop) for s in blocks))
+        frac = self._fractions.get(key)
+        if frac is None:
+            frac = self._fractions[key] = _offblock_fraction(A, blocks)
+            while len(self._fractions) > _SEEN_LIMIT:
+                self._fractions.pop(next(iter(self._fractions)))
+        return frac
+
+    def block_diagonal(
+        self,
+        A: Tensor,
+        D: list[Tensor],
+        blocks: list[slice],
+        R: Tensor,
+        backend: object,
+        config: ReadoutConfig | None,
+        lambda_floor: float,
+        generator: torch.Generator | None,
+    ) -> _BlockDiagonalDevice | None:
+        """All diagonal blocks of A (``D``, cut at ``blocks``) resident on their tiles, answered in one batched
+        call (built on first use, each tile planned for its rows of ``R`` at full scale, as :meth:`tile`);
+        None where a tile cannot be resident (see :meth:`tile`)."""
+        if isinstance(backend, str) and backend == "exact":
+            return None
+        cfg, cfg_key = self._config(config, backend)
+        if isinstance(backend, HardwareProfile) and (cfg.rounding == "stochastic" or cfg.roundings != 1):
+            return None
+        ideal = isinstance(backend, str)
+        key = (
+            self.digest(A),
+            tuple(A.shape),
+            str(A.dtype),
+            tuple((s.start, s.stop) for s in blocks),
+            backend if ideal else id(backend),
+            cfg_key,
+            lambda_floor,
+        )
+        dev = self._devices.get(key)
+        if dev is not None and (ideal or dev.backend is backend):
+            self.hits += 1
+            self._devices.move_to_end(key)
+            return dev
+        eig: list[tuple[float, float, float] | None] = [None] * len(D)
+        if cfg.analog_time == "auto":  # one batched Lanczos per block size instead of one per tile
+            by_size: dict[int, list[int]] = {}
+            for i, Di in enumerate(D):
+                by_size.setdefault(int(Di.shape[0]), []).append(i)
+            for idx in by_size.values():
+                lo, ritz, top = extreme_eigenvalues_batched(
+                    torch.stack([D[i] for i in idx]), cfg.lanczos_steps
+                )
+                for j, i in enumerate(idx):
+                    eig[i] = (float(lo[j]), float(ritz[j]), float(top[j]))
+        tiles = []
+        for Di, s, ev in zip(D, blocks, eig, strict=True):
+            Ri = R[s]
+            amax = Ri.abs().amax(dim=0)
+            Ri = Ri[:, amax > 0] / amax[amax > 0] if bool((amax > 0).any()) else torch.zeros_like(Ri[:, :1])
+            tile = self.tile(Di, Ri, backend, config, lambda_floor, generator, eigenvalues=ev)
+            assert tile is not None
+            tiles.append(tile)
+        dev = _BlockDiagonalDevice(tiles, blocks, backend)
+        self._devices[key] = dev
+        while len(self._devices) > _DEVICES_LIMIT:
+            self._devices.popitem(last=False)
+        return dev
 
     def _config(self, config: ReadoutConfig | None, backend: object) -> tuple[ReadoutConfig, str]:
         """The mean readout's settings for (config, backend), resolved once per pair (every sweep of every
@@ -736,9 +947,11 @@ class TileCache:
         config: ReadoutConfig | None,
         lambda_floor: float,
         generator: torch.Generator | None,
+        eigenvalues: tuple[float, float, float] | None = None,
     ) -> _ResidentTile | None:
-        """The resident tile of block ``Di`` (built on first use, planned for ``R``), or None where a load
-        is not deterministic (stochastic rounding, several roundings): those run :func:`solve` every call."""
+        """The resident tile of block ``Di`` (built on first use, planned for ``R``; ``eigenvalues`` as
+        :func:`thermotrain.models._linalg._plan`'s), or None where a load is not deterministic (stochastic
+        rounding, several roundings): those run :func:`solve` every call."""
         if isinstance(backend, str) and backend == "exact":
             return None  # digital block solves: nothing to simulate
         cfg, cfg_key = self._config(config, backend)
@@ -760,7 +973,14 @@ class TileCache:
             self._tiles.move_to_end(key)
             return tile
         self.misses += 1
-        plan = _plan(Di, backend, cfg, b=R if bool(R.abs().amax() > 0) else None, lambda_floor=lambda_floor)
+        plan = _plan(
+            Di,
+            backend,
+            cfg,
+            b=R if bool(R.abs().amax() > 0) else None,
+            lambda_floor=lambda_floor,
+            eigenvalues=eigenvalues,
+        )
         tile = _ResidentTile(Di, backend, cfg, plan, lambda_floor, generator)
         self._tiles[key] = tile
         while len(self._tiles) > self.max_tiles:
@@ -890,7 +1110,11 @@ def tiled_solve(
         raise CircuitError(f"B must be [n] or [n, k] with n = {n}; got {shape}.")
     if not bool(torch.isfinite(B).all()):
         raise CircuitError("B has non-finite entries (NaN/inf).")
-    _check_symmetric(A, _upper_pairs(n))
+    if cache is None:
+        cache = TileCache()
+    checked = cache.known(A)  # this tensor, unchanged, passed the checks below before
+    if not checked:
+        _check_symmetric(A, _upper_pairs(n))
     squeeze = B.ndim == 1
     Bm = (B[:, None] if squeeze else B).to(dtype=A.dtype, device=A.device)
     k = Bm.shape[1]
@@ -937,9 +1161,9 @@ def tiled_solve(
     blocks = tile_blocks(n, c)
     m = len(blocks)
     D = [A[s, s] for s in blocks]
-    _check_blocks_pd(D, blocks)
-    if cache is None:
-        cache = TileCache()
+    if not checked:
+        _check_blocks_pd(D, blocks)
+        cache.digest(A)  # remembered as checked
     resident = (chip_tiles is None or m <= chip_tiles) and roundings == 1
     if effective.rounding == "stochastic":
         resident = False  # every load draws a new rounding: the block is loaded again
@@ -950,15 +1174,21 @@ def tiled_solve(
     else:
         R, res = residual(X, led)
     hist = [res]
+    # the rounds of all tiles at once (block-diagonal, CG, block Jacobi) run as one batched call
+    device = (
+        cache.block_diagonal(A, D, blocks, R, backend, config, lambda_floor, generator)
+        if mapping != "gauss-seidel" and res > 0
+        else None
+    )
     if mapping == "block-diagonal":
         if m > 1:
             notes.append(
                 f"block-diagonal approximation: the couplings between the {m} tiles "
-                f"({100 * _offblock_fraction(A, blocks):.3g} % of ‖A‖_F) are dropped"
+                f"({100 * cache.offblock_fraction(A, blocks):.3g} % of ‖A‖_F) are dropped"
             )
         if res > 0:
             deltas = _jacobi_round(
-                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache
+                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache, device
             )
             X = X + deltas
             led.flops += n * k
@@ -980,7 +1210,7 @@ def tiled_solve(
         iterations += 1
         if current == "pcg":
             Z = _jacobi_round(
-                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache
+                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache, device
             )
             rz = (R * Z).sum(0)
             if P is None:
@@ -998,7 +1228,7 @@ def tiled_solve(
             res = float(torch.linalg.matrix_norm(R)) / bnorm if bnorm > 0 else 0.0
         elif current == "block-jacobi":
             X = X + _jacobi_round(
-                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache
+                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache, device
             )
             led.flops += n * k
             R, res = residual(X, led)
@@ -1065,8 +1295,14 @@ def _jacobi_round(
     chip_tiles: int | None,
     k: int,
     cache: TileCache | None = None,
+    device: _BlockDiagonalDevice | None = None,
 ) -> Tensor:
-    """All tiles' corrections from one residual (the tiles of a round in parallel); returns the stacked δ."""
+    """All tiles' corrections from one residual (the tiles of a round in parallel); returns the stacked δ.
+    With ``device`` (the blocks resident, :meth:`TileCache.block_diagonal`) one batched call answers them."""
+    if device is not None:
+        out, live = device(R, generator)
+        device.account(led, k, live, chip_tiles)
+        return out
     out = torch.zeros_like(R)
     for members in _rounds(len(blocks), chip_tiles):
         times = []

@@ -619,3 +619,107 @@ def test_block_diagonal_solve_without_the_residual_diagnostic() -> None:
     assert quick.residual is None and quick.converged is None
     assert full.digital_flops - quick.digital_flops == 2 * 10 * 10 * 3 + 10 * 3  # one residual product
     assert any("residual not measured" in note for note in quick.notes)
+
+
+def _per_tile_round(A: torch.Tensor, R: torch.Tensor, c: int, backend: object, cfg: ReadoutConfig):
+    """One round of tile corrections the way the tiles run one by one (no batched device), and its ledger."""
+    from thermotrain.models._tiles import TileCache, _jacobi_round, _Ledger
+
+    blocks = tile_blocks(A.shape[0], c)
+    led = _Ledger(len(blocks), True)
+    D = [A[s, s] for s in blocks]
+    out = _jacobi_round(D, blocks, R, backend, cfg, 0.05, None, led, None, R.shape[1], TileCache())
+    return out, led
+
+
+def test_the_batched_round_answers_exactly_as_the_tiles_one_by_one_without_noise() -> None:
+    """Noiseless (κ0 = 0) 8-bit profile with an op-amp offset, 20 cells on tiles of 8 (two block sizes, so two
+    batched groups), right-hand sides with an all-zero column and a column that is zero on one tile only: the
+    batched block-diagonal round (one product per block size) gives the per-tile answers to rounding, and the
+    same accounting (analog time, wall time, values loaded and read, flops)."""
+    prof = HardwareProfile.from_spec("rc", tolerance=0.01, coupling_bits=8)
+    prof = dataclasses.replace(prof, component_stats={**prof.component_stats, "opamp_offset_v": 1e-3})
+    A = spd(20, 0.2, 31)
+    R = torch.randn(20, 4, generator=torch.Generator().manual_seed(8), dtype=F64)
+    R[:, 1] = 0.0
+    R[8:16, 2] = 0.0
+    cfg = ReadoutConfig(mode="average", kappa0=0.0)
+    ref, led = _per_tile_round(A, R, 8, prof, cfg)
+    got = tiled_solve(
+        A,
+        R,
+        backend=prof,
+        cells_per_tile=8,
+        mapping="block-diagonal",
+        config=cfg,
+        lambda_floor=0.05,
+        measure_residual=False,
+    )
+    assert torch.allclose(got.value, ref, rtol=1e-9, atol=1e-12)
+    assert bool((got.value[:, 1] == 0).all()) and bool((got.value[8:16, 2] == 0).all())
+    assert got.analog_time_tau == pytest.approx(led.total, rel=1e-12)
+    assert got.wall_time_tau == pytest.approx(led.wall, rel=1e-12)
+    assert (got.values_loaded, got.values_read) == (led.loaded, led.read)
+    assert got.digital_flops == led.flops + 20 * 4  # the batched path adds X += δ like the per-tile one
+
+
+def test_the_batched_round_draws_each_tiles_law() -> None:
+    """Noisy ideal tiles (κ0 > 0): 4 000 copies of one right-hand side in one batched call; per cell the sample
+    mean is within 4 standard errors of the tile law's mean Ψu and the sample variance within 4 standard errors
+    (√(2/(N-1)) relative, Gaussian) of its variance C_ii, for every cell of both block sizes."""
+    from thermotrain.models._tiles import TileCache
+
+    A = spd(12, 0.3, 33)
+    b = torch.randn(12, 1, generator=torch.Generator().manual_seed(9), dtype=F64)
+    N = 4000
+    cfg = ReadoutConfig(mode="average", kappa0=0.05, analog_time=30.0, burn_in=5.0)
+    cache = TileCache()
+    got = tiled_solve(
+        A,
+        b.expand(12, N).contiguous(),
+        backend="ideal",
+        cells_per_tile=8,
+        mapping="block-diagonal",
+        config=cfg,
+        generator=torch.Generator().manual_seed(10),
+        cache=cache,
+        measure_residual=False,
+    ).value
+    for s in tile_blocks(12, 8):
+        bi = b[s]
+        amax = float(bi.abs().max())
+        tile = cache.tile(A[s, s], bi / amax, "ideal", cfg, 0.0, None)
+        assert tile is not None
+        mean = (tile.Psi @ (bi[:, 0] / amax)) * amax
+        var = torch.diagonal(tile.L @ tile.L.mT) * amax**2
+        se = (var / N).sqrt()
+        assert bool(((got[s].mean(1) - mean).abs() <= 4 * se).all())
+        rel = got[s].var(1) / var - 1
+        assert bool((rel.abs() <= 4 * math.sqrt(2 / (N - 1))).all())
+
+
+def test_a_matrix_changed_in_place_is_checked_and_loaded_again() -> None:
+    """The cache skips the checks and the hash for the very tensor it saw, unchanged; an in-place change
+    (a new version) is checked again (here: refused as not symmetric) and never answered from the stale law."""
+    from thermotrain.models import TileCache
+
+    A = spd(12, 0.3, 35)
+    B = torch.randn(12, 2, generator=torch.Generator().manual_seed(11), dtype=F64)
+    cache = TileCache()
+    kw = {
+        "backend": "ideal",
+        "cells_per_tile": 4,
+        "mapping": "block-diagonal",
+        "cache": cache,
+        "config": ReadoutConfig(mode="average", kappa0=0.0),
+    }
+    first = tiled_solve(A, B, **kw).value
+    assert cache.known(A) and not cache.known(A.clone())
+    A.mul_(2.0)
+    assert not cache.known(A)
+    again = tiled_solve(A, B, **kw).value
+    fresh = tiled_solve(A.clone(), B, **{**kw, "cache": TileCache()}).value
+    assert torch.allclose(again, fresh, rtol=1e-12) and not torch.allclose(again, first)
+    A[0, 1] += 1.0
+    with pytest.raises(CircuitError, match="symmetric"):
+        tiled_solve(A, B, **kw)

@@ -99,3 +99,34 @@ def test_a_profile_with_a_chip_runs_each_factor_on_its_tiles() -> None:
     assert inv[:4, 4:].abs().max() == 0  # nothing couples the two tiles
     exact = torch.linalg.inv(F[:4, :4])
     assert float((inv[:4, :4] - exact).norm() / exact.norm()) < 3 * 0.3
+
+
+def test_block_diagonal_solve_mode_solves_with_the_batch_rows_where_they_are_fewer() -> None:
+    """Solve mode on block-diagonal tiles (no warm start): a layer whose gradient is SᵀX over fewer rows than
+    its factors' widths is preconditioned as [(G+λI)⁻¹Sᵀ][(A+λI)⁻¹Xᵀ]ᵀ — the same update as the two solves
+    with the gradient's columns (noiseless tiles: to rounding), with fewer right-hand-side values loaded."""
+    cfg = ReadoutConfig(mode="average", kappa0=0.0, analog_time=200.0, burn_in=20.0)
+
+    def solver() -> AnalogSolver:
+        return AnalogSolver("ideal", cfg, mapping="block-diagonal", cells_per_tile=8)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(30, 20), nn.Tanh(), nn.Linear(20, 3)).double()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8, 30, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g)
+    ours = solver()
+    precond = KFACPreconditioner(model, KFACConfig(damping=LAM, mode="solve"), ours)
+    nn.CrossEntropyLoss()(model(x), y).backward()
+    first = precond._layers["0"]
+    raw = first.grad_matrix().clone()
+    assert first.low_rank_gradient() is not None
+    precond.step()
+    ref = solver()
+    Y = ref.solve(first.G_damped, raw, floor=LAM)
+    U = ref.solve(first.A_damped, Y.T, floor=LAM).T
+    got = torch.cat([model[0].weight.grad, model[0].bias.grad[:, None]], dim=1)
+    assert torch.allclose(got, U, rtol=1e-9, atol=1e-12)
+    # values read: 8 rows × (20 + 31) on the first layer instead of 2 × 20 × 31; the second layer (3 × 21,
+    # more rows than columns) keeps the two solves with the gradient's columns
+    assert ours.stats.values_read == 8 * (20 + 31) + 2 * 3 * 21
+    assert ref.stats.values_read == 2 * 20 * 31
