@@ -10,13 +10,18 @@ Rows, each one ``thermotrain train`` run with the defaults except the flags name
   approximation.
 - ``kfac-tiles-cg``: solve mode on the same tiles: conjugate gradients preconditioned by the tiles, the
   off-tile products digital, run to the readout's target error (0.1) — exact in the limit.
+- ``kfac-tiles-blockdiag-solve``: solve mode, one round of the tiles per solve (mean readout of each 64-cell
+  diagonal block, the off-tile blocks dropped) — the block-diagonal approximation in solve mode.
 
-Writes ``OUT/<model>-<row>/`` (each run's own outputs), ``OUT/tiles_training.json`` (per row: final test
-accuracy, wall time, analog time, values loaded/read, curves) and ``OUT/tiles_training_<model>.png`` (test
-accuracy against step). Hyperparameters are the defaults (tuned on validation splits of the MLP runs,
-docs/results.md), not re-tuned for these networks; one seed unless ``--seeds``.
+Writes ``OUT/<model>-<row>-s<seed>/`` (each run's own outputs), ``OUT/tiles_training.json`` (per run: final
+test accuracy, wall time, analog time, values loaded/read, curves; per model and row: the final test accuracy
+over seeds, mean and 95 % t-interval, and its gap to digital K-FAC paired by seed), ``OUT/tiles_training.md``
+(that table) and ``OUT/tiles_training_<model>.png`` (test accuracy against step, mean over seeds with a band
+of its 95 % t-interval). Hyperparameters are the defaults (tuned on validation splits of the MLP runs,
+docs/results.md), not re-tuned for these networks; ``--jobs`` runs that many trainings at once (each on one
+thread).
 
-    python benchmarks/tiles_training.py --out runs/tiles-training [--subset 10000] [--epochs 3]
+    python benchmarks/tiles_training.py --out runs/tiles-training [--seeds 0 1 2] [--jobs 2] [--epochs 3]
 """
 
 from __future__ import annotations
@@ -34,6 +39,18 @@ ROWS: dict[str, list[str]] = {
     "kfac-digital": ["--optimizer", "kfac", "--backend", "exact"],
     "kfac-tiles-blockdiag": ["--optimizer", "kfac", "--backend", "rc8"],
     "kfac-tiles-cg": ["--optimizer", "kfac", "--backend", "rc8", "--kfac-mode", "solve"],
+    "kfac-tiles-blockdiag-solve": [
+        *(
+            "--optimizer",
+            "kfac",
+            "--backend",
+            "rc8",
+            "--kfac-mode",
+            "solve",
+            "--tile-mapping",
+            "block-diagonal",
+        ),
+    ],
 }
 
 
@@ -46,85 +63,139 @@ def _curve(run: Path) -> list[tuple[int, float]]:
     return sorted(set(pts))
 
 
+def _run(out: Path, model: str, row: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
+    name = f"{model}-{row}-s{seed}"
+    run = out / name
+    cmd = [sys.executable, "-m", "thermotrain", "train", "--model", model, "--dataset"]
+    cmd += ["fashion-mnist", "--subset", str(args.subset), "--epochs", str(args.epochs)]
+    cmd += ["--seed", str(seed), "--eval-every", str(args.eval_every), "--out", str(run)]
+    cmd += ["--overwrite", *ROWS[row]]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    print(f">> {name}: {' '.join(cmd[3:])}", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(f"   {name} failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}", flush=True)
+        return name, {
+            "model": model,
+            "row": row,
+            "seed": seed,
+            "status": "failed",
+            "error": proc.stderr[-500:],
+        }
+    s = json.loads((run / "summary.json").read_text())
+    print(f"   {name}: {s['status']}, test accuracy {s.get('test_accuracy')}, {wall:.0f} s", flush=True)
+    return name, {
+        "model": model,
+        "row": row,
+        "seed": seed,
+        "status": s["status"],
+        "test_accuracy": s.get("test_accuracy"),
+        "steps": s.get("steps"),
+        "process_wall_s": wall,
+        "train_wall_s": s.get("wall_s"),
+        "analog_time_tau": s.get("analog_time_tau"),
+        "device_wall_time_tau": s.get("device_wall_time_tau"),
+        "values_loaded": s.get("values_loaded"),
+        "values_read": s.get("values_read"),
+        "mapping": s.get("mapping"),
+        "cells_per_tile": s.get("cells_per_tile"),
+        "tiles_used_max": (s.get("readout") or {}).get("tiles_used_max"),
+        "digital_flops_between_calls": s.get("digital_flops_between_calls"),
+        "curve": _curve(run),
+    }
+
+
+def _table(results: dict[str, dict], models: list[str], rows: list[str]) -> tuple[dict, str]:
+    """Per model and row: final test accuracy over seeds (mean, 95 % t-interval) and the gap to digital
+    K-FAC paired by seed; and the same as a markdown table."""
+    from thermotrain.training._protocol import summarize
+
+    table: dict[str, dict] = {}
+    lines = [
+        "| model | row | seeds | test accuracy % (mean, CI95) | − digital K-FAC, paired (points, CI95) "
+        "| simulation s (mean) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model in models:
+        digital = {
+            r["seed"]: r["test_accuracy"]
+            for r in results.values()
+            if r.get("model") == model and r.get("row") == "kfac-digital" and r.get("status") == "completed"
+        }
+        for row in rows:
+            done = [
+                r
+                for r in results.values()
+                if r.get("model") == model and r.get("row") == row and r.get("status") == "completed"
+            ]
+            if not done:
+                continue
+            acc = summarize([100 * r["test_accuracy"] for r in done])
+            paired = [100 * (r["test_accuracy"] - digital[r["seed"]]) for r in done if r["seed"] in digital]
+            gap = summarize(paired) if paired and row != "kfac-digital" else None
+            wall = sum(r["process_wall_s"] for r in done) / len(done)
+            table[f"{model}/{row}"] = {
+                "seeds": [r["seed"] for r in done],
+                "test_accuracy_pct": acc,
+                "gap_to_digital_points": gap,
+                "simulation_s_mean": wall,
+            }
+
+            def fmt(x: dict | None) -> str:
+                if x is None or x["mean"] is None:
+                    return "–"
+                hw = x["half_width"]
+                return f"{x['mean']:.2f}" + ("" if hw is None else f" ± {hw:.2f}")
+
+            lines.append(f"| {model} | {row} | {len(done)} | {fmt(acc)} | {fmt(gap)} | {wall:.0f} |")
+    return table, "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="output folder (path)")
     p.add_argument("--models", nargs="+", default=["cnn", "vit"], help="networks (names)")
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS), help="optimizer rows (names)")
     p.add_argument("--subset", type=int, default=10000, help="training examples (count; test on as many)")
     p.add_argument("--epochs", type=int, default=3, help="passes over the training subset (count)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (integers)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (integers)")
     p.add_argument("--eval-every", type=int, default=20, help="test evaluation interval (steps)")
+    p.add_argument("--jobs", type=int, default=1, help="trainings run at once (count; one thread each)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    for model in args.models:
-        for row in args.rows:
-            for seed in args.seeds:
-                name = f"{model}-{row}" + (f"-s{seed}" if len(args.seeds) > 1 else "")
-                run = args.out / name
-                cmd = [sys.executable, "-m", "thermotrain", "train", "--model", model, "--dataset"]
-                cmd += ["fashion-mnist", "--subset", str(args.subset), "--epochs", str(args.epochs)]
-                cmd += ["--seed", str(seed), "--eval-every", str(args.eval_every), "--out", str(run)]
-                cmd += ["--overwrite", *ROWS[row]]
-                print(f">> {name}: {' '.join(cmd[3:])}", flush=True)
-                t0 = time.perf_counter()
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                wall = time.perf_counter() - t0
-                if proc.returncode != 0:
-                    print(
-                        f"   failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}", flush=True
-                    )
-                    results[name] = {"status": "failed", "error": proc.stderr.strip()[-500:]}
-                    continue
-                s = json.loads((run / "summary.json").read_text())
-                results[name] = {
-                    "model": model,
-                    "row": row,
-                    "seed": seed,
-                    "status": s["status"],
-                    "test_accuracy": s.get("test_accuracy"),
-                    "steps": s.get("steps"),
-                    "process_wall_s": wall,
-                    "train_wall_s": s.get("wall_s"),
-                    "analog_time_tau": s.get("analog_time_tau"),
-                    "device_wall_time_tau": s.get("device_wall_time_tau"),
-                    "values_loaded": s.get("values_loaded"),
-                    "values_read": s.get("values_read"),
-                    "mapping": s.get("mapping"),
-                    "cells_per_tile": s.get("cells_per_tile"),
-                    "tiles_used_max": (s.get("readout") or {}).get("tiles_used_max"),
-                    "digital_flops_between_calls": s.get("digital_flops_between_calls"),
-                    "curve": _curve(run),
-                }
-                print(f"   {s['status']}: test accuracy {s.get('test_accuracy')}, {wall:.0f} s", flush=True)
-                (args.out / "tiles_training.json").write_text(json.dumps(results, indent=2))
+    todo = [(m, r, s) for m in args.models for r in args.rows for s in args.seeds]
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for name, rec in pool.map(lambda job: _run(args.out, *job, args), todo):
+            results[name] = rec
+            table, text = _table(results, args.models, args.rows)
+            (args.out / "tiles_training.json").write_text(
+                json.dumps({"runs": results, "table": table}, indent=2)
+            )
+            (args.out / "tiles_training.md").write_text(text)
+    print(text, end="")
     _plot(args.out, results, args.models)
     return 0
 
 
 def _plot(out: Path, results: dict[str, dict], models: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from thermotrain.training._protocol import plot_bands
 
     for model in models:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        for r in results.values():
-            if r.get("model") != model or not r.get("curve"):
-                continue
-            steps, acc = zip(*r["curve"], strict=True)
-            ax.plot(steps, [100 * a for a in acc], marker=".", label=f"{r['row']} (seed {r['seed']})")
-        ax.set_xlabel("step (batch 128)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{model} on Fashion-MNIST: Adam, digital K-FAC, K-FAC on rc8's 64-cell tiles")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / f"tiles_training_{model}.png", dpi=120)
-        plt.close(fig)
+        arms: dict[str, list[dict]] = {}
+        for name, r in results.items():
+            if r.get("model") == model and r.get("status") == "completed":
+                arms.setdefault(r["row"], []).append(json.loads((out / name / "summary.json").read_text()))
+        if arms:
+            plot_bands(
+                arms,
+                out / f"tiles_training_{model}.png",
+                f"{model} on Fashion-MNIST: Adam, digital K-FAC, K-FAC on rc8's 64-cell tiles",
+            )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Fast covariance readout: a draw of the sample second moment Ĉ = (1/S) Σ_{k<S} x_k x_kᵀ of a linear SDE
 sampled every Δ, in O(N³) flops whatever the number of samples S (the trajectory costs O(S·N²)).
 
-The process (time in the SDE's unit, τ on the device): dx = M x dt + Q dW, D = Q Qᵀ, M stable (normal or not),
-u = 0; sampled x_k = x(B + kΔ), either stationary (``burn_in=None``) or from x(0) = 0 with burn-in B. Exact
+The process (time in the SDE's unit, τ on the device): dx = (M x + u) dt + Q dW, D = Q Qᵀ, M stable (normal
+or not), u constant (zero-mean below; "A mean" adds u); sampled x_k = x(B + kΔ), either stationary (``burn_in=None``) or from x(0) = 0 with burn-in B. Exact
 one-step law x_{k+1} = Φ x_k + ε_k, Φ = e^{MΔ}, ε_k ~ N(0, Q_Δ), Q_Δ = P - Φ P Φᵀ, P the stationary
 covariance (M P + P Mᵀ + D = 0), P_k = Cov(x_k).
 
@@ -42,7 +42,17 @@ pair (i, j) by 1 - μ_ij, μ_ij = φ_i φ_j. The draw:
 - Not modelled sample by sample: ADC quantization and output saturation act on each sample. ``adc_step`` adds
   the additive-uniform-noise model of a quantizer of step Δq, + Δq²/12 on the diagonal of E[Ĉ] (valid when the
   signal spans many LSBs, rms/Δq ≳ 2; the extra variance, ≈ 2 P_ii Δq²/(12 S), is not added). Saturation is
-  assumed not to bind (rms ≪ full scale). A non-zero input u is refused (the mean's cross terms are not drawn).
+  assumed not to bind (rms ≪ full scale).
+- **A mean** (a constant input u, e.g. op-amp offsets, and a readout ``offset`` o): x_k = m_k + z_k with the
+  deterministic mean m_k = (I - Φ_B Φ^k) μ, μ = -M⁻¹u (from x(0) = 0; m_k = μ when stationary), and
+  y_k = O x_k + o. Then Ĉ = O Ĉ_z Oᵀ + (1/S) Σ n_k n_kᵀ + (O Σ_k z_k n_kᵀ + transpose)/S, n_k = O m_k + o.
+  The deterministic term is exact (geometric sums in the eigenbasis); the cross term is drawn as
+  O z̄ n̄ᵀ + n̄ z̄ᵀ Oᵀ with z̄ = (1/S) Σ z_k from its exact Gaussian law (Cov z̄ = (1/S²) Σ_{k,l} Cov(z_k, z_l),
+  closed form with the burn-in), independent of the rest: a linear and a quadratic function of a zero-mean
+  Gaussian path are uncorrelated, so E[Ĉ] stays exact and its covariance is exact up to replacing n_k by its
+  window average n̄ in the cross term — the mean's transient left after the burn-in, relative size
+  ≤ max_i |β_i| g_i / S (β_i = e^{λ_i B}, g_i = Σ_k |φ_i|^k ≤ 1/(1 - |φ_i|)), below 1 % at the readout plan's
+  burn-in. The trajectory path is the reference (``test_a_mean_path_matches_the_trajectory``).
 - Conditioning: a non-normal M is diagonalized; eigenvector matrices with ‖V‖_F ‖V⁻¹‖_F > ``max_condition``
   (near-defective drift) are refused, so the caller falls back to the trajectory path.
 
@@ -54,6 +64,7 @@ over ``draws`` independent readouts; runs on the tensors' device (CPU or CUDA), 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -126,13 +137,15 @@ def sample_covariance_readout(
     adc_step: float = 0.0,
     min_decorrelations: float = 10.0,
     max_condition: float = 1e8,
+    offset: Tensor | float = 0.0,
 ) -> Tensor:
     """Draw Ĉ = (1/S) Σ_{k<S} y_k y_kᵀ, y_k = O x(B + kΔ), without simulating the S samples (law and fidelity:
     module docstring).
 
     Args:
-        sde_or_A: a :class:`LinearSDE` dx = M x dt + Q dW (u must be 0; leading batch dims = tiles), or a
-            symmetric positive definite A [..., n, n]: the ideal device dx = -A x dt + sqrt(2 κ0) dW.
+        sde_or_A: a :class:`LinearSDE` dx = (M x + u) dt + Q dW (leading batch dims = tiles; a constant
+            input u, e.g. op-amp offsets, adds the mean path's terms, see "A mean" in the module docstring),
+            or a symmetric positive definite A [..., n, n]: the ideal device dx = -A x dt + sqrt(2 κ0) dW.
         dt: sample interval Δ (the SDE's time unit, τ), > 0.
         samples: S ≥ 2, the number of samples (the trajectory path's ``n_steps + 1``).
         burn_in: None = the first sample is drawn from the stationary law; a time B ≥ 0 = the device starts at
@@ -145,11 +158,13 @@ def sample_covariance_readout(
         min_decorrelations: refuse when S (1 - ρ²) is smaller (ρ = the slowest mode's |e^{λΔ}|): the Gaussian
             part of the law would misstate the slow modes' skewness (see the module docstring).
         max_condition: refuse a non-normal drift whose eigenvector matrix has ‖V‖_F ‖V⁻¹‖_F above this.
+        offset: a constant added to every read sample, y_k = O x_k + offset (a readout offset; V), a float or
+            [n_obs].
     Returns:
         [*(draws,), *batch, n_obs, n_obs] in the SDE's (or A's) dtype and device, symmetric (not always PSD).
     Raises:
         InputError naming the value and the fix (unstable or near-defective drift, too few decorrelation
-        times, u ≠ 0, bad shapes).
+        times, bad shapes).
     Cost: O(N³) independent of S (see the module docstring).
     """
     dt = check_float("dt", dt, minimum=0.0, strict_min=True, unit="tau")
@@ -161,11 +176,7 @@ def sample_covariance_readout(
         draws = check_int("draws", draws, minimum=1)
     if isinstance(sde_or_A, LinearSDE):
         sde = sde_or_A
-        if bool((sde.u != 0).any()):
-            raise InputError(
-                "sample_covariance_readout: the SDE has a non-zero input u; the fast readout draws the "
-                "zero-mean law only. Use the trajectory path (models.simulate) for a device with offsets."
-            )
+        u_in = sde.u.to(_WORK) if bool((sde.u != 0).any()) else None
         out_dtype, dev = sde.dtype, sde.device
         M, D = sde.M.to(_WORK), sde.D.to(_WORK)
         shape = torch.broadcast_shapes(M.shape, D.shape)
@@ -176,6 +187,7 @@ def sample_covariance_readout(
             raise InputError(f"A must be a floating [..., n, n] tensor; got shape {tuple(A.shape)}.")
         kappa0 = check_float("kappa0", kappa0, minimum=0.0, strict_min=True)
         out_dtype, dev = A.dtype, A.device
+        u_in = None
         M = -_sym(A.to(_WORK))
         D = (2.0 * kappa0) * torch.eye(A.shape[-1], dtype=_WORK, device=dev).expand(M.shape)
     else:
@@ -276,6 +288,77 @@ def sample_covariance_readout(
     C_e = mean_e + fluct
     left = V if O is None else O.to(cdt) @ V
     C = to_real(C_e, left)
+    off = torch.as_tensor(offset, dtype=_WORK, device=dev)
+    if u_in is not None or bool((off != 0).any()):
+        C = C + _mean_terms(M, u_in, off, lam, V, Vinv, Pe, O, dt, samples, burn_in, lead, generator, to_real)
     if adc_step > 0:
         C = C + (adc_step**2 / 12.0) * torch.eye(C.shape[-1], dtype=_WORK, device=dev)
     return C.to(out_dtype)
+
+
+def _mean_terms(
+    M: Tensor,
+    u: Tensor | None,
+    offset: Tensor,
+    lam: Tensor,
+    V: Tensor,
+    Vinv: Tensor,
+    Pe: Tensor,
+    O: Tensor | None,
+    dt: float,
+    S: int,
+    burn_in: float | None,
+    lead: tuple[int, ...],
+    generator: torch.Generator | None,
+    to_real: Callable[[Tensor], Tensor],
+) -> Tensor:
+    """What a mean path adds to Ĉ (module docstring, "A mean"): with y_k = O(m_k + z_k) + o, m_k the
+    deterministic mean and z_k the zero-mean process the caller drew,
+
+        Ĉ_y - O Ĉ_z Oᵀ = (1/S) Σ n_k n_kᵀ + O z̄ n̄ᵀ + n̄ z̄ᵀ Oᵀ,   n_k = O m_k + o,
+
+    the first term exact, the cross term with z̄ = (1/S) Σ z_k drawn from its exact Gaussian law
+    (independently: it is uncorrelated with every quadratic part) and n_k replaced by its average n̄."""
+    cdt = lam.dtype
+    N = lam.shape[-1]
+    dev = lam.device
+    Sf = float(S)
+    phi = torch.exp(lam * dt)
+    one_m_phi = -torch.expm1(lam * dt)
+    g = -torch.expm1(lam * (S * dt)) / one_m_phi  # Σ_{k<S} φ^k
+    a = phi / one_m_phi
+    s = lam[..., :, None] + lam[..., None, :]
+    g_mu = -torch.expm1(s * (S * dt)) / -torch.expm1(s * dt)  # Σ_{k<S} (φ_i φ_j)^k
+    beta = torch.zeros_like(lam) if burn_in is None else torch.exp(lam * burn_in)
+    if u is None:
+        mt = torch.zeros(lam.shape, dtype=cdt, device=dev)
+    else:
+        mu_st = -torch.linalg.solve(M, u.expand(*M.shape[:-1])[..., None])  # stationary mean [..., N, 1]
+        mt = (Vinv @ mu_st.to(cdt))[..., 0]
+    bg = beta * g / Sf
+    mbar_e = mt * (1.0 - bg)
+    G_e = (mt[..., :, None] * mt[..., None, :]) * (
+        1.0 - bg[..., :, None] - bg[..., None, :] + beta[..., :, None] * beta[..., None, :] * g_mu / Sf
+    )
+    # Cov(z̄) in eigen coordinates: (1/S²) Σ_{k,l} Cov(z_k, z_l), Cov(z_k, z_l) = Φ^{k-l} P_l for k ≥ l
+    ai, aj = a[..., :, None], a[..., None, :]
+    gi, gj = g[..., :, None], g[..., None, :]
+    e_b = beta[..., :, None] * beta[..., None, :]
+    last = torch.exp(lam * ((S - 1) * dt))  # φ^{S-1}
+    lagged = Sf * (1 + ai + aj) - ai * gi - aj * gj
+    transient = (1 + ai + aj) * g_mu - ai * last[..., :, None] * gj - aj * last[..., None, :] * gi
+    Cz = to_real(Pe * (lagged - e_b * transient) / Sf**2)
+    xi = torch.randn((*lead, N, 1), generator=generator, dtype=_WORK, device=dev)
+    zbar = (psd_factor(Cz) @ xi)[..., 0]
+    mbar = (V @ mbar_e[..., None])[..., 0]
+    mbar = mbar.real if mbar.is_complex() else mbar
+    G = to_real(G_e)
+    if O is not None:
+        zbar = zbar @ O.mT
+        mbar = mbar @ O.mT
+        G = O @ G @ O.mT
+    offset = offset.expand(mbar.shape[-1])  # a float: every channel
+    nbar = mbar + offset
+    outer = mbar[..., :, None] * offset[..., None, :]
+    cross = zbar[..., :, None] * nbar[..., None, :]
+    return G + outer + outer.mT + offset[..., :, None] * offset[..., None, :] + cross + cross.mT

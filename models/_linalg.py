@@ -439,7 +439,7 @@ def inverse(
             every sample of the path, O(S·N²)) or ``"law"`` (a draw of the sample covariance from its law,
             O(N³) whatever S: exact mean, Isserlis second moments, Gaussian third-order approximation; ADC
             rounding as additive uniform noise — :mod:`thermotrain.models._fast_readout`). Where the law is
-            refused (too few decorrelation times, offsets, an ill-conditioned drift) the trajectory runs.
+            refused (too few decorrelation times, an ill-conditioned drift) the trajectory runs.
     Returns:
         :class:`InverseResult` with the :class:`ReadoutPlan` that ran; the estimate is (1/N) Σ x_i x_iᵀ / κ0
         over the N samples (known zero mean), symmetric by construction; relative error of the slowest mode
@@ -514,9 +514,10 @@ def inverse(
                     observe=inst.observe,
                     generator=generator,
                     adc_step=0.0 if adc is None else float(adc.step),
+                    offset=float(getattr(inst.readout, "offset", 0.0)),
                 )
-                if fast and float(getattr(inst.readout, "offset", 0.0)) == 0.0
-                else None  # a readout offset adds mean terms the law does not draw: run the trajectory
+                if fast
+                else None
             )
             if C is not None:
                 inv = inv + inst.matrix_scale * C / inst.kappa0 / roundings

@@ -25,8 +25,8 @@ smallest λ_max for the fast modes' correlation factor, with the widest block's 
 lets one round run as **one batched draw** of the covariance readout's law
 (:func:`thermotrain.models._fast_readout.sample_covariance_readout`, a leading tile dimension) per block size;
 a hardware profile builds each tile's device with ``instantiate`` in a loop (its quantization and PD check
-are per matrix), then draws all of them at once. Where the law refuses (too few decorrelation times, an op-amp
-offset), each tile runs :func:`thermotrain.models.inverse`'s trajectory.
+are per matrix), then draws all of them at once. Where the law refuses (too few decorrelation times, a near-defective
+drift), each tile runs :func:`thermotrain.models.inverse`'s trajectory.
 
 **Solve** (:func:`tiled_solve`): X ≈ A⁻¹B by an outer block iteration whose inner solves are tile mean
 readouts (:func:`thermotrain.models.solve`, ``readout="average"``) and whose off-tile products are digital.
@@ -376,11 +376,11 @@ def _law_round(
                 )
                 for D in group
             ]
-            if any(float(getattr(i.readout, "offset", 0.0)) != 0.0 for i in insts):
-                return None  # an offset adds mean terms the law does not draw
-            if any(bool((i.sde.u != 0).any()) for i in insts):
-                return None
-            sde = LinearSDE(torch.stack([i.sde.M for i in insts]), torch.stack([i.sde.D for i in insts]))
+            sde = LinearSDE(
+                torch.stack([i.sde.M for i in insts]),
+                torch.stack([i.sde.D for i in insts]),
+                torch.stack([i.sde.u for i in insts]),  # op-amp offsets: the law adds the mean path
+            )
             adc = getattr(insts[0].readout, "adc", None)
             C = sample_covariance_readout(
                 sde,
@@ -390,6 +390,7 @@ def _law_round(
                 observe=insts[0].observe,
                 generator=generator,
                 adc_step=0.0 if adc is None else float(adc.step),
+                offset=float(getattr(insts[0].readout, "offset", 0.0)),
             )
             alpha = torch.tensor([i.matrix_scale for i in insts], dtype=C.dtype, device=C.device)
             total = total + alpha[:, None, None] * C / insts[0].kappa0 / cfg.roundings
