@@ -18,7 +18,10 @@ input features on different tiles are treated as zero. ``"monolithic"`` is
 :func:`thermotrain.models.inverse` on the whole matrix (one device of any size; the reference).
 
 The tiles of one **round** run in parallel on the chip; with more blocks than tiles, consecutive groups of
-``tiles`` blocks run in successive rounds. The tiles of a round share one schedule (burn-in, sample interval,
+``tiles`` blocks run in successive rounds, block i on tile i mod ``tiles``. Each tile of a hardware profile's
+chip is its own physical circuit: tile t has its own tolerance, offset and mismatch draws (instance seed
+``seeds[0] + t``, :func:`on_tile`; tile 0 is the device a monolithic call builds), and a block that returns
+to tile t in a later round meets the same draws. The tiles of a round share one schedule (burn-in, sample interval,
 number of samples): the one planned for the round's slowest block (smallest λ_min lower bound, and the
 smallest λ_max for the fast modes' correlation factor, with the widest block's size; see
 :func:`thermotrain.models.plan_readout`), so every tile's predicted error is at most the round's. That also
@@ -226,6 +229,37 @@ def _rounds(m: int, tiles: int | None) -> list[list[int]]:
     return [list(range(i, min(i + step, m))) for i in range(0, m, step)]
 
 
+# per-tile devices of a profile, by profile object: (weak reference, {tile: profile})
+_TILE_VIEWS: dict[int, tuple[weakref.ref[HardwareProfile], dict[int, HardwareProfile]]] = {}
+
+
+def _tile_of(i: int, tiles: int | None) -> int:
+    """The tile that block i runs on: its place in its round (consecutive groups of ``tiles``)."""
+    return i if tiles is None else i % tiles
+
+
+def on_tile(backend: object, tile: int) -> object:
+    """The device of tile ``tile`` of the chip: for a hardware profile, the profile with its instance seed
+    ``seeds[0]`` advanced by ``tile`` (mod 2⁶³), so every tile of a chip has its own tolerance, offset and
+    mismatch draws, as the separate circuits of a real chip do; tile 0 is the profile itself (a factor on one
+    tile is the device :func:`thermotrain.models.inverse` builds). The ideal and exact backends have no
+    per-device draws and are returned as they are. Kept per profile object, so a tile's device is one object
+    (caches keyed by it hit)."""
+    if not isinstance(backend, HardwareProfile) or tile == 0:
+        return backend
+    entry = _TILE_VIEWS.get(id(backend))
+    if entry is None or entry[0]() is not backend:
+        for key in [k for k, (ref, _) in _TILE_VIEWS.items() if ref() is None]:
+            del _TILE_VIEWS[key]
+        entry = _TILE_VIEWS[id(backend)] = (weakref.ref(backend), {})
+    views = entry[1]
+    view = views.get(tile)
+    if view is None:
+        seeds = [(backend.seeds[0] + tile) % 2**63, *backend.seeds[1:]]
+        view = views[tile] = replace(backend, seeds=seeds)
+    return view
+
+
 def _offblock_fraction(A: Tensor, blocks: list[slice]) -> float:
     """‖A - blockdiag(A)‖_F / ‖A‖_F: the share of A the block-diagonal mapping drops (the off-diagonal
     blocks' norms summed directly, no cancellation). O(n²)."""
@@ -340,6 +374,7 @@ def _fixed(cfg: ReadoutConfig, plan: ReadoutPlan) -> ReadoutConfig:
 def _law_round(
     group: list[Tensor],
     backend: object,
+    devices: list[object],
     cfg: ReadoutConfig,
     plan: ReadoutPlan,
     samples: int,
@@ -367,14 +402,14 @@ def _law_round(
         total: Tensor | float = 0.0
         for _ in range(cfg.roundings):
             insts = [
-                backend.instantiate(
+                dev.instantiate(  # type: ignore[attr-defined]
                     D,
                     generator=generator,
                     kappa0=plan.kappa0,
                     rounding=cfg.rounding,
                     min_eigenvalue=lambda_floor,
                 )
-                for D in group
+                for D, dev in zip(group, devices, strict=True)
             ]
             sde = LinearSDE(
                 torch.stack([i.sde.M for i in insts]),
@@ -540,14 +575,15 @@ def tiled_inverse(
             invs = None
             if simulator == "law":
                 group = [D[i] for i in idx]
-                invs = _law_round(group, backend, cfg, plan, n_steps + 1, lambda_floor, generator)
+                devices = [on_tile(backend, _tile_of(i, chip_tiles)) for i in idx]
+                invs = _law_round(group, backend, devices, cfg, plan, n_steps + 1, lambda_floor, generator)
             if invs is None:
                 if simulator == "law":
                     fallbacks += len(idx)
                 invs = [
                     inverse(
                         D[i],
-                        backend=backend,
+                        backend=on_tile(backend, _tile_of(i, chip_tiles)),  # type: ignore[arg-type]
                         config=_fixed(cfg, plan),
                         lambda_floor=lambda_floor,
                         generator=generator,
@@ -879,10 +915,12 @@ class TileCache:
         config: ReadoutConfig | None,
         lambda_floor: float,
         generator: torch.Generator | None,
+        chip_tiles: int | None = None,
     ) -> _BlockDiagonalDevice | None:
         """All diagonal blocks of A (``D``, cut at ``blocks``) resident on their tiles, answered in one batched
-        call (built on first use, each tile planned for its rows of ``R`` at full scale, as :meth:`tile`);
-        None where a tile cannot be resident (see :meth:`tile`)."""
+        call (built on first use, each tile planned for its rows of ``R`` at full scale, as :meth:`tile`; block
+        i on tile ``i mod chip_tiles``, that tile's own device, :func:`on_tile`); None where a tile cannot be
+        resident (see :meth:`tile`)."""
         if isinstance(backend, str) and backend == "exact":
             return None
         cfg, cfg_key = self._config(config, backend)
@@ -897,6 +935,7 @@ class TileCache:
             backend if ideal else id(backend),
             cfg_key,
             lambda_floor,
+            chip_tiles,
         )
         dev = self._devices.get(key)
         if dev is not None and (ideal or dev.backend is backend):
@@ -915,11 +954,12 @@ class TileCache:
                 for j, i in enumerate(idx):
                     eig[i] = (float(lo[j]), float(ritz[j]), float(top[j]))
         tiles = []
-        for Di, s, ev in zip(D, blocks, eig, strict=True):
+        for i, (Di, s, ev) in enumerate(zip(D, blocks, eig, strict=True)):
             Ri = R[s]
             amax = Ri.abs().amax(dim=0)
             Ri = Ri[:, amax > 0] / amax[amax > 0] if bool((amax > 0).any()) else torch.zeros_like(Ri[:, :1])
-            tile = self.tile(Di, Ri, backend, config, lambda_floor, generator, eigenvalues=ev)
+            on = on_tile(backend, _tile_of(i, chip_tiles))
+            tile = self.tile(Di, Ri, on, config, lambda_floor, generator, eigenvalues=ev)
             assert tile is not None
             tiles.append(tile)
         dev = _BlockDiagonalDevice(tiles, blocks, backend)
@@ -1177,7 +1217,7 @@ def tiled_solve(
     hist = [res]
     # the rounds of all tiles at once (block-diagonal, CG, block Jacobi) run as one batched call
     device = (
-        cache.block_diagonal(A, D, blocks, R, backend, config, lambda_floor, generator)
+        cache.block_diagonal(A, D, blocks, R, backend, config, lambda_floor, generator, chip_tiles)
         if mapping != "gauss-seidel" and res > 0
         else None
     )
@@ -1235,7 +1275,8 @@ def tiled_solve(
             R, res = residual(X, led)
         else:
             for i, s in enumerate(blocks):
-                d, r = _tile_correction(D[i], R[s], backend, config, lambda_floor, generator, led, i, cache)
+                on = on_tile(backend, _tile_of(i, chip_tiles))
+                d, r = _tile_correction(D[i], R[s], on, config, lambda_floor, generator, led, i, cache)
                 led.round([led.call(i, s.stop - s.start, k, r)])
                 X[s] = X[s] + d
                 R = R - A[:, s] @ d
@@ -1309,7 +1350,8 @@ def _jacobi_round(
         times = []
         for i in members:
             s = blocks[i]
-            d, r = _tile_correction(D[i], R[s], backend, config, lambda_floor, generator, led, i, cache)
+            on = on_tile(backend, _tile_of(i, chip_tiles))
+            d, r = _tile_correction(D[i], R[s], on, config, lambda_floor, generator, led, i, cache)
             out[s] = d
             times.append(led.call(i, s.stop - s.start, k, r))
         led.round(times)

@@ -723,3 +723,55 @@ def test_a_matrix_changed_in_place_is_checked_and_loaded_again() -> None:
     A[0, 1] += 1.0
     with pytest.raises(CircuitError, match="symmetric"):
         tiled_solve(A, B, **kw)
+
+
+def test_every_tile_of_a_chip_is_its_own_device_and_a_block_returning_to_a_tile_meets_it_again() -> None:
+    """A 16-cell matrix of four equal 4-cell blocks on a chip of 2 tiles × 4 cells (two rounds), 5 %
+    tolerances, noiseless mean readout, the same right-hand side on every block: blocks 0 and 2 (tile 0) give
+    the same answer, which is models.solve's on the profile itself; blocks 1 and 3 (tile 1) give tile 1's
+    answer, models.solve on on_tile(profile, 1), and that differs from tile 0's by far more than rounding."""
+    from thermotrain.models import solve
+    from thermotrain.models._tiles import on_tile
+
+    prof = HardwareProfile.from_spec("rc", tolerance=0.05, coupling_bits=8)
+    D = spd(4, 0.3, 41)
+    A = torch.block_diag(D, D, D, D)
+    b = torch.randn(4, 1, generator=torch.Generator().manual_seed(12), dtype=F64)
+    b = b / b.abs().max()
+    cfg = ReadoutConfig(mode="average", kappa0=0.0, analog_time=60.0, burn_in=20.0)
+    got = tiled_solve(
+        A,
+        b.repeat(4, 1),
+        backend=prof,
+        cells_per_tile=4,
+        tiles=2,
+        mapping="block-diagonal",
+        config=cfg,
+        lambda_floor=0.1,
+        measure_residual=False,
+    ).value
+    assert on_tile(prof, 0) is prof and on_tile(prof, 1) is on_tile(prof, 1)
+    assert on_tile(prof, 1).seeds[0] == prof.seeds[0] + 1 and on_tile("ideal", 3) == "ideal"
+    tile0 = solve(D, b, backend=prof, config=cfg, readout="average", lambda_floor=0.1).x
+    tile1 = solve(D, b, backend=on_tile(prof, 1), config=cfg, readout="average", lambda_floor=0.1).x
+    for blk, want in ((0, tile0), (1, tile1), (2, tile0), (3, tile1)):
+        assert torch.allclose(got[4 * blk : 4 * blk + 4], want.reshape(4, 1), rtol=1e-9, atol=1e-12)
+    assert float((tile0 - tile1).abs().max()) > 1e-3 * float(tile0.abs().max())
+
+
+def test_the_tiled_inverse_builds_each_block_on_its_own_tiles_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tiled_inverse on a profile (law simulator): block i is instantiated with instance seed seeds[0] + i mod
+    tiles (5 blocks on a chip of 2 tiles: seeds s, s+1, s, s+1, s)."""
+    prof = HardwareProfile.from_spec("rc", tolerance=0.01, coupling_bits=8)
+    seen: list[int] = []
+    real = HardwareProfile.instantiate
+
+    def spy(self: HardwareProfile, *args: object, **kw: object):  # type: ignore[no-untyped-def]
+        seen.append(self.seeds[0])
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(HardwareProfile, "instantiate", spy)
+    A = block_diag_spd([4] * 5, 0.3, 50)
+    tiled_inverse(A, backend=prof, cells_per_tile=4, tiles=2, lambda_floor=0.1)
+    s = prof.seeds[0]
+    assert seen == [s, s + 1, s, s + 1, s]
