@@ -282,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{key}_ms"] = 1e3 * times[key]
             row[f"{key}_over_kfac"] = times[key] / digital
             row[f"{key}_analog_tau_per_step"] = stats.analog_time_tau / (args.warmup + args.steps)
+        for label in ("ideal", "profile"):  # the issue's keys name what training runs by default
+            base, law = f"thermo_{label}_inverse", f"thermo_{label}_inverse_law"
+            if f"{law}_ms" in row and f"{base}_ms" not in row:  # on tiles only the law row runs
+                row[f"{base}_ms"], row[f"{base}_over_kfac"] = row[f"{law}_ms"], row[f"{law}_over_kfac"]
+                row[f"{base}_simulator"] = "law"
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -296,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         "thermo solve/K-FAC (ideal)",
         "thermo solve/K-FAC (profile)",
     ]
+    extra = list(args.solve_mappings[1:]) if tile is not None else []
+    heads += [f"thermo solve {m}/K-FAC (ideal, profile)" for m in extra]
     print(" | ".join(heads))
     for r in rows:
         asdl_ratio = r["asdl_over_sgd"]
@@ -309,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.get('thermo_ideal_solve_over_kfac', float('nan')):.2f}",
             f"{r.get('thermo_profile_solve_over_kfac', float('nan')):.2f}",
         ]
+        for m in extra:
+            key = m.replace("-", "_")
+            vals.append(
+                f"{r.get(f'thermo_ideal_solve_{key}_over_kfac', float('nan')):.2f}, "
+                f"{r.get(f'thermo_profile_solve_{key}_over_kfac', float('nan')):.2f}"
+            )
         print(" | ".join(vals))
     meta = {
         "torch": torch.__version__,
