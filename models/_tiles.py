@@ -233,6 +233,12 @@ def _rounds(m: int, tiles: int | None) -> list[list[int]]:
 _TILE_VIEWS: dict[int, tuple[weakref.ref[HardwareProfile], dict[int, HardwareProfile]]] = {}
 
 
+def _backend_key(backend: object) -> object:
+    """A backend in a cache key: the ideal/exact name, or a profile's identity (the entry keeps the profile,
+    so a hit also checks it is the same object)."""
+    return backend if isinstance(backend, str) else id(backend)
+
+
 def _tile_of(i: int, tiles: int | None) -> int:
     """The tile that block i runs on: its place in its round (consecutive groups of ``tiles``)."""
     return i if tiles is None else i % tiles
@@ -921,26 +927,15 @@ class TileCache:
         call (built on first use, each tile planned for its rows of ``R`` at full scale, as :meth:`tile`; block
         i on tile ``i mod chip_tiles``, that tile's own device, :func:`on_tile`); None where a tile cannot be
         resident (see :meth:`tile`)."""
-        if isinstance(backend, str) and backend == "exact":
+        resident = self._resident(config, backend)
+        if resident is None:
             return None
-        cfg, cfg_key = self._config(config, backend)
-        if isinstance(backend, HardwareProfile) and (cfg.rounding == "stochastic" or cfg.roundings != 1):
-            return None
-        ideal = isinstance(backend, str)
-        key = (
-            self.digest(A),
-            tuple(A.shape),
-            str(A.dtype),
-            tuple((s.start, s.stop) for s in blocks),
-            backend if ideal else id(backend),
-            cfg_key,
-            lambda_floor,
-            chip_tiles,
-        )
-        dev = self._devices.get(key)
-        if dev is not None and (ideal or dev.backend is backend):
-            self.hits += 1
-            self._devices.move_to_end(key)
+        cfg, cfg_key = resident
+        blocks_key = tuple((s.start, s.stop) for s in blocks)
+        key = (self.digest(A), tuple(A.shape), str(A.dtype), blocks_key, _backend_key(backend), cfg_key)
+        key += (lambda_floor, chip_tiles)
+        dev = self._hit(self._devices, key, backend)
+        if dev is not None:
             return dev
         eig: list[tuple[float, float, float] | None] = [None] * len(D)
         if cfg.analog_time == "auto":  # one batched Lanczos per block size instead of one per tile
@@ -968,6 +963,27 @@ class TileCache:
             self._devices.popitem(last=False)
         return dev
 
+    def _resident(self, config: ReadoutConfig | None, backend: object) -> tuple[ReadoutConfig, str] | None:
+        """The mean readout's settings and their key, or None where nothing can stay resident: the exact
+        backend (digital block solves) and loads that are not deterministic (stochastic rounding, several
+        roundings; those run :func:`solve` every call)."""
+        if isinstance(backend, str) and backend == "exact":
+            return None
+        cfg, cfg_key = self._config(config, backend)
+        if isinstance(backend, HardwareProfile) and (cfg.rounding == "stochastic" or cfg.roundings != 1):
+            return None
+        return cfg, cfg_key
+
+    def _hit(self, store: OrderedDict, key: tuple[object, ...], backend: object):  # type: ignore[no-untyped-def]
+        """The entry of ``store`` under ``key`` built for this very backend (a profile by identity), counted
+        as a hit; else None."""
+        got = store.get(key)
+        if got is None or not (isinstance(backend, str) or got.backend is backend):
+            return None
+        self.hits += 1
+        store.move_to_end(key)
+        return got
+
     def _config(self, config: ReadoutConfig | None, backend: object) -> tuple[ReadoutConfig, str]:
         """The mean readout's settings for (config, backend), resolved once per pair (every sweep of every
         solve asks for each tile)."""
@@ -993,25 +1009,14 @@ class TileCache:
         """The resident tile of block ``Di`` (built on first use, planned for ``R``; ``eigenvalues`` as
         :func:`thermotrain.models._linalg._plan`'s), or None where a load is not deterministic (stochastic
         rounding, several roundings): those run :func:`solve` every call."""
-        if isinstance(backend, str) and backend == "exact":
-            return None  # digital block solves: nothing to simulate
-        cfg, cfg_key = self._config(config, backend)
-        if isinstance(backend, HardwareProfile) and (cfg.rounding == "stochastic" or cfg.roundings != 1):
+        resident = self._resident(config, backend)
+        if resident is None:
             return None
+        cfg, cfg_key = resident
         digest = hashlib.blake2b(Di.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
-        ideal = isinstance(backend, str)
-        key = (
-            digest,
-            tuple(Di.shape),
-            str(Di.dtype),
-            backend if ideal else id(backend),
-            cfg_key,
-            lambda_floor,
-        )
-        tile = self._tiles.get(key)
-        if tile is not None and (ideal or tile.backend is backend):
-            self.hits += 1
-            self._tiles.move_to_end(key)
+        key = (digest, tuple(Di.shape), str(Di.dtype), _backend_key(backend), cfg_key, lambda_floor)
+        tile = self._hit(self._tiles, key, backend)
+        if tile is not None:
             return tile
         self.misses += 1
         plan = _plan(
