@@ -44,6 +44,8 @@ def test_each_variant_switches_exactly_one_nonideality(rc8) -> None:
     want = {"adc_bits": {"adc_bits": 12}}
     if rc8.component_stats["opamp_gbw_hz"] is None:
         want["opamp_gbw"] = {"component_stats.opamp_gbw_hz": 10e6}
+    if not rc8.component_stats["opamp_offset_v"]:
+        want["opamp_offset"] = {"component_stats.opamp_offset_v": 1e-3}
     if not rc8.component_stats["noise_gain_mismatch"]:
         want["noise_gain"] = {"component_stats.noise_gain_mismatch": 0.01}
     assert added == want

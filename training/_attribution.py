@@ -45,7 +45,7 @@ order and device-noise seed), with the 95 % t-interval of the per-seed differenc
 Default cost (Fashion-MNIST, ``--subset 10000`` (8 000 train, 2 000 validation, 10 000 test), 1 epoch, 3
 seeds, MLP 784-512-256-10, batch 64, thermodynamic K-FAC with TrainConfig's defaults, i.e. auto analog time
 at the profile's readout error, factors on the profile's 64-cell tiles): 9 tuning runs of digital K-FAC plus
-(2 + 2 × modelled non-idealities) × 3 device runs and 3 digital runs -- on rc8, 51 runs of ~10 s each on an
+(2 + 2 × modelled non-idealities) × 3 device runs and 3 digital runs -- on rc8, 63 runs of ~10 s each on an
 idle core; measured 15 min on the shared 2-core machine (docs/results.md).
 """
 
@@ -183,10 +183,9 @@ NONIDEALITIES: tuple[NonIdeality, ...] = (
     ),
 )
 _BY_KEY = {x.key: x for x in NONIDEALITIES}
-#: The non-idealities attributed by default: all but the op-amp offsets, whose devices the covariance
-#: readout's law does not cover (an input u ≠ 0), so every tile would run its trajectory: > 30× the cost
-#: (one Fashion-MNIST run > 300 s instead of ~10 s). ``--nonidealities ...,opamp_offset`` includes them.
-DEFAULT_KEYS: tuple[str, ...] = tuple(k for k in _BY_KEY if k != "opamp_offset")
+#: The non-idealities attributed by default: all of them (the covariance readout's law draws the mean path
+#: of the offsets' constant drive, so a device with offsets costs no more to simulate than one without).
+DEFAULT_KEYS: tuple[str, ...] = tuple(_BY_KEY)
 
 
 def parse_nonidealities(value: Any) -> list[str]:

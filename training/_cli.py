@@ -187,8 +187,7 @@ class ExperimentOptions:
         metadata={
             "help": "non-idealities switched off/on one at a time, comma-separated, or all: "
             "coupling_bits, adc_bits, tolerance, noise_level, analog_time, drift_mismatch, opamp_gain, "
-            "opamp_gbw, opamp_offset, noise_gain (default: all but opamp_offset, whose trajectory readout costs "
-            "> 30x)",
+            "opamp_gbw, opamp_offset, noise_gain (default: all)",
             "unit": "name list",
             "type": _nonidealities_arg,
             "metavar": "N1,N2,...",
