@@ -269,8 +269,11 @@ def _train(args: argparse.Namespace) -> int:
 
         print(describe_readout(summary["readout"]), file=sys.stderr)
     keys = ("status", "test_accuracy", "test_loss", "steps", "wall_s", "analog_time_tau", "values_loaded")
-    keys += ("values_read", "mapping", "cells_per_tile")
-    print(json.dumps({k: summary[k] for k in keys if k in summary}))
+    keys += ("values_read", "mapping", "cells_per_tile", "device_wall_time_tau")
+    line = {k: summary[k] for k in keys if k in summary}
+    if (summary.get("readout") or {}).get("tiles_used_max") is not None:  # the most tiles one factor used
+        line["tiles_used_max"] = summary["readout"]["tiles_used_max"]
+    print(json.dumps(line))
     return 0
 
 

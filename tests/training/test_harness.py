@@ -171,3 +171,22 @@ def test_every_preconditioner_follows_the_protocol() -> None:
         method = Method(TrainConfig(optimizer=name, progress=False), model)
         assert isinstance(method.precond, Preconditioner), name
     assert Method(TrainConfig(optimizer="adam"), model).precond is None
+
+
+def test_cli_train_on_a_chip_prints_tiles_analog_time_and_values(tmp_path: Path, capsys) -> None:
+    """`train --optimizer kfac --backend rc8` (digits, 2 steps): the printed summary line states the mapping,
+    the cells per tile, the most tiles a factor used (the 65-wide input factor: 2 blocks of rc8's 64-cell
+    tiles), the analog time and the values loaded and read."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["train", "--optimizer", "kfac", "--backend", "rc8", "--epochs", "1", "--subset", "200"]
+        + ["--out", str(tmp_path), "--no-progress"]
+    )
+    assert args.func(args) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["mapping"] == "tiles" and line["cells_per_tile"] == 64 and line["tiles_used_max"] == 2
+    assert line["analog_time_tau"] > 0 and line["device_wall_time_tau"] > 0
+    assert line["values_loaded"] > 0 and line["values_read"] > 0
