@@ -603,7 +603,10 @@ class HardwareProfile:
             rounding: how the coupling and b DACs round: ``"nearest"`` or ``"stochastic"`` (randomized).
             kappa0: noise level (V²) for this device; None = the profile's.
             instance_seed: seed of the per-device tolerance and offset draws (default ``seeds[0]``): the same
-                seed and n give the same physical device.
+                seed and n give the same physical device. A profile that stands for one tile of a chip
+                (:func:`thermotrain.models._tiles.on_tile`) draws its parts for the tile's full size and a
+                matrix of n cells uses the first n cells' parts, so every block loaded on that tile meets the
+                same parts whatever its size.
             min_eigenvalue: a lower bound of λ_min(A) the caller relies on (caller's units, e.g. the damping):
                 the loaded matrix must keep at least half of it after quantization, else
                 :class:`~thermotrain.UnloadableMatrixError` names the extra damping that restores it (its
@@ -630,13 +633,15 @@ class HardwareProfile:
         _check_loaded_pd(A_hw, alpha, bits, min_eigenvalue)
         seed = self.seeds[0] if instance_seed is None else int(instance_seed)
         g = torch.Generator().manual_seed(seed)
-        eps_el = torch.randn((n, n), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
-        eps_c = torch.randn((n,), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
-        eps_off = torch.randn((n,), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev)
+        m = max(n, getattr(self, "_tile_cells", 0))  # a tile's parts are drawn for the whole tile
+
+        def _draw(*shape: int) -> Tensor:
+            x = torch.randn(tuple(m for _ in shape), generator=g, dtype=torch.float64)
+            return x[tuple(slice(0, k) for k in shape)].to(dtype=dtype, device=dev)
+
+        eps_el, eps_c, eps_off = _draw(n, n), _draw(n), _draw(n)
         # drawn after the earlier ones, so a seed keeps the draws it made before these statistics existed
-        eps_g, eps_r, eps_l = (
-            torch.randn((n,), generator=g, dtype=torch.float64).to(dtype=dtype, device=dev) for _ in range(3)
-        )
+        eps_g, eps_r, eps_l = _draw(n), _draw(n), _draw(n)
         tol_el, tol_c = float(cs["tolerance"]), float(cs["capacitor_tolerance"])
         off_v, tol_g = float(cs["opamp_offset_v"]), float(cs["noise_gain_mismatch"])
         # the netlist draws every R, C, L with one tolerance: the RLC loop resistor and inductor too

@@ -20,8 +20,8 @@ input features on different tiles are treated as zero. ``"monolithic"`` is
 The tiles of one **round** run in parallel on the chip; with more blocks than tiles, consecutive groups of
 ``tiles`` blocks run in successive rounds, block i on tile i mod ``tiles``. Each tile of a hardware profile's
 chip is its own physical circuit: tile t has its own tolerance, offset and mismatch draws (instance seed
-``seeds[0] + t``, :func:`on_tile`; tile 0 is the device a monolithic call builds), and a block that returns
-to tile t in a later round meets the same draws. The tiles of a round share one schedule (burn-in, sample interval,
+``seeds[0] + t``, drawn for all ``cells_per_tile`` cells of the tile, :func:`on_tile`), and a block that
+returns to tile t (a later round, another factor, a smaller last block) meets the same parts. The tiles of a round share one schedule (burn-in, sample interval,
 number of samples): the one planned for the round's slowest block (smallest λ_min lower bound, and the
 smallest λ_max for the fast modes' correlation factor, with the widest block's size; see
 :func:`thermotrain.models.plan_readout`), so every tile's predicted error is at most the round's. That also
@@ -229,8 +229,8 @@ def _rounds(m: int, tiles: int | None) -> list[list[int]]:
     return [list(range(i, min(i + step, m))) for i in range(0, m, step)]
 
 
-# per-tile devices of a profile, by profile object: (weak reference, {tile: profile})
-_TILE_VIEWS: dict[int, tuple[weakref.ref[HardwareProfile], dict[int, HardwareProfile]]] = {}
+# per-tile devices of a profile, by profile object: (weak reference, {(tile, cells): profile})
+_TILE_VIEWS: dict[int, tuple[weakref.ref[HardwareProfile], dict[tuple[int, int], HardwareProfile]]] = {}
 
 
 def _backend_key(backend: object) -> object:
@@ -244,14 +244,16 @@ def _tile_of(i: int, tiles: int | None) -> int:
     return i if tiles is None else i % tiles
 
 
-def on_tile(backend: object, tile: int) -> object:
-    """The device of tile ``tile`` of the chip: for a hardware profile, the profile with its instance seed
-    ``seeds[0]`` advanced by ``tile`` (mod 2⁶³), so every tile of a chip has its own tolerance, offset and
-    mismatch draws, as the separate circuits of a real chip do; tile 0 is the profile itself (a factor on one
-    tile is the device :func:`thermotrain.models.inverse` builds). The ideal and exact backends have no
+def on_tile(backend: object, tile: int, cells: int) -> object:
+    """The device of tile ``tile`` (of ``cells`` cells) of the chip. For a hardware profile: the profile with
+    its instance seed ``seeds[0]`` advanced by ``tile`` (mod 2⁶³), whose parts are drawn for all ``cells``
+    cells of the tile, a block of c ≤ cells cells using the first c cells' parts. So every tile of a chip has
+    its own tolerance, offset and mismatch draws, as the separate circuits of a real chip do, and a block
+    that returns to a tile (a later round, another factor, a smaller last block) meets that tile's parts.
+    With c = cells, tile 0 is the device the profile itself builds. The ideal and exact backends have no
     per-device draws and are returned as they are. Kept per profile object, so a tile's device is one object
     (caches keyed by it hit)."""
-    if not isinstance(backend, HardwareProfile) or tile == 0:
+    if not isinstance(backend, HardwareProfile):
         return backend
     entry = _TILE_VIEWS.get(id(backend))
     if entry is None or entry[0]() is not backend:
@@ -259,10 +261,11 @@ def on_tile(backend: object, tile: int) -> object:
             del _TILE_VIEWS[key]
         entry = _TILE_VIEWS[id(backend)] = (weakref.ref(backend), {})
     views = entry[1]
-    view = views.get(tile)
+    view = views.get((tile, cells))
     if view is None:
         seeds = [(backend.seeds[0] + tile) % 2**63, *backend.seeds[1:]]
-        view = views[tile] = replace(backend, seeds=seeds)
+        view = views[(tile, cells)] = replace(backend, seeds=seeds)
+        object.__setattr__(view, "_tile_cells", int(cells))  # read by instantiate (not a profile field)
     return view
 
 
@@ -581,7 +584,7 @@ def tiled_inverse(
             invs = None
             if simulator == "law":
                 group = [D[i] for i in idx]
-                devices = [on_tile(backend, _tile_of(i, chip_tiles)) for i in idx]
+                devices = [on_tile(backend, _tile_of(i, chip_tiles), c) for i in idx]
                 invs = _law_round(group, backend, devices, cfg, plan, n_steps + 1, lambda_floor, generator)
             if invs is None:
                 if simulator == "law":
@@ -589,7 +592,7 @@ def tiled_inverse(
                 invs = [
                     inverse(
                         D[i],
-                        backend=on_tile(backend, _tile_of(i, chip_tiles)),  # type: ignore[arg-type]
+                        backend=on_tile(backend, _tile_of(i, chip_tiles), c),  # type: ignore[arg-type]
                         config=_fixed(cfg, plan),
                         lambda_floor=lambda_floor,
                         generator=generator,
@@ -787,6 +790,7 @@ class _BlockDiagonalDevice:
             alpha = torch.tensor(
                 [1.0 if t.inst is None else float(t.inst.matrix_scale) for t in tiles[i:j]],
                 dtype=torch.float64,
+                device=parts[0][0].device,
             )
             self.groups.append(
                 (
@@ -875,9 +879,10 @@ class TileCache:
             None  # (config, backend, cfg, repr)
         )
         self.hits = self.misses = 0
-        # matrices seen, by object: (weak reference, version counter, digest), so an unchanged tensor passed
-        # again (a K-FAC factor between refreshes) is neither checked nor hashed again
-        self._seen: OrderedDict[int, tuple[weakref.ref[Tensor], int, bytes]] = OrderedDict()
+        # matrices seen, by object: (weak reference, version counter, digest, tile sizes whose diagonal blocks
+        # were checked positive definite), so an unchanged tensor passed again (a K-FAC factor between
+        # refreshes) is neither checked nor hashed again
+        self._seen: OrderedDict[int, tuple[weakref.ref[Tensor], int, bytes, set[int]]] = OrderedDict()
         self._devices: OrderedDict[tuple[object, ...], _BlockDiagonalDevice] = OrderedDict()
         self._fractions: dict[tuple[object, ...], float] = {}
 
@@ -896,10 +901,20 @@ class TileCache:
             self._seen.move_to_end(id(A))
             return self._seen[id(A)][2]
         d = hashlib.blake2b(A.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
-        self._seen[id(A)] = (weakref.ref(A), A._version, d)
+        self._seen[id(A)] = (weakref.ref(A), A._version, d, set())
         while len(self._seen) > _SEEN_LIMIT:
             self._seen.popitem(last=False)
         return d
+
+    def blocks_checked(self, A: Tensor, cells: int) -> bool:
+        """Whether this very tensor, unchanged, had its diagonal blocks of ``cells`` checked positive
+        definite (:meth:`mark_blocks_checked`); a different tile size is checked again."""
+        return self.known(A) and cells in self._seen[id(A)][3]
+
+    def mark_blocks_checked(self, A: Tensor, cells: int) -> None:
+        """Remember that A (hashed here if new) passed the symmetry check and the block check at ``cells``."""
+        self.digest(A)
+        self._seen[id(A)][3].add(cells)
 
     def offblock_fraction(self, A: Tensor, blocks: list[slice]) -> float:
         """:func:`_offblock_fraction` of A, kept per tensor object and version like :meth:`digest`."""
@@ -922,18 +937,20 @@ class TileCache:
         lambda_floor: float,
         generator: torch.Generator | None,
         chip_tiles: int | None = None,
+        cells: int | None = None,
     ) -> _BlockDiagonalDevice | None:
         """All diagonal blocks of A (``D``, cut at ``blocks``) resident on their tiles, answered in one batched
         call (built on first use, each tile planned for its rows of ``R`` at full scale, as :meth:`tile`; block
-        i on tile ``i mod chip_tiles``, that tile's own device, :func:`on_tile`); None where a tile cannot be
-        resident (see :meth:`tile`)."""
+        i on tile ``i mod chip_tiles``, that tile's own device of ``cells`` cells (default: the widest block),
+        :func:`on_tile`); None where a tile cannot be resident (see :meth:`tile`)."""
         resident = self._resident(config, backend)
         if resident is None:
             return None
         cfg, cfg_key = resident
         blocks_key = tuple((s.start, s.stop) for s in blocks)
         key = (self.digest(A), tuple(A.shape), str(A.dtype), blocks_key, _backend_key(backend), cfg_key)
-        key += (lambda_floor, chip_tiles)
+        cells = max(s.stop - s.start for s in blocks) if cells is None else cells
+        key += (lambda_floor, chip_tiles, cells)
         dev = self._hit(self._devices, key, backend)
         if dev is not None:
             return dev
@@ -953,7 +970,7 @@ class TileCache:
             Ri = R[s]
             amax = Ri.abs().amax(dim=0)
             Ri = Ri[:, amax > 0] / amax[amax > 0] if bool((amax > 0).any()) else torch.zeros_like(Ri[:, :1])
-            on = on_tile(backend, _tile_of(i, chip_tiles))
+            on = on_tile(backend, _tile_of(i, chip_tiles), cells)
             tile = self.tile(Di, Ri, on, config, lambda_floor, generator, eigenvalues=ev)
             assert tile is not None
             tiles.append(tile)
@@ -1207,9 +1224,9 @@ def tiled_solve(
     blocks = tile_blocks(n, c)
     m = len(blocks)
     D = [A[s, s] for s in blocks]
-    if not checked:
+    if not cache.blocks_checked(A, c):
         _check_blocks_pd(D, blocks)
-        cache.digest(A)  # remembered as checked
+        cache.mark_blocks_checked(A, c)  # remembered as checked at this tile size
     resident = (chip_tiles is None or m <= chip_tiles) and roundings == 1
     if effective.rounding == "stochastic":
         resident = False  # every load draws a new rounding: the block is loaded again
@@ -1222,7 +1239,7 @@ def tiled_solve(
     hist = [res]
     # the rounds of all tiles at once (block-diagonal, CG, block Jacobi) run as one batched call
     device = (
-        cache.block_diagonal(A, D, blocks, R, backend, config, lambda_floor, generator, chip_tiles)
+        cache.block_diagonal(A, D, blocks, R, backend, config, lambda_floor, generator, chip_tiles, c)
         if mapping != "gauss-seidel" and res > 0
         else None
     )
@@ -1234,7 +1251,7 @@ def tiled_solve(
             )
         if res > 0:
             deltas = _jacobi_round(
-                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache, device
+                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache, device, c
             )
             X = X + deltas
             led.flops += n * k
@@ -1256,7 +1273,7 @@ def tiled_solve(
         iterations += 1
         if current == "pcg":
             Z = _jacobi_round(
-                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache, device
+                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache, device, c
             )
             rz = (R * Z).sum(0)
             if P is None:
@@ -1274,13 +1291,13 @@ def tiled_solve(
             res = float(torch.linalg.matrix_norm(R)) / bnorm if bnorm > 0 else 0.0
         elif current == "block-jacobi":
             X = X + _jacobi_round(
-                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache, device
+                D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache, device, c
             )
             led.flops += n * k
             R, res = residual(X, led)
         else:
             for i, s in enumerate(blocks):
-                on = on_tile(backend, _tile_of(i, chip_tiles))
+                on = on_tile(backend, _tile_of(i, chip_tiles), c)
                 d, r = _tile_correction(D[i], R[s], on, config, lambda_floor, generator, led, i, cache)
                 led.round([led.call(i, s.stop - s.start, k, r)])
                 X[s] = X[s] + d
@@ -1343,19 +1360,22 @@ def _jacobi_round(
     k: int,
     cache: TileCache | None = None,
     device: _BlockDiagonalDevice | None = None,
+    cells: int | None = None,
 ) -> Tensor:
     """All tiles' corrections from one residual (the tiles of a round in parallel); returns the stacked δ.
-    With ``device`` (the blocks resident, :meth:`TileCache.block_diagonal`) one batched call answers them."""
+    With ``device`` (the blocks resident, :meth:`TileCache.block_diagonal`) one batched call answers them.
+    ``cells``: the tiles' size (default: the widest block), for each tile's own device (:func:`on_tile`)."""
     if device is not None:
         out, live = device(R, generator)
         device.account(led, k, live, chip_tiles)
         return out
     out = torch.zeros_like(R)
+    cells = max(s.stop - s.start for s in blocks) if cells is None else cells
     for members in _rounds(len(blocks), chip_tiles):
         times = []
         for i in members:
             s = blocks[i]
-            on = on_tile(backend, _tile_of(i, chip_tiles))
+            on = on_tile(backend, _tile_of(i, chip_tiles), cells)
             d, r = _tile_correction(D[i], R[s], on, config, lambda_floor, generator, led, i, cache)
             out[s] = d
             times.append(led.call(i, s.stop - s.start, k, r))

@@ -45,8 +45,8 @@ order and device-noise seed), with the 95 % t-interval of the per-seed differenc
 Default cost (Fashion-MNIST, ``--subset 10000`` (8 000 train, 2 000 validation, 10 000 test), 1 epoch, 3
 seeds, MLP 784-512-256-10, batch 64, thermodynamic K-FAC with TrainConfig's defaults, i.e. auto analog time
 at the profile's readout error, factors on the profile's 64-cell tiles): 9 tuning runs of digital K-FAC plus
-(2 + 2 × modelled non-idealities) × 3 device runs and 3 digital runs -- on rc8, 63 runs of ~10 s each on an
-idle core; measured 15 min on the shared 2-core machine (docs/results.md).
+(2 + 2 × modelled non-idealities) × 3 device runs and 3 digital runs -- on rc8 (9 modelled), 9 + 63 runs of
+~10 s each on an idle core; measured 15 min on the shared 2-core machine (docs/results.md).
 """
 
 from __future__ import annotations

@@ -299,9 +299,10 @@ class _Layer:
         if len(self._inputs) != 1 or len(self._grads) != 1 or not self.has_grad():
             return None
         X, S = self.rows_A()[0], self.output_rows(self._grads[0])
-        if self._probe is None or self._probe.shape[0] != X.shape[1] or self._probe.dtype != X.dtype:
+        probe = self._probe
+        if probe is None or probe.shape[0] != X.shape[1] or probe.dtype != X.dtype or probe.device != X.device:
             gen = torch.Generator().manual_seed(0)
-            self._probe = torch.randn(X.shape[1], generator=gen, dtype=X.dtype)
+            self._probe = torch.randn(X.shape[1], generator=gen, dtype=X.dtype).to(X.device)
         v = self._probe
         w = self.module.weight.grad.reshape(S.shape[1], -1)
         gv = w @ v[: w.shape[1]]

@@ -729,7 +729,7 @@ def test_every_tile_of_a_chip_is_its_own_device_and_a_block_returning_to_a_tile_
     """A 16-cell matrix of four equal 4-cell blocks on a chip of 2 tiles × 4 cells (two rounds), 5 %
     tolerances, noiseless mean readout, the same right-hand side on every block: blocks 0 and 2 (tile 0) give
     the same answer, which is models.solve's on the profile itself; blocks 1 and 3 (tile 1) give tile 1's
-    answer, models.solve on on_tile(profile, 1), and that differs from tile 0's by far more than rounding."""
+    answer, models.solve on on_tile(profile, 1, 4), and that differs from tile 0's by far more than rounding."""
     from thermotrain.models import solve
     from thermotrain.models._tiles import on_tile
 
@@ -750,10 +750,10 @@ def test_every_tile_of_a_chip_is_its_own_device_and_a_block_returning_to_a_tile_
         lambda_floor=0.1,
         measure_residual=False,
     ).value
-    assert on_tile(prof, 0) is prof and on_tile(prof, 1) is on_tile(prof, 1)
-    assert on_tile(prof, 1).seeds[0] == prof.seeds[0] + 1 and on_tile("ideal", 3) == "ideal"
-    tile0 = solve(D, b, backend=prof, config=cfg, readout="average", lambda_floor=0.1).x
-    tile1 = solve(D, b, backend=on_tile(prof, 1), config=cfg, readout="average", lambda_floor=0.1).x
+    assert on_tile(prof, 1, 4) is on_tile(prof, 1, 4) and on_tile("ideal", 3, 4) == "ideal"
+    assert on_tile(prof, 1, 4).seeds[0] == prof.seeds[0] + 1 and on_tile(prof, 0, 4).seeds == prof.seeds
+    tile0 = solve(D, b, backend=prof, config=cfg, readout="average", lambda_floor=0.1).x  # c = cells: the same
+    tile1 = solve(D, b, backend=on_tile(prof, 1, 4), config=cfg, readout="average", lambda_floor=0.1).x
     for blk, want in ((0, tile0), (1, tile1), (2, tile0), (3, tile1)):
         assert torch.allclose(got[4 * blk : 4 * blk + 4], want.reshape(4, 1), rtol=1e-9, atol=1e-12)
     assert float((tile0 - tile1).abs().max()) > 1e-3 * float(tile0.abs().max())
@@ -775,3 +775,37 @@ def test_the_tiled_inverse_builds_each_block_on_its_own_tiles_device(monkeypatch
     tiled_inverse(A, backend=prof, cells_per_tile=4, tiles=2, lambda_floor=0.1)
     s = prof.seeds[0]
     assert seen == [s, s + 1, s, s + 1, s]
+
+
+def test_a_block_smaller_than_its_tile_uses_the_first_cells_of_that_tiles_parts() -> None:
+    """on_tile draws a tile's parts for all its cells: a 2-cell block on a 4-cell tile gets the drift and
+    diffusion of the first two cells of a 4-cell load that holds the same 2 × 2 block uncoupled from the rest
+    (5 % tolerances, offsets and generator mismatch on), so a smaller last block meets the tile's own parts."""
+    from thermotrain.models._tiles import on_tile
+
+    prof = HardwareProfile.from_spec("rc", tolerance=0.05, coupling_bits=None)
+    cs = {**prof.component_stats, "opamp_offset_v": 1e-3, "noise_gain_mismatch": 0.02, "opamp_gbw_hz": None}
+    prof = dataclasses.replace(prof, component_stats=cs)
+    D2 = torch.tensor([[1.0, -0.3], [-0.3, 0.8]], dtype=F64)
+    A4 = torch.block_diag(D2, torch.diag(torch.tensor([0.5, 0.6], dtype=F64)))
+    for t in (0, 3):
+        dev = on_tile(prof, t, 4)
+        small, big = dev.instantiate(D2), dev.instantiate(A4)
+        assert torch.allclose(small.sde.M, big.sde.M[:2, :2], rtol=1e-12, atol=1e-15)
+        assert torch.allclose(small.sde.D, big.sde.D[:2, :2], rtol=1e-12, atol=1e-15)
+        assert torch.allclose(small.sde.u, big.sde.u[:2], rtol=1e-12, atol=1e-15)
+    own = prof.instantiate(D2).sde.M  # the profile's own 2-cell device draws for 2 cells: other parts
+    assert not torch.allclose(own, on_tile(prof, 0, 4).instantiate(D2).sde.M, rtol=1e-6)
+
+
+def test_a_matrix_checked_at_one_tile_size_is_checked_again_at_another() -> None:
+    """The cache remembers the block check per tile size: [[1, 2], [2, 1]] ⊕ I passes on 1-cell tiles (every
+    diagonal entry > 0) and is refused on 2-cell tiles (its first block is indefinite), with the same cache."""
+    from thermotrain.models import TileCache
+
+    A = torch.block_diag(torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=F64), torch.eye(2, dtype=F64))
+    cache = TileCache()
+    kw = {"backend": "exact", "mapping": "block-diagonal", "cache": cache, "measure_residual": False}
+    tiled_solve(A, torch.ones(4, dtype=F64), cells_per_tile=1, **kw)
+    with pytest.raises(CircuitError, match=r"A\[0:2, 0:2\] must be symmetric positive definite"):
+        tiled_solve(A, torch.ones(4, dtype=F64), cells_per_tile=2, **kw)
