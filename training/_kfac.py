@@ -300,7 +300,12 @@ class _Layer:
             return None
         X, S = self.rows_A()[0], self.output_rows(self._grads[0])
         probe = self._probe
-        if probe is None or probe.shape[0] != X.shape[1] or probe.dtype != X.dtype or probe.device != X.device:
+        if (
+            probe is None
+            or probe.shape[0] != X.shape[1]
+            or probe.dtype != X.dtype
+            or probe.device != X.device
+        ):
             gen = torch.Generator().manual_seed(0)
             self._probe = torch.randn(X.shape[1], generator=gen, dtype=X.dtype).to(X.device)
         v = self._probe

@@ -752,7 +752,9 @@ def test_every_tile_of_a_chip_is_its_own_device_and_a_block_returning_to_a_tile_
     ).value
     assert on_tile(prof, 1, 4) is on_tile(prof, 1, 4) and on_tile("ideal", 3, 4) == "ideal"
     assert on_tile(prof, 1, 4).seeds[0] == prof.seeds[0] + 1 and on_tile(prof, 0, 4).seeds == prof.seeds
-    tile0 = solve(D, b, backend=prof, config=cfg, readout="average", lambda_floor=0.1).x  # c = cells: the same
+    tile0 = solve(
+        D, b, backend=prof, config=cfg, readout="average", lambda_floor=0.1
+    ).x  # c = cells: the same
     tile1 = solve(D, b, backend=on_tile(prof, 1, 4), config=cfg, readout="average", lambda_floor=0.1).x
     for blk, want in ((0, tile0), (1, tile1), (2, tile0), (3, tile1)):
         assert torch.allclose(got[4 * blk : 4 * blk + 4], want.reshape(4, 1), rtol=1e-9, atol=1e-12)
