@@ -22,6 +22,7 @@ docs/results.md), not re-tuned for these networks; ``--jobs`` runs that many tra
 thread).
 
     python benchmarks/tiles_training.py --out runs/tiles-training [--seeds 0 1 2] [--jobs 2] [--epochs 3]
+    python benchmarks/tiles_training.py --out runs/merged --combine runs/seed0 runs/seeds12   # merge folders
 """
 
 from __future__ import annotations
@@ -165,8 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (integers)")
     p.add_argument("--eval-every", type=int, default=20, help="test evaluation interval (steps)")
     p.add_argument("--jobs", type=int, default=1, help="trainings run at once (count; one thread each)")
+    p.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="train nothing: merge the runs of these earlier output folders (paths; e.g. seeds run "
+        "separately) into OUT's table and plots",
+    )
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.combine:
+        return _combine(args)
     results: dict[str, dict] = {}
     todo = [(m, r, s) for m in args.models for r in args.rows for s in args.seeds]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -178,18 +189,39 @@ def main(argv: list[str] | None = None) -> int:
             )
             (args.out / "tiles_training.md").write_text(text)
     print(text, end="")
-    _plot(args.out, results, args.models)
+    _plot(args.out, results, args.models, {name: args.out for name in results})
     return 0
 
 
-def _plot(out: Path, results: dict[str, dict], models: list[str]) -> None:
+def _combine(args: argparse.Namespace) -> int:
+    """Merge earlier output folders' runs (a run named in two folders: the later folder's) into OUT."""
+    results: dict[str, dict] = {}
+    where: dict[str, Path] = {}
+    for folder in args.combine:
+        for name, rec in json.loads((folder / "tiles_training.json").read_text())["runs"].items():
+            results[name], where[name] = rec, folder
+    models = [m for m in args.models if any(r.get("model") == m for r in results.values())]
+    rows = [r for r in args.rows if any(rec.get("row") == r for rec in results.values())]
+    table, text = _table(results, models, rows)
+    sources = [str(f) for f in args.combine]
+    (args.out / "tiles_training.json").write_text(
+        json.dumps({"runs": results, "table": table, "combined_from": sources}, indent=2)
+    )
+    (args.out / "tiles_training.md").write_text(text)
+    print(text, end="")
+    _plot(args.out, results, models, where)
+    return 0
+
+
+def _plot(out: Path, results: dict[str, dict], models: list[str], where: dict[str, Path]) -> None:
     from thermotrain.training._protocol import plot_bands
 
     for model in models:
         arms: dict[str, list[dict]] = {}
         for name, r in results.items():
             if r.get("model") == model and r.get("status") == "completed":
-                arms.setdefault(r["row"], []).append(json.loads((out / name / "summary.json").read_text()))
+                summary = where[name] / name / "summary.json"
+                arms.setdefault(r["row"], []).append(json.loads(summary.read_text()))
         if arms:
             plot_bands(
                 arms,
