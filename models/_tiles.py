@@ -21,9 +21,10 @@ The tiles of one **round** run in parallel on the chip; with more blocks than ti
 ``tiles`` blocks run in successive rounds, block i on tile i mod ``tiles``. Each tile of a hardware profile's
 chip is its own physical circuit: tile t has its own tolerance, offset and mismatch draws (instance seed
 ``seeds[0] + t``, drawn for all ``cells_per_tile`` cells of the tile, :func:`on_tile`), and a block that
-returns to tile t (a later round, another factor, a smaller last block) meets the same parts. The tiles of a round share one schedule (burn-in, sample interval,
-number of samples): the one planned for the round's slowest block (smallest λ_min lower bound, and the
-smallest λ_max for the fast modes' correlation factor, with the widest block's size; see
+returns to tile t (a later round, another factor, a smaller last block) meets the same parts. The tiles of a
+round share one schedule (burn-in, sample interval, number of samples): the one planned for the round's
+slowest block (smallest λ_min lower bound, and the smallest λ_max for the fast modes' correlation factor,
+with the widest block's size; see
 :func:`thermotrain.models.plan_readout`), so every tile's predicted error is at most the round's. That also
 lets one round run as **one batched draw** of the covariance readout's law
 (:func:`thermotrain.models._fast_readout.sample_covariance_readout`, a leading tile dimension) per block size;
@@ -244,6 +245,11 @@ def _tile_of(i: int, tiles: int | None) -> int:
     return i if tiles is None else i % tiles
 
 
+def _block_device(backend: object, i: int, chip_tiles: int | None, cells: int) -> object:
+    """The device block i runs on: its tile's (:func:`_tile_of`, :func:`on_tile`)."""
+    return on_tile(backend, _tile_of(i, chip_tiles), cells)
+
+
 def on_tile(backend: object, tile: int, cells: int) -> object:
     """The device of tile ``tile`` (of ``cells`` cells) of the chip. For a hardware profile: the profile with
     its instance seed ``seeds[0]`` advanced by ``tile`` (mod 2⁶³), whose parts are drawn for all ``cells``
@@ -382,7 +388,6 @@ def _fixed(cfg: ReadoutConfig, plan: ReadoutPlan) -> ReadoutConfig:
 
 def _law_round(
     group: list[Tensor],
-    backend: object,
     devices: list[object],
     cfg: ReadoutConfig,
     plan: ReadoutPlan,
@@ -390,13 +395,14 @@ def _law_round(
     lambda_floor: float,
     generator: torch.Generator | None,
 ) -> list[Tensor] | None:
-    """Inverses of a group of equal-size blocks from one batched draw of the covariance readout's law, or
-    None where the law refuses (the caller then runs each tile's trajectory)."""
+    """Inverses of a group of equal-size blocks, each on its tile's device (``devices``, :func:`on_tile`),
+    from one batched draw of the covariance readout's law, or None where the law refuses (the caller then
+    runs each tile's trajectory)."""
     from thermotrain.models._fast_readout import sample_covariance_readout
 
     stack = torch.stack(group)
     try:
-        if backend == "ideal":
+        if devices[0] == "ideal":
             C = sample_covariance_readout(
                 stack,
                 dt=plan.dt,
@@ -407,7 +413,7 @@ def _law_round(
             )
             inv = C / plan.kappa0
             return list(0.5 * (inv + inv.mT))
-        assert isinstance(backend, HardwareProfile)
+        assert all(isinstance(dev, HardwareProfile) for dev in devices)
         total: Tensor | float = 0.0
         for _ in range(cfg.roundings):
             insts = [
@@ -584,15 +590,15 @@ def tiled_inverse(
             invs = None
             if simulator == "law":
                 group = [D[i] for i in idx]
-                devices = [on_tile(backend, _tile_of(i, chip_tiles), c) for i in idx]
-                invs = _law_round(group, backend, devices, cfg, plan, n_steps + 1, lambda_floor, generator)
+                devices = [_block_device(backend, i, chip_tiles, c) for i in idx]
+                invs = _law_round(group, devices, cfg, plan, n_steps + 1, lambda_floor, generator)
             if invs is None:
                 if simulator == "law":
                     fallbacks += len(idx)
                 invs = [
                     inverse(
                         D[i],
-                        backend=on_tile(backend, _tile_of(i, chip_tiles), c),  # type: ignore[arg-type]
+                        backend=_block_device(backend, i, chip_tiles, c),  # type: ignore[arg-type]
                         config=_fixed(cfg, plan),
                         lambda_floor=lambda_floor,
                         generator=generator,
@@ -936,12 +942,12 @@ class TileCache:
         config: ReadoutConfig | None,
         lambda_floor: float,
         generator: torch.Generator | None,
-        chip_tiles: int | None = None,
-        cells: int | None = None,
+        chip_tiles: int | None,
+        cells: int,
     ) -> _BlockDiagonalDevice | None:
         """All diagonal blocks of A (``D``, cut at ``blocks``) resident on their tiles, answered in one batched
         call (built on first use, each tile planned for its rows of ``R`` at full scale, as :meth:`tile`; block
-        i on tile ``i mod chip_tiles``, that tile's own device of ``cells`` cells (default: the widest block),
+        i on tile ``i mod chip_tiles``, that tile's own device of ``cells`` cells,
         :func:`on_tile`); None where a tile cannot be resident (see :meth:`tile`)."""
         resident = self._resident(config, backend)
         if resident is None:
@@ -949,7 +955,6 @@ class TileCache:
         cfg, cfg_key = resident
         blocks_key = tuple((s.start, s.stop) for s in blocks)
         key = (self.digest(A), tuple(A.shape), str(A.dtype), blocks_key, _backend_key(backend), cfg_key)
-        cells = max(s.stop - s.start for s in blocks) if cells is None else cells
         key += (lambda_floor, chip_tiles, cells)
         dev = self._hit(self._devices, key, backend)
         if dev is not None:
@@ -970,7 +975,7 @@ class TileCache:
             Ri = R[s]
             amax = Ri.abs().amax(dim=0)
             Ri = Ri[:, amax > 0] / amax[amax > 0] if bool((amax > 0).any()) else torch.zeros_like(Ri[:, :1])
-            on = on_tile(backend, _tile_of(i, chip_tiles), cells)
+            on = _block_device(backend, i, chip_tiles, cells)
             tile = self.tile(Di, Ri, on, config, lambda_floor, generator, eigenvalues=ev)
             assert tile is not None
             tiles.append(tile)
@@ -1297,7 +1302,7 @@ def tiled_solve(
             R, res = residual(X, led)
         else:
             for i, s in enumerate(blocks):
-                on = on_tile(backend, _tile_of(i, chip_tiles), c)
+                on = _block_device(backend, i, chip_tiles, c)
                 d, r = _tile_correction(D[i], R[s], on, config, lambda_floor, generator, led, i, cache)
                 led.round([led.call(i, s.stop - s.start, k, r)])
                 X[s] = X[s] + d
@@ -1375,7 +1380,7 @@ def _jacobi_round(
         times = []
         for i in members:
             s = blocks[i]
-            on = on_tile(backend, _tile_of(i, chip_tiles), cells)
+            on = _block_device(backend, i, chip_tiles, cells)
             d, r = _tile_correction(D[i], R[s], on, config, lambda_floor, generator, led, i, cache)
             out[s] = d
             times.append(led.call(i, s.stop - s.start, k, r))
