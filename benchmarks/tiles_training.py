@@ -19,7 +19,7 @@ over seeds, mean and 95 % t-interval, and its gap to digital K-FAC paired by see
 (that table) and ``OUT/tiles_training_<model>.png`` (test accuracy against step, mean over seeds with a band
 of its 95 % t-interval). Hyperparameters are the defaults (tuned on validation splits of the MLP runs,
 docs/results.md), not re-tuned for these networks; ``--jobs`` runs that many trainings at once (each on one
-thread).
+thread); ``--device cuda`` trains (and simulates the tiles) on a GPU.
 
     python benchmarks/tiles_training.py --out runs/tiles-training [--seeds 0 1 2] [--jobs 2] [--epochs 3]
     python benchmarks/tiles_training.py --out runs/merged --combine runs/seed0 runs/seeds12   # merge folders
@@ -70,7 +70,7 @@ def _run(out: Path, model: str, row: str, seed: int, args: argparse.Namespace) -
     cmd = [sys.executable, "-m", "thermotrain", "train", "--model", model, "--dataset"]
     cmd += ["fashion-mnist", "--subset", str(args.subset), "--epochs", str(args.epochs)]
     cmd += ["--seed", str(seed), "--eval-every", str(args.eval_every), "--out", str(run)]
-    cmd += ["--overwrite", *ROWS[row]]
+    cmd += ["--overwrite", "--device", args.device, *ROWS[row]]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     print(f">> {name}: {' '.join(cmd[3:])}", flush=True)
     t0 = time.perf_counter()
@@ -166,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (integers)")
     p.add_argument("--eval-every", type=int, default=20, help="test evaluation interval (steps)")
     p.add_argument("--jobs", type=int, default=1, help="trainings run at once (count; one thread each)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of every training (cpu, cuda, cuda:N); the device noise is drawn on the CPU "
+        "generator either way, so a seed gives the same noise on both",
+    )
     p.add_argument(
         "--combine",
         type=Path,

@@ -71,6 +71,7 @@ from torch import Tensor
 
 from thermotrain._args import check_float, check_int
 from thermotrain._errors import InputError
+from thermotrain.models import _rng
 from thermotrain.models._linear_sde import LinearSDE, psd_factor
 
 __all__ = ["sample_covariance_readout", "wishart"]
@@ -89,8 +90,8 @@ def _gamma(shape_param: Tensor, generator: torch.Generator | None) -> Tensor:
     out = torch.empty_like(a)
     todo = torch.ones_like(a, dtype=torch.bool)
     for _ in range(100):
-        x = torch.randn(a.shape, generator=generator, dtype=_WORK, device=a.device)
-        u = torch.rand(a.shape, generator=generator, dtype=_WORK, device=a.device)
+        x = _rng.randn(a.shape, generator=generator, dtype=_WORK, device=a.device)
+        u = _rng.rand(a.shape, generator=generator, dtype=_WORK, device=a.device)
         v = (1 + c * x) ** 3
         ok = (v > 0) & (torch.log(u) < 0.5 * x * x + d - d * v + d * torch.log(v.clamp_min(1e-300)))
         new = todo & ok
@@ -99,7 +100,7 @@ def _gamma(shape_param: Tensor, generator: torch.Generator | None) -> Tensor:
         if not bool(todo.any()):
             break
     if boost.any():
-        u = torch.rand(a.shape, generator=generator, dtype=_WORK, device=a.device)
+        u = _rng.rand(a.shape, generator=generator, dtype=_WORK, device=a.device)
         out = torch.where(boost, out * u ** (1.0 / alpha), out)
     return out
 
@@ -111,9 +112,9 @@ def wishart(L: Tensor, dof: int, lead: tuple[int, ...], generator: torch.Generat
     n = L.shape[-1]
     dev = L.device
     if dof < n:
-        E = L @ torch.randn((*lead, n, dof), generator=generator, dtype=_WORK, device=dev)
+        E = L @ _rng.randn((*lead, n, dof), generator=generator, dtype=_WORK, device=dev)
         return E @ E.mT
-    T = torch.randn((*lead, n, n), generator=generator, dtype=_WORK, device=dev).tril(-1)
+    T = _rng.randn((*lead, n, n), generator=generator, dtype=_WORK, device=dev).tril(-1)
     chi2 = 2.0 * _gamma((0.5 * (dof - torch.arange(n, dtype=_WORK, device=dev))).expand(*lead, n), generator)
     T = T + torch.diag_embed(chi2.sqrt())
     B = L @ T
@@ -269,13 +270,13 @@ def sample_covariance_readout(
     L_Pi = psd_factor(to_real(mu * sumPe))  # Φ (Σ P_k) Φᵀ
 
     def gauss_vec(L: Tensor) -> Tensor:
-        xi = torch.randn((*lead, N, 1), generator=generator, dtype=_WORK, device=dev)
+        xi = _rng.randn((*lead, N, 1), generator=generator, dtype=_WORK, device=dev)
         return (L @ xi)[..., 0]
 
     x0 = gauss_vec(L_P0)
     xe = gauss_vec(L_Pend)
     W = wishart(L_Q, Sm1, lead, generator)
-    Z = torch.randn((*lead, N, N), generator=generator, dtype=_WORK, device=dev)
+    Z = _rng.randn((*lead, N, N), generator=generator, dtype=_WORK, device=dev)
     F = L_Pi @ Z @ L_Q.mT
     Q_real = L_Q @ L_Q.mT
     U = W - Sm1 * Q_real + F + F.mT
@@ -348,7 +349,7 @@ def _mean_terms(
     lagged = Sf * (1 + ai + aj) - ai * gi - aj * gj
     transient = (1 + ai + aj) * g_mu - ai * last[..., :, None] * gj - aj * last[..., None, :] * gi
     Cz = to_real(Pe * (lagged - e_b * transient) / Sf**2)
-    xi = torch.randn((*lead, N, 1), generator=generator, dtype=_WORK, device=dev)
+    xi = _rng.randn((*lead, N, 1), generator=generator, dtype=_WORK, device=dev)
     zbar = (psd_factor(Cz) @ xi)[..., 0]
     mbar = (V @ mbar_e[..., None])[..., 0]
     mbar = mbar.real if mbar.is_complex() else mbar

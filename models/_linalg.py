@@ -29,6 +29,7 @@ from torch import Tensor
 
 from thermotrain._args import check_choice, check_float, check_int
 from thermotrain._errors import CircuitError, InputError
+from thermotrain.models import _rng
 from thermotrain.models._linear_sde import (
     psd_factor,
     simulate,
@@ -373,7 +374,7 @@ def solve(
         lam, U = torch.linalg.eigh(A)
         mean, var = _ideal_moments(lam, U.T @ B, U.T @ X0, t, k0, readout, start)
         if k0 > 0:
-            xi = torch.randn(mean.shape, generator=generator, dtype=A.dtype, device=A.device)
+            xi = _rng.randn(mean.shape, generator=generator, dtype=A.dtype, device=A.device)
             mean = mean + var.sqrt() * xi
         X = U @ mean
     else:
@@ -389,7 +390,7 @@ def solve(
                 m, C = state_moments(inst.sde, x0_hw, t)
             else:
                 m, C = time_average_moments(inst.sde, x0_hw, start, t - start)
-            xi = torch.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
+            xi = _rng.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
             state = m + (xi @ psd_factor(C).mT if inst.kappa0 > 0 else 0.0)
             y = inst.readout(state @ inst.observe.T)  # [k, n] volts
             X = X + (y * (inst.matrix_scale / beta)[:, None]).T / roundings
@@ -481,14 +482,14 @@ def inverse(
         lam, U = torch.linalg.eigh(A)
         var_inf = kappa0 / lam
         if stationary:
-            z = var_inf.sqrt() * torch.randn(n, generator=generator, dtype=A.dtype, device=A.device)
+            z = var_inf.sqrt() * _rng.randn(n, generator=generator, dtype=A.dtype, device=A.device)
         else:
-            z = (var_inf * -torch.expm1(-2 * lam * start)).sqrt() * torch.randn(
+            z = (var_inf * -torch.expm1(-2 * lam * start)).sqrt() * _rng.randn(
                 n, generator=generator, dtype=A.dtype, device=A.device
             )
         phi = torch.exp(-lam * dt)
         sd = (var_inf * -torch.expm1(-2 * lam * dt)).sqrt()
-        xi = torch.randn((n_steps, n), generator=generator, dtype=A.dtype, device=A.device) * sd
+        xi = _rng.randn((n_steps, n), generator=generator, dtype=A.dtype, device=A.device) * sd
         Z = torch.empty((n_steps + 1, n), dtype=A.dtype, device=A.device)
         Z[0] = z
         for i in range(n_steps):
@@ -524,7 +525,7 @@ def inverse(
                 continue
             if stationary:
                 P = stationary_covariance(sde.M, sde.D)
-                x0 = sde.stationary_mean() + psd_factor(P) @ torch.randn(
+                x0 = sde.stationary_mean() + psd_factor(P) @ _rng.randn(
                     sde.n, generator=generator, dtype=sde.dtype, device=sde.device
                 )
                 X = simulate(sde, x0, dt, n_steps, generator=generator)[0]  # [N+1, state]

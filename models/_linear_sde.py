@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from thermotrain._errors import InputError
+from thermotrain.models import _rng
 
 __all__ = [
     "LinearSDE",
@@ -374,7 +375,7 @@ def simulate(
     Phi, S = _cast(Phi64, sde.dtype), _cast(S, sde.dtype)
     c = (_cast(Gamma, sde.dtype) @ sde.u[..., None])[..., 0] if has_input else 0.0
     L = _cast(psd_factor(S.to(_WORK)), sde.dtype)
-    xi = torch.randn((n_steps, *lead, sde.n), generator=generator, dtype=sde.dtype, device=sde.device)
+    xi = _rng.randn((n_steps, *lead, sde.n), generator=generator, dtype=sde.dtype, device=sde.device)
     batched = Phi.ndim > 2
     # one GEMM for all steps when the SDE is unbatched; batched matrix-vector products otherwise
     noise = ((L @ xi[..., None])[..., 0] if batched else xi @ L.T) + c  # [n_steps, *lead, n]
@@ -473,7 +474,7 @@ def _time_average_moments_lyapunov(
     n = sde.n
     Sigma, Phi0, W, J = _lyapunov_parts(M, sde.D.detach().to(_WORK), t0, T)
     x_star = -torch.linalg.solve(M, u[..., None])[..., 0]  # u may carry batch dims ([k, n])
-    x0 = torch.zeros(n, dtype=_WORK) if x0 is None else x0.detach().to(_WORK)
+    x0 = torch.zeros(n, dtype=_WORK, device=M.device) if x0 is None else x0.detach().to(_WORK)
     m0 = x_star + (x0 - x_star) @ Phi0.mT
     P_init = torch.zeros_like(Sigma) if x0_cov is None else x0_cov.detach().to(_WORK)
     P0 = _sym(Sigma - Phi0 @ (Sigma - P_init) @ Phi0.mT)
@@ -483,15 +484,17 @@ def _time_average_moments_lyapunov(
 
 
 def _lyapunov_parts(M: Tensor, D: Tensor, t0: float, T: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(Σ, Φ_{t0}, W, J) of :func:`_time_average_moments_lyapunov` for a stable float64 drift M [n, n]."""
+    """(Σ, Φ_{t0}, W, J) of :func:`_time_average_moments_lyapunov` for a stable float64 drift M [n, n].
+    Computed on the host (SciPy's Lyapunov solver) and returned on M's device."""
     import scipy.linalg as sla
 
+    where, M, D = M.device, M.cpu(), D.cpu()
     eye = torch.eye(M.shape[-1], dtype=_WORK)
     Sigma = _sym(torch.from_numpy(sla.solve_continuous_lyapunov(M.numpy(), -D.numpy())))
     Phi0 = torch.linalg.matrix_exp(M * t0)
     W = torch.linalg.solve(M, torch.linalg.matrix_exp(M * T) - eye)
     J = torch.linalg.solve(M, W - T * eye) @ Sigma
-    return Sigma, Phi0, W, J
+    return Sigma.to(where), Phi0.to(where), W.to(where), J.to(where)
 
 
 def time_average_law(M: Tensor, D: Tensor, t0: float, T: float) -> tuple[Tensor, Tensor]:
@@ -508,7 +511,7 @@ def time_average_law(M: Tensor, D: Tensor, t0: float, T: float) -> tuple[Tensor,
     if not (math.isfinite(T) and T > 0 and math.isfinite(t0) and t0 >= 0):
         raise InputError(f"time_average_law needs t0 >= 0 and T > 0; got t0 = {t0!r}, T = {T!r}.")
     Sigma, Phi0, W, J = _lyapunov_parts(M, D, t0, T)
-    eye = torch.eye(M.shape[-1], dtype=_WORK)
+    eye = torch.eye(M.shape[-1], dtype=_WORK, device=M.device)
     Psi = -torch.linalg.solve(M.mT, (eye - W @ Phi0 / T).mT).mT  # -(I - WΦ/T) M⁻¹
     P0 = _sym(Sigma - Phi0 @ Sigma @ Phi0.mT)
     C = _sym(W @ P0 @ W.mT + J + J.mT - W @ Sigma @ W.mT) / T**2
@@ -534,7 +537,7 @@ def sample_time_average(
     mean, cov = time_average_moments(sde, x0, t0, T, x0_cov=x0_cov)
     L = psd_factor(cov.to(_WORK)).to(sde.dtype)
     lead = (batch, *mean.shape[:-1])
-    xi = torch.randn((*lead, sde.n), generator=generator, dtype=sde.dtype, device=sde.device)
+    xi = _rng.randn((*lead, sde.n), generator=generator, dtype=sde.dtype, device=sde.device)
     return mean + (L @ xi[..., None])[..., 0]
 
 

@@ -23,6 +23,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from thermotrain.models import _rng
+
 __all__ = ["Quantizer", "Readout", "merge_over_roundings"]
 
 Rounding = Literal["nearest", "stochastic"]
@@ -69,7 +71,7 @@ class Quantizer:
             k = torch.round(r)
         elif rounding == "stochastic":
             lo = torch.floor(r)
-            up = torch.rand(r.shape, generator=generator, dtype=r.dtype, device=r.device) < (r - lo)
+            up = _rng.rand(r.shape, generator=generator, dtype=r.dtype, device=r.device) < (r - lo)
             k = lo + up.to(r.dtype)
         else:
             raise ValueError(f"rounding must be 'nearest' or 'stochastic'; got {rounding!r}.")

@@ -82,6 +82,7 @@ from torch import Tensor
 
 from thermotrain._args import check_choice, check_float, check_int
 from thermotrain._errors import CircuitError, InputError
+from thermotrain.models import _rng
 from thermotrain.models._linalg import (
     _UNSET,
     SolveResult,
@@ -327,10 +328,11 @@ def extreme_eigenvalues_batched(D: Tensor, steps: int = 32) -> tuple[Tensor, Ten
             break
         q = torch.where(active[:, None], w / bk.clamp_min(1e-300)[:, None], q)
     lo, ritz, top = (torch.empty(m, dtype=torch.float64) for _ in range(3))
+    alpha, beta = alpha.cpu(), beta.cpu()  # the tridiagonal problems are tiny: solve them on the host
     for i in range(m):  # tiny tridiagonal problems (≤ steps); batched eigh when all used the same k
         k = int(k_used[i])
         T = torch.diag(alpha[i, :k]) + torch.diag(beta[i, : k - 1], 1) + torch.diag(beta[i, : k - 1], -1)
-        theta, S = torch.linalg.eigh(T.cpu())
+        theta, S = torch.linalg.eigh(T)
         resid = abs(float(beta[i, k - 1]) * float(S[-1, 0]))
         lo[i] = max(float(theta[0]) - resid, 0.1 * float(theta[0]))
         ritz[i], top[i] = float(theta[0]), float(theta[-1])
@@ -760,7 +762,7 @@ class _ResidentTile:
             u = (inst.sde.u + apply_input_gain(inst.input_gain, b_hw)).to(R.dtype)  # [k, c]
         state = u @ self.Psi.mT
         if self.L is not None:
-            xi = torch.randn(state.shape, generator=generator, dtype=R.dtype, device=state.device)
+            xi = _rng.randn(state.shape, generator=generator, dtype=R.dtype, device=state.device)
             state = state + xi @ self.L.mT
         if inst is None:
             return state.T.to(R.dtype)
@@ -843,7 +845,7 @@ class _BlockDiagonalDevice:
                 scale = torch.where(live, amax, torch.ones_like(amax))
                 pre = (Rg / scale[:, None, :]).mT @ W
             if LO is not None:
-                xi = torch.randn((g, k, LO.shape[1]), generator=generator, dtype=R.dtype, device=R.device)
+                xi = _rng.randn((g, k, LO.shape[1]), generator=generator, dtype=R.dtype, device=R.device)
                 pre = torch.baddbmm(pre, xi, LO)
             y = pre if self.readout is None else self.readout(pre)
             ans = y * (scale * live)[:, :, None]

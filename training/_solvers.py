@@ -182,7 +182,7 @@ def _device_call(fn, M, *args, scale: float = 1.0, guard: SolverStats | None = N
     for _ in range(9):
         try:
             result = fn(
-                M if extra == 0 else M + extra * torch.eye(M.shape[0], dtype=M.dtype), *args, **kwargs
+                M if extra == 0 else M + extra * torch.eye(M.shape[0], dtype=M.dtype, device=M.device), *args, **kwargs
             )
             if extra > 0 and guard is not None:
                 guard.damping_bumps += 1
@@ -452,7 +452,7 @@ class AnalogSolver(CurvatureSolver):
         beta = (
             1.0 / B.abs().amax(dim=0).clamp_min(1e-30)
             if self.normalize
-            else torch.ones(B.shape[1], dtype=B.dtype)
+            else torch.ones(B.shape[1], dtype=B.dtype, device=B.device)
         )
         if self.mapping != "monolithic":
             tiled = self._call(

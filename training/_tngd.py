@@ -58,6 +58,7 @@ import torch
 from torch import nn
 
 from thermotrain._errors import TrainingError
+from thermotrain.models import _rng
 from thermotrain.training._ggn import GGNOperator, LossName, flat_grad, set_flat_grad
 from thermotrain.training._kfac import Schedule, resolve_schedule
 
@@ -259,7 +260,7 @@ def ou_transition(
     """
     if t == 0:
         return x0.clone(), 0
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype) if kappa0 > 0 else None
+    noise = _rng.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if kappa0 > 0 else None
     if integrator == "dense":
         assert dense is not None
         evals, Q = torch.linalg.eigh(dense.double())
@@ -278,7 +279,7 @@ def ou_transition(
             x = x + kick
         return x, 1 + m1 + m2
     # Euler–Maruyama with a stability-capped step
-    v = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0), dtype=x0.dtype)
+    v = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0), dtype=x0.dtype).to(x0.device)
     lam = 1.0
     for _ in range(20):
         w = matvec(v)
@@ -291,7 +292,7 @@ def ou_transition(
     for _ in range(n):
         x = x - h * (matvec(x) - b)
         if kappa0 > 0:
-            x = x + math.sqrt(2 * kappa0 * h) * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            x = x + math.sqrt(2 * kappa0 * h) * _rng.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return x, 20 + n
 
 
@@ -351,7 +352,7 @@ class _Profiled:
                 # dx = M x dt + Q dW with D = QQᵀ ≈ d̄ I and M ≈ its symmetric part: the OU kick of -M_sym
                 d_bar = float(torch.diagonal(inst.sde.D).double().mean())
                 S = -0.5 * (M + M.T)
-                xi = torch.randn(n, generator=self.generator, dtype=torch.float64)
+                xi = _rng.randn(n, generator=self.generator, dtype=torch.float64, device=M.device)
                 kick, _ = _lanczos_apply(
                     lambda v: S @ v,
                     xi,
