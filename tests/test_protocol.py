@@ -312,3 +312,21 @@ def test_tngd_experiments_check_model_and_backend_before_any_run(tmp_path: Path)
     _check_tngd_size("rc8", "cnn", load_dataset("digits", subset=50))  # 2 746 parameters fit
     assert _exact_ngd("cnn", Fashion())[1] == {"optimizer": "ngd-cg", "cg_iters": 50}
     assert _exact_ngd("mlp", load_dataset("digits", subset=50))[1] == {"optimizer": "ngd"}
+
+
+def test_tngd_time_shares_the_limits_selection_on_the_ideal_device_and_its_own_on_a_profile() -> None:
+    from thermotrain.training._experiments import tngd_time_arms
+
+    data = load_dataset("digits", subset=50)
+    ideal, shared = tngd_time_arms({"optimizer": "tngd"}, "ideal", "mlp", data)
+    assert shared == "exact NGD"
+    assert {a.label: a.tune_with for a in ideal if a.label.startswith("tngd")} == dict.fromkeys(
+        ["tngd t=0τ (= SGD without momentum)", "tngd t=5τ", "tngd t=10τ", "tngd t=20τ", "tngd t=50τ"],
+        "exact NGD",
+    )
+    prof, shared = tngd_time_arms({"optimizer": "tngd", "backend": "rc8"}, "rc8", "mlp", data)
+    tuned = {a.label: a.tune_with for a in prof}
+    assert shared == "tngd t=20τ" and tuned["tngd t=20τ"] is None  # tuned on the profile itself
+    assert tuned["tngd t=5τ"] == tuned["tngd t=50τ"] == "tngd t=20τ"
+    assert tuned["exact NGD"] is None and tuned["sgd (momentum 0.9)"] is None
+    assert all(a.settings.get("backend") == "rc8" for a in prof if a.label.startswith("tngd"))
