@@ -850,7 +850,7 @@ class _BlockDiagonalDevice:
             y = pre if self.readout is None else self.readout(pre)
             ans = y * (scale * live)[:, :, None]
             X[r0 : r0 + g * c] = ans.mT.reshape(g * c, k)
-            live_per_tile.extend(int(v) for v in live.sum(dim=1))
+            live_per_tile.extend(live.sum(dim=1).tolist())  # one device-to-host copy, not one per tile
         return X, live_per_tile
 
     def account(self, led: _Ledger, k: int, live: list[int], chip_tiles: int | None) -> None:
