@@ -15,6 +15,9 @@ device), a seed reproduces a CUDA run exactly, and the CUDA noise has the CPU no
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from torch import Tensor
 
@@ -35,27 +38,21 @@ def _on(generator: torch.Generator | None, device: torch.device | str | None) ->
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def randn(
+def _draw(
+    fn: Callable[..., Tensor],
     shape: tuple[int, ...] | int,
     *,
     generator: torch.Generator | None,
     dtype: torch.dtype,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Standard normal numbers of ``shape`` on ``device`` (default: the generator's), drawn from ``generator``."""
-    g = _on(generator, device)
+    """``fn`` (torch.randn / torch.rand) numbers of ``shape`` on ``device`` (default: the generator's), drawn
+    from ``generator``."""
     where = device if device is not None else (None if generator is None else generator.device)
-    return torch.randn(shape, generator=g, dtype=dtype, device=where)
+    return fn(shape, generator=_on(generator, device), dtype=dtype, device=where)
 
 
-def rand(
-    shape: tuple[int, ...] | int,
-    *,
-    generator: torch.Generator | None,
-    dtype: torch.dtype,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Uniform [0, 1) numbers of ``shape`` on ``device`` (default: the generator's), drawn from ``generator``."""
-    g = _on(generator, device)
-    where = device if device is not None else (None if generator is None else generator.device)
-    return torch.rand(shape, generator=g, dtype=dtype, device=where)
+#: standard normal numbers: randn(shape, generator=, dtype=, device=)
+randn = partial(_draw, torch.randn)
+#: uniform [0, 1) numbers: rand(shape, generator=, dtype=, device=)
+rand = partial(_draw, torch.rand)
