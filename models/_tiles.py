@@ -48,6 +48,14 @@ as its relative error is small against 1 - ρ (ρ the iteration's spectral radiu
 - ``"gauss-seidel"``: tiles one after another, each with the residual updated by the previous corrections
   (R -= A[:, I_i] δ_i); error e ← (I - (D + L)⁻¹A) e, L the strictly lower blocks. Converges for every SPD A
   (Ostrowski–Reich), at rate ρ(I - (D + L)⁻¹A) < 1 per sweep; the tiles cannot overlap in time.
+- ``"pcg"``: conjugate gradients preconditioned by the tiles (one round of all tiles per iteration; the
+  flexible Polak–Ribière form, which stays a descent method when the noisy tiles answer differently each
+  time), deflated by a digital **coarse space** (``coarse`` vectors per block, default 4: the top
+  eigenvectors of each diagonal block, :class:`_CoarseSpace`): CG starts from the coarse solution and searches
+  A-orthogonally to it. Block Jacobi alone cannot see a K-FAC factor's large modes that couple every block;
+  on the CNN's 4 609-wide factor (real, damped, 64-cell tiles, 128 right-hand sides, to 0.1) the coarse space
+  cut the iterations from 47 (exact block inverses, probe) to 5, at 2 n² Q digital flops once per matrix
+  (Q = 4 × 73 vectors) and 2 n Q k per iteration. Exact in the limit, as the others.
 - ``"block-diagonal"``: one round of tile solves (X = X0 + D⁻¹(B - A X0)), no iteration: an approximation.
 - ``"monolithic"``: one :func:`thermotrain.models.solve` call on the whole matrix (the reference).
 
