@@ -337,13 +337,14 @@ def extreme_eigenvalues_batched(D: Tensor, steps: int = 32) -> tuple[Tensor, Ten
         q = torch.where(active[:, None], w / bk.clamp_min(1e-300)[:, None], q)
     lo, ritz, top = (torch.empty(m, dtype=torch.float64) for _ in range(3))
     alpha, beta = alpha.cpu(), beta.cpu()  # the tridiagonal problems are tiny: solve them on the host
-    for i in range(m):  # tiny tridiagonal problems (≤ steps); batched eigh when all used the same k
-        k = int(k_used[i])
-        T = torch.diag(alpha[i, :k]) + torch.diag(beta[i, : k - 1], 1) + torch.diag(beta[i, : k - 1], -1)
+    for k in sorted(set(k_used.tolist())):  # one batched eigh per Krylov size (usually one: all blocks)
+        idx = (k_used == k).nonzero()[:, 0]
+        a, b = alpha[idx, :k], beta[idx, : k - 1]
+        T = torch.diag_embed(a) + torch.diag_embed(b, 1) + torch.diag_embed(b, -1)
         theta, S = torch.linalg.eigh(T)
-        resid = abs(float(beta[i, k - 1]) * float(S[-1, 0]))
-        lo[i] = max(float(theta[0]) - resid, 0.1 * float(theta[0]))
-        ritz[i], top[i] = float(theta[0]), float(theta[-1])
+        resid = (beta[idx, k - 1] * S[:, -1, 0]).abs()
+        lo[idx] = torch.maximum(theta[:, 0] - resid, 0.1 * theta[:, 0])
+        ritz[idx], top[idx] = theta[:, 0], theta[:, -1]
     return lo, ritz, top
 
 
