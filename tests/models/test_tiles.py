@@ -487,6 +487,22 @@ def test_a_resident_profile_tile_answers_exactly_as_models_solve_for_its_plan() 
     assert cache.tile(A, R, prof, stochastic, 0.1, None) is None  # every load draws anew: no residency
 
 
+def _noisy_pcg(A: torch.Tensor, B: torch.Tensor, c: int, *, seed: int, iters: int):  # type: ignore[no-untyped-def]
+    """CG on noisy ideal tiles (κ0 = 1e-3) of c cells to tol 1e-4, the default coarse space."""
+    return tiled_solve(
+        A,
+        B,
+        backend="ideal",
+        cells_per_tile=c,
+        mapping="pcg",
+        tol=1e-4,
+        max_iters=iters,
+        patience=iters,
+        config=ReadoutConfig(kappa0=1e-3),
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
 def test_cg_on_tiles_converges_in_fewer_rounds_than_gauss_seidel_and_reaches_tol_with_noise() -> None:
     """Ill-conditioned dense SPD (κ = 1e3): exact block solves — CG preconditioned by the tiles reaches
     1e-8 in a few n iterations (finite termination in exact arithmetic, delayed by the loss of conjugacy in
@@ -503,19 +519,7 @@ def test_cg_on_tiles_converges_in_fewer_rounds_than_gauss_seidel_and_reaches_tol
     assert cg.converged and cg.iterations <= 2 * n
     assert gs.iterations > 3 * cg.iterations
     assert _rel(cg.value, ref) < 1e-5
-    g = torch.Generator().manual_seed(6)
-    noisy = tiled_solve(
-        A,
-        B,
-        backend="ideal",
-        cells_per_tile=c,
-        mapping="pcg",
-        tol=1e-4,
-        max_iters=400,
-        patience=400,
-        config=ReadoutConfig(kappa0=1e-3),
-        generator=g,
-    )
+    noisy = _noisy_pcg(A, B, c, seed=6, iters=400)
     assert noisy.converged and noisy.residual <= 1e-4
     assert noisy.rounds == noisy.iterations  # one round of all six tiles in parallel per iteration
     assert noisy.digital_flops >= noisy.iterations * 2 * n * n * 3
@@ -864,18 +868,7 @@ def test_noisy_tiles_with_the_coarse_space_reach_the_tolerance_of_the_exact_solv
     A = _features_factor(n, 6)
     B = torch.randn(n, 3, generator=torch.Generator().manual_seed(7), dtype=F64)
     ref = torch.linalg.solve(A, B)
-    r = tiled_solve(
-        A,
-        B,
-        backend="ideal",
-        cells_per_tile=c,
-        mapping="pcg",
-        tol=1e-4,
-        max_iters=200,
-        patience=200,
-        config=ReadoutConfig(kappa0=1e-3),
-        generator=torch.Generator().manual_seed(8),
-    )
+    r = _noisy_pcg(A, B, c, seed=8, iters=200)
     assert r.converged and r.residual <= 1e-4
     assert _rel(r.value, ref) < 1e-4 * float(torch.linalg.cond(A))
     assert r.rounds == r.iterations  # the coarse start and the deflation are digital: no tile round
