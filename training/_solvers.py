@@ -182,7 +182,9 @@ def _device_call(fn, M, *args, scale: float = 1.0, guard: SolverStats | None = N
     for _ in range(9):
         try:
             result = fn(
-                M if extra == 0 else M + extra * torch.eye(M.shape[0], dtype=M.dtype, device=M.device), *args, **kwargs
+                M if extra == 0 else M + extra * torch.eye(M.shape[0], dtype=M.dtype, device=M.device),
+                *args,
+                **kwargs,
             )
             if extra > 0 and guard is not None:
                 guard.damping_bumps += 1

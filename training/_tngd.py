@@ -260,7 +260,9 @@ def ou_transition(
     """
     if t == 0:
         return x0.clone(), 0
-    noise = _rng.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if kappa0 > 0 else None
+    noise = (
+        _rng.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if kappa0 > 0 else None
+    )
     if integrator == "dense":
         assert dense is not None
         evals, Q = torch.linalg.eigh(dense.double())
@@ -292,7 +294,9 @@ def ou_transition(
     for _ in range(n):
         x = x - h * (matvec(x) - b)
         if kappa0 > 0:
-            x = x + math.sqrt(2 * kappa0 * h) * _rng.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            x = x + math.sqrt(2 * kappa0 * h) * _rng.randn(
+                x.shape, generator=generator, dtype=x.dtype, device=x.device
+            )
     return x, 20 + n
 
 
