@@ -40,13 +40,16 @@ class Preconditioner(Protocol):
 
 class ReadoutTally:
     """Running summary of a run's device calls: count, analog time per call (min / mean / max, τ), the largest
-    predicted readout error and the number of calls whose automatic time hit ``max_analog_time``."""
+    predicted readout error, the number of calls whose automatic time hit ``max_analog_time``, and the tiled
+    iterative solves that stopped above their tolerance (a floor, divergence or ``max_iters``: their best
+    iterate was used)."""
 
     def __init__(self) -> None:
         self.calls, self.total, self.capped = 0, 0.0, 0
         self.t_min, self.t_max, self.err_max = math.inf, 0.0, 0.0
         self.sizes: dict[int, list[float]] = {}
         self.tiles_max = 0
+        self.unconverged, self.residual_max = 0, 0.0
 
     def add(self, records: list[dict[str, Any]]) -> None:
         for r in records:
@@ -59,6 +62,10 @@ class ReadoutTally:
                 self.err_max = max(self.err_max, err)
             self.capped += bool(r.get("capped", False))
             self.tiles_max = max(self.tiles_max, int(r.get("tiles_used", 1) or 1))
+            res, tol = r.get("residual"), r.get("tol")
+            if res is not None and tol is not None and math.isfinite(float(res)):
+                self.residual_max = max(self.residual_max, float(res))
+                self.unconverged += float(res) > float(tol)
             n = int(r.get("n", 0))
             lo_hi = self.sizes.setdefault(n, [math.inf, 0.0])
             lo_hi[0], lo_hi[1] = min(lo_hi[0], t), max(lo_hi[1], t)
@@ -77,6 +84,8 @@ class ReadoutTally:
             "predicted_error_max": self.err_max if self.err_max > 0 else None,
             "capped_calls": self.capped,
             "tiles_used_max": self.tiles_max,
+            "unconverged_solves": self.unconverged,
+            "solve_residual_max": self.residual_max if self.residual_max > 0 else None,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -89,6 +98,8 @@ class ReadoutTally:
         self.err_max = float(state.get("predicted_error_max") or 0.0)
         self.capped = int(state.get("capped_calls", 0))
         self.tiles_max = int(state.get("tiles_used_max", 1))
+        self.unconverged = int(state.get("unconverged_solves", 0))
+        self.residual_max = float(state.get("solve_residual_max") or 0.0)
         self.sizes = {int(n): [float(v["min"]), float(v["max"])] for n, v in state.get("by_size", {}).items()}
 
     def line(self, setting: Any, target: float | None) -> str:
@@ -115,7 +126,14 @@ def describe_readout(readout: dict[str, Any]) -> str:
     tile_text = f"; up to {tiles} tiles per factor, time summed over tiles" if tiles > 1 else ""
     capped = readout.get("capped_calls", 0)
     cap_text = f"; {capped} calls capped at max_analog_time" if capped else ""
+    stuck = readout.get("unconverged_solves", 0)
+    stuck_text = (
+        f"; {stuck} tiled solves stopped above their tolerance (residual up to "
+        f"{readout.get('solve_residual_max') or 0:.3g}; their best iterate was used)"
+        if stuck
+        else ""
+    )
     return (
         f"analog time per device call ({what}{tgt}): {sizes} τ (mean {mean:.3g} τ over {readout['calls']} "
-        f"calls{err_text}{tile_text}{cap_text})"
+        f"calls{err_text}{tile_text}{cap_text}{stuck_text})"
     )

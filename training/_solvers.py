@@ -395,6 +395,7 @@ class AnalogSolver(CurvatureSolver):
                     "iterations": result.iterations,
                     "digital_flops": int(result.digital_flops),
                     "residual": result.residual,
+                    "tol": self.tol if op == "solve" and result.mapping != "block-diagonal" else None,
                 }
             )
 

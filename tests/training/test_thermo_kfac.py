@@ -130,3 +130,31 @@ def test_block_diagonal_solve_mode_solves_with_the_batch_rows_where_they_are_few
     # more rows than columns) keeps the two solves with the gradient's columns
     assert ours.stats.values_read == 8 * (20 + 31) + 2 * 3 * 21
     assert ref.stats.values_read == 2 * 20 * 31
+
+
+def test_the_run_summary_counts_tiled_solves_that_stopped_above_their_tolerance() -> None:
+    """A CG solve stopped by its floor or max_iters hands K-FAC its best iterate; the run summary and the
+    terminal line say how many did and how far off they were, and a resumed run keeps the count."""
+    from thermotrain.training._precond import ReadoutTally, describe_readout
+
+    A = torch.eye(8, dtype=torch.float64) + 0.9 * torch.ones(8, 8, dtype=torch.float64)  # strongly coupled
+    B = torch.randn(8, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    solver = AnalogSolver("ideal", cells_per_tile=2, max_iters=1, tol=1e-6)
+    solver.solve(A, B)
+    solver.solve(A, B)
+    records = solver.drain_log()
+    assert [r["tol"] for r in records] == [1e-6, 1e-6] and all(r["residual"] > 1e-6 for r in records)
+    tally = ReadoutTally()
+    tally.add(records)
+    d = tally.as_dict()
+    assert d["unconverged_solves"] == 2 and d["solve_residual_max"] == max(r["residual"] for r in records)
+    assert "2 tiled solves stopped above their tolerance" in describe_readout({"analog_time": "auto", **d})
+    again = ReadoutTally()
+    again.load(d)
+    assert again.as_dict() == d
+    ok = AnalogSolver("ideal", cells_per_tile=2, tol=0.5)
+    ok.solve(A, B)
+    fine = ReadoutTally()
+    fine.add(ok.drain_log())
+    assert fine.as_dict()["unconverged_solves"] == 0
+    assert "stopped above" not in describe_readout({"analog_time": "auto", **fine.as_dict()})
