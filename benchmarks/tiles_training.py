@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--device",
         default="cpu",
-        help="torch device of every training (cpu, cuda, cuda:N); the device noise is drawn on the CPU "
-        "generator either way, so a seed gives the same noise on both",
+        help="torch device of every training (cpu, cuda, cuda:N); on CUDA the device noise has the CPU "
+        "noise's law, not its values (models/_rng.py)",
     )
     p.add_argument(
         "--combine",

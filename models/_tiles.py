@@ -239,6 +239,18 @@ def _rounds(m: int, tiles: int | None) -> list[list[int]]:
     return [list(range(i, min(i + step, m))) for i in range(0, m, step)]
 
 
+def _equal_runs(blocks: list[slice]) -> list[tuple[int, int]]:
+    """(first, end) of each run of consecutive equal-size blocks (tile_blocks gives at most two runs)."""
+    runs, i = [], 0
+    while i < len(blocks):
+        j, c = i, blocks[i].stop - blocks[i].start
+        while j < len(blocks) and blocks[j].stop - blocks[j].start == c:
+            j += 1
+        runs.append((i, j))
+        i = j
+    return runs
+
+
 # per-tile devices of a profile, by profile object: (weak reference, {(tile, cells): profile})
 _TILE_VIEWS: dict[int, tuple[weakref.ref[HardwareProfile], dict[tuple[int, int], HardwareProfile]]] = {}
 
@@ -797,11 +809,7 @@ class _BlockDiagonalDevice:
         # runs of equal-size consecutive blocks: (first block, count, size, first row, W, v0, LO, α)
         self.groups: list[tuple[int, int, int, int, Tensor, Tensor, Tensor | None, Tensor]] = []
         self._cast: dict[torch.dtype, list[tuple[Tensor, Tensor, Tensor | None, Tensor]]] = {}
-        i = 0
-        while i < len(tiles):
-            j = i
-            while j < len(tiles) and self.sizes[j] == self.sizes[i]:
-                j += 1
+        for i, j in _equal_runs(blocks):
             parts = [t.composed() for t in tiles[i:j]]
             noise = all(p[2] is not None for p in parts)
             alpha = torch.tensor(
@@ -821,7 +829,6 @@ class _BlockDiagonalDevice:
                     alpha,
                 )
             )
-            i = j
 
     def _in(self, dtype: torch.dtype) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor]]:
         """The groups' maps in the caller's dtype (cast once per dtype)."""
@@ -887,24 +894,17 @@ class _CoarseSpace:
     2 n q k, AZ products 2 n Q k. Built once per matrix (cached by :class:`TileCache`): the block
     eigendecompositions (≈ 9 c³ each), AZ (2 n² Q), E (2 n q Q) and its Cholesky (Q³/3)."""
 
-    def __init__(self, A: Tensor, blocks: list[slice], per_block: int) -> None:
+    def __init__(self, A: Tensor, D: list[Tensor], blocks: list[slice], per_block: int) -> None:
         self.groups: list[tuple[int, int, int, Tensor]] = []  # (first row, blocks, size, V [g, c, q])
         flops = 0
-        i = 0
-        while i < len(blocks):
+        for i, j in _equal_runs(blocks):
             c = blocks[i].stop - blocks[i].start
-            j = i
-            while j < len(blocks) and blocks[j].stop - blocks[j].start == c:
-                j += 1
             q = min(per_block, c // 4)  # at most a quarter of a tile: the tiles keep most of the work
             if q > 0:
-                r0 = blocks[i].start
-                D = A[r0 : r0 + (j - i) * c, r0 : r0 + (j - i) * c]
-                Dg = torch.stack([D[b * c : (b + 1) * c, b * c : (b + 1) * c] for b in range(j - i)])
-                _, V = torch.linalg.eigh(0.5 * (Dg + Dg.mT).to(torch.float64))
-                self.groups.append((r0, j - i, c, V[..., -q:].to(A.dtype).contiguous()))
+                Dg = torch.stack(D[i:j]).to(torch.float64)
+                _, V = torch.linalg.eigh(0.5 * (Dg + Dg.mT))
+                self.groups.append((blocks[i].start, j - i, c, V[..., -q:].to(A.dtype).contiguous()))
                 flops += 9 * (j - i) * c**3
-            i = j
         self.n = A.shape[0]
         self.Q = sum(g * V.shape[-1] for _, g, _, V in self.groups)
         self.nq = sum(g * c * V.shape[-1] for _, g, c, V in self.groups)  # nonzeros of Z
@@ -1019,8 +1019,11 @@ class TileCache:
                 self._fractions.pop(next(iter(self._fractions)))
         return frac
 
-    def coarse_space(self, A: Tensor, blocks: list[slice], per_block: int) -> tuple[_CoarseSpace, bool]:
-        """(the :class:`_CoarseSpace` of A cut at ``blocks`` with ``per_block`` vectors per block, whether it was
+    def coarse_space(
+        self, A: Tensor, D: list[Tensor], blocks: list[slice], per_block: int
+    ) -> tuple[_CoarseSpace, bool]:
+        """(the :class:`_CoarseSpace` of A cut at ``blocks`` (its diagonal blocks ``D``) with ``per_block``
+        vectors per block, whether it was
         built by this call); kept per matrix like the tiles' laws, so a factor solved with at every step
         between two refreshes builds it once."""
         key = (
@@ -1034,7 +1037,7 @@ class TileCache:
         if got is not None:
             self._coarse.move_to_end(key)
             return got, False
-        got = self._coarse[key] = _CoarseSpace(A, blocks, per_block)
+        got = self._coarse[key] = _CoarseSpace(A, D, blocks, per_block)
         while len(self._coarse) > _DEVICES_LIMIT:
             self._coarse.popitem(last=False)
         return got, True
@@ -1315,10 +1318,13 @@ def tiled_solve(
     def shape_out(Y: Tensor) -> Tensor:
         return Y[:, 0] if squeeze else Y
 
+    def relative(R: Tensor) -> float:
+        return float(torch.linalg.matrix_norm(R)) / bnorm if bnorm > 0 else 0.0
+
     def residual(Y: Tensor, led: _Ledger) -> tuple[Tensor, float]:
         R = Bm - A @ Y
         led.flops += 2 * n * n * k + n * k
-        return R, (float(torch.linalg.matrix_norm(R)) / bnorm if bnorm > 0 else 0.0)
+        return R, relative(R)
 
     if mapping == "monolithic" or c is None:
         if c is None and mapping != "monolithic":
@@ -1381,14 +1387,14 @@ def tiled_solve(
 
     space = None
     if mapping == "pcg" and coarse > 0 and res > 0:
-        space, built = cache.coarse_space(A, blocks, coarse)
+        space, built = cache.coarse_space(A, D, blocks, coarse)
         if space.Q == 0:
             space = None
         else:
             led.flops += space.build_flops if built else 0
             X, R, f = space.start(X, R)
             led.flops += f
-            res = float(torch.linalg.matrix_norm(R)) / bnorm if bnorm > 0 else 0.0
+            res = relative(R)
             hist.append(res)  # after the coarse start (digital: no tile round)
     current = mapping
     best_X, best = X.clone(), res
@@ -1418,7 +1424,7 @@ def tiled_solve(
             R_prev, rz_prev = R, rz
             R = R - Q * alpha
             led.flops += 2 * n * n * k + 10 * n * k
-            res = float(torch.linalg.matrix_norm(R)) / bnorm if bnorm > 0 else 0.0
+            res = relative(R)
         elif current == "block-jacobi":
             X = X + _jacobi_round(
                 D, blocks, R, backend, config, lambda_floor, generator, led, chip_tiles, k, cache, device, c
@@ -1433,7 +1439,7 @@ def tiled_solve(
                 X[s] = X[s] + d
                 R = R - A[:, s] @ d
                 led.flops += 2 * n * (s.stop - s.start) * k + (s.stop - s.start) * k
-            res = float(torch.linalg.matrix_norm(R)) / bnorm if bnorm > 0 else 0.0
+            res = relative(R)
         hist.append(res)
         if res < best:
             best, best_X, since_best = res, X.clone(), 0
