@@ -110,6 +110,7 @@ from thermotrain.models._profile import HardwareProfile, apply_input_gain
 from thermotrain.models._readout import (
     ReadoutConfig,
     ReadoutPlan,
+    exact_eigenvalues_up_to,
     plan_readout,
 )
 
@@ -317,11 +318,12 @@ def extreme_eigenvalues_batched(D: Tensor, steps: int = 32) -> tuple[Tensor, Ten
     """:func:`thermotrain.models.extreme_eigenvalues` of every block of ``D`` [m, c, c] at once: (λ_min lower
     estimate, λ_min Ritz value, λ_max Ritz value), each [m] float64. The same Lanczos (full
     reorthogonalisation, the same start vector as the readout planner: ``randn(c)`` from seed 0, a Ritz value
-    lowered by its residual, floored at a tenth of it), batched over blocks; exact (eigvalsh) when c ≤ steps.
-    Cost O(steps · m c²)."""
+    lowered by its residual, floored at a tenth of it), batched over blocks; exact (one batched eigvalsh) when
+    c ≤ :func:`~thermotrain.models._readout.exact_eigenvalues_up_to` (steps), as the planner. Cost
+    O(steps · m c²)."""
     m, c = D.shape[0], D.shape[-1]
     Dd = 0.5 * (D + D.mT).detach().to(torch.float64)
-    if c <= steps:
+    if c <= exact_eigenvalues_up_to(steps):
         lam = torch.linalg.eigvalsh(Dd)
         return lam[:, 0], lam[:, 0], lam[:, -1]
     q0 = torch.randn(c, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(Dd.device)
@@ -520,6 +522,7 @@ def tiled_inverse(
     notes: list[str] = []
     if not simulate and (mapping == "monolithic" or c is None or backend == "exact"):
         raise InputError("simulate=False (a dry run) needs the block-diagonal mapping on a device backend.")
+
     if mapping == "monolithic" or c is None:
         if c is None and mapping != "monolithic":
             notes.append(
@@ -1305,10 +1308,6 @@ def tiled_solve(
         if not isinstance(x0, Tensor) or tuple(x0.reshape(n, -1).shape) != (n, k):
             raise CircuitError(f"x0 must have B's shape {tuple(B.shape)}.")
         X = x0.reshape(n, k).to(dtype=A.dtype, device=A.device).clone()
-        # a warm start further from the answer than 0 (e.g. the previous step's update against a column whose
-        # new right-hand side is tiny) is dropped per column: it would only add sweeps, or overflow the norms
-        worse = (Bm - A @ X).abs().amax(dim=0) > Bm.abs().amax(dim=0)
-        X[:, worse] = 0.0
     effective = config or recommended_readout(backend) or ReadoutConfig()
     roundings = effective.roundings if isinstance(backend, HardwareProfile) else 1
     c, chip_tiles = _tiling(backend, cells_per_tile, tiles)
@@ -1326,6 +1325,19 @@ def tiled_solve(
         led.flops += 2 * n * n * k + n * k
         return R, relative(R)
 
+    def first_residual(led: _Ledger) -> tuple[Tensor, float]:
+        """The residual of the start X (B itself for X = 0: no product). A warm start further from the answer
+        than 0 (e.g. the previous step's update against a column whose new right-hand side is tiny) is dropped
+        per column (X and R there set to 0 and B): it would only add sweeps, or overflow the norms."""
+        if x0 is None:
+            return Bm, (1.0 if bnorm > 0 else 0.0)
+        R, _ = residual(X, led)
+        worse = R.abs().amax(dim=0) > Bm.abs().amax(dim=0)
+        if bool(worse.any()):
+            X[:, worse] = 0.0
+            R[:, worse] = Bm[:, worse]
+        return R, relative(R)
+
     if mapping == "monolithic" or c is None:
         if c is None and mapping != "monolithic":
             notes.append(
@@ -1333,7 +1345,7 @@ def tiled_solve(
             )
         check_spd(A)
         led = _Ledger(1, True)
-        R0, res0 = residual(X, led)
+        R0, res0 = first_residual(led)
         hist = [res0]
         if res0 > 0:
             d, r = _tile_correction(A, R0, backend, config, lambda_floor, generator)
@@ -1354,10 +1366,7 @@ def tiled_solve(
         resident = False  # every load draws a new rounding: the block is loaded again
     led = _Ledger(m, resident)
     tiles_used = m if chip_tiles is None else min(m, chip_tiles)
-    if x0 is None:  # X = 0: the residual is B itself, no product needed
-        R, res = Bm, (1.0 if bnorm > 0 else 0.0)
-    else:
-        R, res = residual(X, led)
+    R, res = first_residual(led)
     hist = [res]
     # the rounds of all tiles at once (block-diagonal, CG, block Jacobi) run as one batched call
     device = (

@@ -351,6 +351,48 @@ def test_the_damping_guard_retries_a_refused_matrix_and_counts_it() -> None:
     assert solver.stats.damping_bumps == 1 and solver.stats.extra_damping_max >= info.value.extra_damping
 
 
+def test_the_damping_guard_remembers_what_an_unchanged_matrix_was_loaded_as() -> None:
+    """Solving again with the same refused matrix (a K-FAC factor between refreshes) loads the damped matrix
+    the retries reached at once: no refused attempt, the same answer as a fresh solver's, the bump still
+    counted; a changed matrix (new version) is tried undamped again."""
+    from thermotrain.models import ReadoutConfig
+    from thermotrain.training import AnalogSolver
+
+    g = torch.Generator().manual_seed(5)
+    Q, _ = torch.linalg.qr(torch.randn(24, 24, generator=g, dtype=torch.float64))
+    A = Q @ torch.diag(torch.logspace(-3, 0, 24, dtype=torch.float64)) @ Q.T
+    B = torch.randn(24, 3, generator=g, dtype=torch.float64)
+    p = HardwareProfile.from_spec("rc", coupling_bits=4)
+    cfg = ReadoutConfig(mode="average", analog_time=40.0, sample_interval=1.0, kappa0=0.0)
+
+    def fresh() -> AnalogSolver:
+        return AnalogSolver(p, cfg, pd_guard=True, mapping="monolithic")
+
+    attempts: list[float] = []
+    real = p.instantiate
+
+    def counting(A_: torch.Tensor, *args, **kwargs):  # type: ignore[no-untyped-def]
+        attempts.append(float(A_.diagonal().min()))
+        return real(A_, *args, **kwargs)
+
+    solver = fresh()
+    object.__setattr__(p, "instantiate", counting)
+    try:
+        first = solver.solve(A, B)
+        tries_first = len(attempts)
+        second = solver.solve(A, B)
+        tries_second = len(attempts) - tries_first
+        A.mul_(1.0)  # same values, new version: the guard starts again from the matrix itself
+        solver.solve(A, B)
+        tries_third = len(attempts) - tries_first - tries_second
+    finally:
+        object.__delattr__(p, "instantiate")
+    assert tries_first >= 2 and tries_second == 1 and tries_third == tries_first
+    assert solver.stats.damping_bumps == 3
+    assert torch.equal(first, second)
+    assert torch.equal(second, fresh().solve(A, B))
+
+
 # --------------------------------------------------------------------------- one readout configuration (#8)
 def test_default_inverse_plans_its_time_from_lambda_min_and_meets_the_predicted_error() -> None:
     """No time given: the device plans burn-in, window and interval from λ_min for the default target, the

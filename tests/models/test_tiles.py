@@ -98,11 +98,18 @@ def test_batched_lanczos_and_the_round_plan_match_the_single_device_planner() ->
     """The batched λ estimates equal extreme_eigenvalues' per block (same start vector), including a block on
     which Lanczos breaks down early; a round of one block is planned exactly as models.inverse plans it."""
     blocks = [spd(40, 0.05, 1), spd(40, 0.2, 2), torch.diag(torch.tensor([0.3] * 20 + [0.9] * 20, dtype=F64))]
-    lo, ritz, top = extreme_eigenvalues_batched(torch.stack(blocks), 32)
-    for i, D in enumerate(blocks):
-        want = extreme_eigenvalues(D, 32, generator=torch.Generator().manual_seed(0))
-        got = (float(lo[i]), float(ritz[i]), float(top[i]))
-        assert got == pytest.approx(want, rel=1e-9)
+    for steps in (8, 32):  # 40 > 4 * 8: Lanczos (and its early breakdown); 40 <= 4 * 32: exact eigenvalues
+        lo, ritz, top = extreme_eigenvalues_batched(torch.stack(blocks), steps)
+        for i, D in enumerate(blocks):
+            want = extreme_eigenvalues(D, steps, generator=torch.Generator().manual_seed(0))
+            got = (float(lo[i]), float(ritz[i]), float(top[i]))
+            assert got == pytest.approx(want, rel=1e-9)
+            if steps == 32:
+                lam = torch.linalg.eigvalsh(D)
+                assert got == pytest.approx((float(lam[0]), float(lam[0]), float(lam[-1])), rel=1e-12)
+            else:  # a lower estimate below the smallest Ritz value, which is above λ_min
+                lam_min = float(torch.linalg.eigvalsh(D)[0])
+                assert got[0] <= lam_min * (1 + 1e-9) and got[1] >= lam_min * (1 - 1e-9)
     A = blocks[0]
     r = tiled_inverse(A, backend="ideal", cells_per_tile=40, generator=torch.Generator().manual_seed(0))
     want = _plan(A, "ideal", ReadoutConfig(mode="covariance"))
