@@ -895,7 +895,8 @@ class _CoarseSpace:
     off the 64-blocks); CG deflated by Z solves them exactly and digitally, and the tiles' iterations see only
     the rest (Nicolaides 1987; Frank & Vuik 2001's deflated PCG). Z is block-sparse: Zᵀ R and Z Y cost
     2 n q k, AZ products 2 n Q k. Built once per matrix (cached by :class:`TileCache`): the block
-    eigendecompositions (≈ 9 c³ each), AZ (2 n² Q), E (2 n q Q) and its Cholesky (Q³/3)."""
+    eigendecompositions (≈ 9 c³ each), AZ (2 n c Q: Z's columns have c nonzeros), E (2 n q Q) and its
+    Cholesky (Q³/3)."""
 
     def __init__(self, A: Tensor, D: list[Tensor], blocks: list[slice], per_block: int) -> None:
         self.groups: list[tuple[int, int, int, Tensor]] = []  # (first row, blocks, size, V [g, c, q])
@@ -911,11 +912,23 @@ class _CoarseSpace:
         self.n = A.shape[0]
         self.Q = sum(g * V.shape[-1] for _, g, _, V in self.groups)
         self.nq = sum(g * c * V.shape[-1] for _, g, c, V in self.groups)  # nonzeros of Z
-        eye = torch.eye(self.Q, dtype=A.dtype, device=A.device)
-        self.AZ = A @ self.Z(eye)  # [n, Q]
+        # AZ column block by column block: Z is block-sparse, so A Z costs 2 n c Q, not the dense 2 n² Q
+        self.AZ = (
+            torch.cat(
+                [
+                    torch.einsum("ngc,gcq->ngq", A[:, r0 : r0 + g * c].reshape(self.n, g, c), V).reshape(
+                        self.n, -1
+                    )
+                    for r0, g, c, V in self.groups
+                ],
+                dim=1,
+            )
+            if self.groups
+            else A[:, :0]
+        )  # [n, Q]
         E = self.ZT(self.AZ)
         self.L = torch.linalg.cholesky(0.5 * (E + E.mT).to(torch.float64)).to(A.dtype)
-        flops += 2 * self.n * self.n * self.Q + 2 * self.nq * self.Q + self.Q**3 // 3
+        flops += 2 * self.n * self.nq + 2 * self.nq * self.Q + self.Q**3 // 3
         self.build_flops = flops
 
     def ZT(self, R: Tensor) -> Tensor:
@@ -1242,7 +1255,7 @@ def tiled_solve(
     patience: int = 5,
     cache: TileCache | None = None,
     measure_residual: bool = True,
-    coarse: int = 4,
+    coarse: int = 16,
 ) -> TiledResult:
     """X ≈ A⁻¹B by an outer block iteration on fixed-size tiles (module docstring: the iterations, their
     convergence conditions and the accounting).
@@ -1275,7 +1288,10 @@ def tiled_solve(
         measure_residual: ``"block-diagonal"`` only: False skips the final digital residual (2n²k flops, a
             diagnostic the approximation does not need); ``residual`` and ``converged`` are then None.
         coarse: ``"pcg"`` only: eigenvectors per block in CG's digital coarse space (:class:`_CoarseSpace`;
-            at most a quarter of a block; 0: plain block-Jacobi-preconditioned CG).
+            at most a quarter of a block; 0: plain block-Jacobi-preconditioned CG). The default 16 (a quarter of
+            a 64-cell tile): on Fashion-MNIST factors (rc8 tiles, tol 0.1) the widest factors took 1 outer
+            iteration against 2-3 with 4 vectors, and fewer digital flops per solve (the deflation's 2nQk per
+            iteration is a quarter of the 2n²k product it saves).
     Returns:
         :class:`TiledResult` with ``value`` = X (shape of B), ``residual``, ``residual_history``,
         ``converged`` and ``notes`` (why it stopped). Cost per sweep: m tile solves + 2n²k digital flops.

@@ -858,7 +858,11 @@ def test_the_coarse_space_deflates_cg_on_tiles_to_a_few_rounds_and_keeps_its_inv
     cond = float(torch.linalg.cond(A))
     assert _rel(deflated.value, ref) < 1e-3 * cond and _rel(plain.value, ref) < 1e-3 * cond
     space = _CoarseSpace(A, [A[s, s] for s in tile_blocks(n, c)], tile_blocks(n, c), 4)
-    assert space.Q == 4 * (n // c) and space.build_flops > 2 * n * n * space.Q
+    m, Q = n // c, space.Q
+    assert Q == 4 * m and space.nq == n * 4
+    # Z is block-sparse: AZ costs 2 n nnz(Z), not a dense 2 n² Q (and equals the dense product)
+    assert space.build_flops == 9 * m * c**3 + 2 * n * space.nq + 2 * space.nq * Q + Q**3 // 3
+    torch.testing.assert_close(space.AZ, A @ space.Z(torch.eye(Q, dtype=F64)), rtol=1e-12, atol=1e-12)
     assert deflated.digital_flops - again.digital_flops == space.build_flops  # built once, then reused
     X, R, _ = space.start(torch.zeros_like(B), B.clone())
     torch.testing.assert_close(R, B - A @ X)
