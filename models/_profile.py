@@ -62,6 +62,7 @@ __all__ = [
     "FITTED_DEFAULTS",
     "SCHEMA_VERSION",
     "DeviceInstance",
+    "FactoredRCDevice",
     "ChipSpec",
     "ElementDeviations",
     "HardwareProfile",
@@ -236,6 +237,42 @@ class DeviceInstance:
     readout: Readout
     kappa0: float
     input_gain: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class FactoredRCDevice:
+    """An RC device as :meth:`HardwareProfile.instantiate_factored` builds it: the drift M = -f K G_eff kept as
+    its factors (K the inverse capacitance matrix, [n] when diagonal or [n, n] with the amplifiers' lag;
+    G_eff the realised conductances with the finite-gain and fitted diagonal terms), the input u, and the
+    diagonal of the diffusion D; the state is the n cell voltages (observe = I). The same device as
+    :meth:`HardwareProfile.instantiate`'s ``DeviceInstance`` (``sde.M``, ``sde.u``, ``diag(sde.D)``)."""
+
+    K: Tensor
+    G_eff: Tensor
+    f: float
+    u: Tensor
+    diffusion_diag: Tensor
+    matrix_scale: float
+    input_scale: Tensor | None
+    readout: Readout
+    kappa0: float
+
+    def _k(self, V: Tensor, transpose: bool = False) -> Tensor:
+        if self.K.ndim == 1:
+            return self.K[:, None] * V if V.ndim == 2 else self.K * V
+        return (self.K.mT if transpose else self.K) @ V
+
+    def matvec(self, V: Tensor) -> Tensor:
+        """M V for V [n] or [n, k]: two O(n²) products per column."""
+        return -self.f * self._k(self.G_eff @ V)
+
+    def rmatvec(self, V: Tensor) -> Tensor:
+        """Mᵀ V for V [n] or [n, k]."""
+        return -self.f * (self.G_eff.mT @ self._k(V, transpose=True))
+
+    def dense(self) -> Tensor:
+        """M as one [n, n] matrix (O(n³) with the lag; for checks)."""
+        return self.matvec(torch.eye(self.G_eff.shape[0], dtype=self.G_eff.dtype, device=self.G_eff.device))
 
 
 @dataclass(frozen=True)
@@ -615,8 +652,69 @@ class HardwareProfile:
                 profile's own draw (``instance_seed`` and the tolerance statistics are then unused): the
                 instance of a known board.
         Returns:
-            :class:`DeviceInstance` in A's dtype and device. Cost O(n²) (plus O(n³) for RLC's 𝐂⁻¹).
+            :class:`DeviceInstance` in A's dtype and device. Cost O(n²) (plus O(n³) for RLC's 𝐂⁻¹, and for RC
+            with the amplifiers' lag: the inverse capacitance matrix and two dense products).
         """
+        return self._instantiate(
+            A,
+            b,
+            generator=generator,
+            rounding=rounding,
+            kappa0=kappa0,
+            instance_seed=instance_seed,
+            min_eigenvalue=min_eigenvalue,
+            deviations=deviations,
+            factored=False,
+        )
+
+    def instantiate_factored(
+        self,
+        A: Tensor,
+        b: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        rounding: Literal["nearest", "stochastic"] = "nearest",
+        kappa0: float | None = None,
+        min_eigenvalue: float = 0.0,
+    ) -> FactoredRCDevice:
+        """The same device as :meth:`instantiate` (same quantization, draws, checks and right-hand-side load),
+        RC family only, with its drift kept as factors, M = -f K G_eff, instead of one dense matrix, and only
+        the diagonal of its diffusion: :class:`FactoredRCDevice`. For a wide device used through
+        matrix-vector products (TNGD on a profile holding the whole GGN: Krylov on M), this skips the two
+        dense n³ products :meth:`instantiate` pays (K G_eff and K diag(g²) Kᵀ; ≈ 4n³ flops of its ≈ 5n³ with
+        the amplifiers' lag). Raises CircuitError for an RLC profile."""
+        if self.family != "rc":
+            raise CircuitError(
+                "instantiate_factored is for RC profiles (an RLC array's drift has no K·G form); use instantiate."
+            )
+        out = self._instantiate(
+            A,
+            b,
+            generator=generator,
+            rounding=rounding,
+            kappa0=kappa0,
+            instance_seed=None,
+            min_eigenvalue=min_eigenvalue,
+            deviations=None,
+            factored=True,
+        )
+        assert isinstance(out, FactoredRCDevice)
+        return out
+
+    def _instantiate(
+        self,
+        A: Tensor,
+        b: Tensor | None,
+        *,
+        generator: torch.Generator | None,
+        rounding: Literal["nearest", "stochastic"],
+        kappa0: float | None,
+        instance_seed: int | None,
+        min_eigenvalue: float,
+        deviations: ElementDeviations | None,
+        factored: bool,
+    ) -> DeviceInstance | FactoredRCDevice:
+        """:meth:`instantiate` (``factored=False``) or :meth:`instantiate_factored`."""
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise CircuitError(f"A must be a square [n, n] matrix; got shape {tuple(A.shape)}.")
         n, dtype, dev = A.shape[0], A.dtype, A.device
@@ -682,15 +780,26 @@ class HardwareProfile:
             gbw = cs["opamp_gbw_hz"]
             if gbw is None:
                 K = 1.0 / c  # diagonal, as a vector
-                M = -f * K[:, None] * G_eff
             else:
                 K = torch.linalg.inv(amplifier_lag_capacitance(c, G, float(gbw) * self.tau_s))
-                M = -f * K @ G_eff
             offset_current = gsum * off_v * eps_off
             drive = offset_current if b_hw is None else b_hw + offset_current
             input_gain = f * K
             u = apply_input_gain(input_gain, drive)
             KS = K * noise_gain  # scales column j (the cell whose noise it carries) by its channel gain
+            if factored:
+                return FactoredRCDevice(
+                    K=K,
+                    G_eff=G_eff,
+                    f=f,
+                    u=u,
+                    diffusion_diag=2.0 * k0 * s * f * (KS**2 if K.ndim == 1 else (KS**2).sum(dim=1)),
+                    matrix_scale=alpha,
+                    input_scale=beta,
+                    readout=self.readout_chain(),
+                    kappa0=k0,
+                )
+            M = -f * K[:, None] * G_eff if K.ndim == 1 else -f * K @ G_eff
             D = 2.0 * k0 * s * f * (torch.diag(KS**2) if K.ndim == 1 else KS @ KS.mT)
             observe = eye
         else:

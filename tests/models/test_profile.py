@@ -181,3 +181,36 @@ def test_find_profile_takes_a_name_a_path_or_a_profile(tmp_path: Path) -> None:
         find_profile(tmp_path)
     with pytest.raises(InputError, match=r"no shipped profile 'rc9'; choose one of rc8, rlc8"):
         shipped_profile_path("rc9")
+
+
+@pytest.mark.parametrize("which", ["rc8", "spec"])
+def test_the_factored_rc_device_is_the_instantiated_device(which: str) -> None:
+    """instantiate_factored keeps M = -f K G_eff as factors (TNGD's wide devices): its products, input and
+    diffusion diagonal are the dense instance's, with the amplifiers' lag (rc8: K a full matrix) and without
+    (K diagonal); an RLC profile is refused."""
+    import torch
+
+    from thermotrain import CircuitError
+    from thermotrain.models import find_profile
+
+    p = find_profile("rc8") if which == "rc8" else profile()
+    assert (p.component_stats["opamp_gbw_hz"] is not None) == (which == "rc8")
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(40, 80, generator=g, dtype=torch.float64)
+    A = X @ X.T / 80 + 0.2 * torch.eye(40, dtype=torch.float64)
+    b = torch.randn(40, generator=g, dtype=torch.float64)
+    dense = p.instantiate(A, b, kappa0=1e-3)
+    fac = p.instantiate_factored(A, b, kappa0=1e-3)
+    assert fac.K.ndim == (2 if which == "rc8" else 1)
+    V = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    M = dense.sde.M
+    torch.testing.assert_close(fac.matvec(V), M @ V, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fac.matvec(V[:, 0]), M @ V[:, 0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fac.rmatvec(V), M.T @ V, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fac.dense(), M, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fac.u, dense.sde.u, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fac.diffusion_diag, torch.diagonal(dense.sde.D), rtol=1e-12, atol=1e-15)
+    assert fac.matrix_scale == dense.matrix_scale
+    torch.testing.assert_close(fac.input_scale, dense.input_scale)
+    with pytest.raises(CircuitError, match="RC profiles"):
+        find_profile("rlc8").instantiate_factored(A)
