@@ -203,7 +203,7 @@ def _device_call(
             if extra > 0 and guard is not None:
                 guard.damping_bumps += 1
                 guard.extra_damping_max = max(guard.extra_damping_max, extra / scale)
-            if extra > 0 and memo is not None and hit is None:
+            if extra > 0 and memo is not None and (hit is None or extra != hit[2]):
                 for key in [key for key, entry in memo.items() if entry[0]() is None]:
                     del memo[key]  # a freed matrix's damped copy is not kept alive
                 memo[id(M)] = (weakref.ref(M), M._version, extra, Mx)
