@@ -668,29 +668,31 @@ class HardwareProfile:
         )
 
     def instantiate_factored(
-        self, A: Tensor, b: Tensor | None = None, *, generator: torch.Generator | None = None, **options: Any
+        self,
+        A: Tensor,
+        b: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        kappa0: float | None = None,
     ) -> FactoredRCDevice:
-        """The same device as :meth:`instantiate` (same quantization, draws, checks and right-hand-side load;
-        ``options``: its ``rounding``, ``kappa0`` and ``min_eigenvalue``), RC family only, with its drift kept as factors, M = -f K G_eff, instead of one dense matrix, and only
-        the diagonal of its diffusion: :class:`FactoredRCDevice`. For a wide device used through
-        matrix-vector products (TNGD on a profile holding the whole GGN: Krylov on M), this skips the two
-        dense n³ products :meth:`instantiate` pays (K G_eff and K diag(g²) Kᵀ; ≈ 4n³ flops of its ≈ 5n³ with
-        the amplifiers' lag). Raises CircuitError for an RLC profile."""
+        """The same device as :meth:`instantiate` (same quantization, draws, checks and right-hand-side load, its
+        defaults otherwise), RC family only, with its drift kept as factors, M = -f K G_eff, instead of one dense
+        matrix, and only the diagonal of its diffusion: :class:`FactoredRCDevice`. For a wide device used
+        through matrix-vector products (TNGD on a profile holding the whole GGN: Krylov on M), this skips the
+        two dense n³ products :meth:`instantiate` pays (K G_eff and K diag(g²) Kᵀ; ≈ 4n³ flops of its ≈ 5n³
+        with the amplifiers' lag). Raises CircuitError for an RLC profile."""
         if self.family != "rc":
             raise CircuitError(
                 "instantiate_factored is for RC profiles (an RLC array's drift has no K·G form); use instantiate."
             )
-        unknown = set(options) - {"rounding", "kappa0", "min_eigenvalue"}
-        if unknown:
-            raise TypeError(f"instantiate_factored got unexpected options {sorted(unknown)}")
         out = self._instantiate(
             A,
             b,
             generator=generator,
-            rounding=options.get("rounding", "nearest"),
-            kappa0=options.get("kappa0"),
+            rounding="nearest",
+            kappa0=kappa0,
             instance_seed=None,
-            min_eigenvalue=float(options.get("min_eigenvalue", 0.0)),
+            min_eigenvalue=0.0,
             deviations=None,
             factored=True,
         )

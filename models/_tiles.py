@@ -522,7 +522,6 @@ def tiled_inverse(
     notes: list[str] = []
     if not simulate and (mapping == "monolithic" or c is None or backend == "exact"):
         raise InputError("simulate=False (a dry run) needs the block-diagonal mapping on a device backend.")
-
     if mapping == "monolithic" or c is None:
         if c is None and mapping != "monolithic":
             notes.append(

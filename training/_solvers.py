@@ -177,7 +177,7 @@ def _device_call(
     *args,
     scale: float = 1.0,
     guard: SolverStats | None = None,
-    memo: OrderedDict | None = None,
+    memo: _PerTensor | None = None,
     **kwargs,
 ):
     """Call the device on matrix ``M``; a matrix the hardware cannot hold (CircuitError) becomes a
@@ -192,23 +192,16 @@ def _device_call(
     Each such call still counts as a damping bump."""
     from thermotrain._errors import CircuitError, UnloadableMatrixError
 
-    extra, Mx = 0.0, M
-    hit = None if memo is None else memo.get(id(M))
-    if hit is not None and hit[0]() is M and hit[1] == M._version:
-        extra, Mx = hit[2], hit[3]
-        memo.move_to_end(id(M))  # type: ignore[union-attr]
+    hit = None if memo is None else memo.get(M)
+    extra, Mx = (0.0, M) if hit is None else hit
     for _ in range(9):
         try:
             result = fn(Mx, *args, **kwargs)
             if extra > 0 and guard is not None:
                 guard.damping_bumps += 1
                 guard.extra_damping_max = max(guard.extra_damping_max, extra / scale)
-            if extra > 0 and memo is not None and (hit is None or extra != hit[2]):
-                for key in [key for key, entry in memo.items() if entry[0]() is None]:
-                    del memo[key]  # a freed matrix's damped copy is not kept alive
-                memo[id(M)] = (weakref.ref(M), M._version, extra, Mx)
-                while len(memo) > _GUARD_MEMO_LIMIT:
-                    memo.popitem(last=False)
+            if extra > 0 and memo is not None and (hit is None or extra != hit[0]):
+                memo.put(M, (extra, Mx))
             return result
         except UnloadableMatrixError as exc:
             if guard is None:
@@ -221,7 +214,30 @@ def _device_call(
     raise _refused(last, scale) from last
 
 
-_GUARD_MEMO_LIMIT = 16  # damped matrices a solver keeps for the damping guard
+class _PerTensor:
+    """Values kept per tensor object while it is unmodified (the same object, the same version counter): a
+    factor passed again between two refreshes finds what was computed for it. Least recently used entries
+    beyond ``limit`` are dropped, and a freed tensor's entry when a new one is stored (its value, e.g. a
+    damped copy of the matrix, is not kept alive)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._entries: OrderedDict[int, tuple[weakref.ref[torch.Tensor], int, Any]] = OrderedDict()
+
+    def get(self, M: torch.Tensor) -> Any:
+        """The value stored for this very tensor, unmodified since; else None."""
+        entry = self._entries.get(id(M))
+        if entry is None or entry[0]() is not M or entry[1] != M._version:
+            return None
+        self._entries.move_to_end(id(M))
+        return entry[2]
+
+    def put(self, M: torch.Tensor, value: Any) -> None:
+        for key in [key for key, entry in self._entries.items() if entry[0]() is None]:
+            del self._entries[key]
+        self._entries[id(M)] = (weakref.ref(M), M._version, value)
+        while len(self._entries) > self.limit:
+            self._entries.popitem(last=False)
 
 
 def _refused(exc: Exception, scale: float) -> TrainingError:
@@ -318,15 +334,11 @@ class AnalogSolver(CurvatureSolver):
         self.calls_log: list[dict[str, Any]] = []
         #: the tiles' readout laws kept between solves with the same factor (simulator only; see TileCache)
         self.tile_cache = models.TileCache()
-        # matrices loaded before, by object: (weak reference, version counter, s, s·sym(M)); a factor solved
-        # with at every step between two refreshes is checked, symmetrised and scaled once
-        self._loaded: OrderedDict[int, tuple[weakref.ref[torch.Tensor], int, float, torch.Tensor]] = (
-            OrderedDict()
-        )
-        # the damping guard's answer per loaded matrix (see _device_call's memo)
-        self._guard_memo: OrderedDict[int, tuple[weakref.ref[torch.Tensor], int, float, torch.Tensor]] = (
-            OrderedDict()
-        )
+        # matrices loaded before: (s, s·sym(M)); a factor solved with at every step between two refreshes is
+        # checked, symmetrised and scaled once
+        self._loaded = _PerTensor(64)
+        # the damping guard's (extra damping, damped matrix) per loaded matrix (see _device_call's memo)
+        self._guard_memo = _PerTensor(16)
 
     @property
     def is_analog(self) -> bool:
@@ -339,18 +351,15 @@ class AnalogSolver(CurvatureSolver):
 
     def _load(self, M: torch.Tensor) -> tuple[float, torch.Tensor]:
         """(s, s·(M + Mᵀ)/2) after the input check; kept per tensor object while it is not modified."""
-        entry = self._loaded.get(id(M))
-        if entry is not None and entry[0]() is M and entry[1] == M._version:
-            self._loaded.move_to_end(id(M))
-            return entry[2], entry[3]
+        entry = self._loaded.get(M)
+        if entry is not None:
+            return entry
         _check_spd_input(M)
         sym = 0.5 * (M + M.T)
         s = self._scale(sym)
-        loaded = sym * s
-        self._loaded[id(M)] = (weakref.ref(M), M._version, s, loaded)
-        while len(self._loaded) > 64:
-            self._loaded.popitem(last=False)
-        return s, loaded
+        loaded = (s, sym * s)  # one tensor object: the tiles' caches and the guard's memo key on it
+        self._loaded.put(M, loaded)
+        return loaded
 
     @property
     def tile_size(self) -> int | None:
