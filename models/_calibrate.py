@@ -59,7 +59,13 @@ from thermotrain._report import (
 )
 from thermotrain._runs import SpiceRunSettings
 from thermotrain.models._linear_sde import LinearSDE, log_likelihood, stationary_covariance
-from thermotrain.models._profile import FITTED_DEFAULTS, HardwareProfile, rlc_drift_diffusion, save_profile
+from thermotrain.models._profile import (
+    FITTED_DEFAULTS,
+    HardwareProfile,
+    esr_stamp,
+    rlc_drift_diffusion,
+    save_profile,
+)
 from thermotrain.models._reduce import balanced_truncation
 
 __all__ = ["Calibration", "CalibrationSettings", "calibrate", "device_covariance"]
@@ -251,35 +257,68 @@ def _fit_rc(
 def _quick_fit(
     x: np.ndarray, family: str, step_tau: float, lag: int, diag: dict[str, Any], profile: HardwareProfile
 ) -> np.ndarray:
-    """One run's moment estimate of the drift (RC: lag covariance; RLC: Boltzmann 𝐂⁻¹ with the fitted s, δ),
-    for the estimation floor of the tolerance the device fit shows."""
+    """One run's moment estimate for the estimation floor of the tolerance the device fit shows
+    (:func:`_couplings`): RC the drift (lag covariance), RLC the covariance of V."""
     if family == "rc":
         shift = int(round(diag["shift_tau"] / step_tau))
         mu = x.mean(axis=0)
         Cs = _lag_autocov([x], mu, np.array([shift, shift + lag]))
         return sla.logm(Cs[1] @ np.linalg.inv(Cs[0])).real / (lag * step_tau)
-    c = profile.circuit
-    c0, L, R = (float(c[k]) for k in ("C_f", "L_h", "R_ohm"))
-    _, C0 = _pooled_moments([x])
-    s = diag["noise_scale"]
-    return _rlc_model(
-        C0 / (s * profile.kappa0 * c0), s, diag["diag_shift"], L, R, c0, profile.kappa0, profile.tau_s
-    )[0]
+    return _pooled_moments([x])[1]
+
+
+#: fixed-point steps that make the RLC model's V covariance equal the measured one (:func:`_rlc_model`)
+_BOLTZMANN_STEPS = 4
 
 
 def _rlc_model(
-    Cinv: np.ndarray, s: float, delta: float, L: float, R: float, c0: float, k0: float, tau: float
-):
-    """Drift and diffusion (per τ) of the profile's series-noise RLC model, states (V, I), as numpy arrays
-    (:func:`thermotrain.models._profile.rlc_drift_diffusion`)."""
-    C = torch.from_numpy(np.asarray(Cinv, dtype=np.float64))
-    M, D = rlc_drift_diffusion(C, L=L, R=R, c0=c0, kappa0=k0, noise_scale=s, diag_shift=delta, tau=tau)
-    return M.numpy(), D.numpy()
+    C0: np.ndarray, s: float, delta: float, profile: HardwareProfile, k0: float, tau: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drift and diffusion (per τ) of ``profile``'s series-noise RLC model (states (V, I) and the board
+    states its component statistics name: generator filter, inductor self-capacitance, ESR; as numpy
+    arrays, :func:`thermotrain.models._profile.rlc_drift_diffusion`) whose V covariance is the measured
+    ``C0`` (V²), and its 𝐂⁻¹. Boltzmann's 𝐂⁻¹ = C0 / (s κ0 c0) holds for white noise; the board's coloured
+    noise moves the covariance by about 2 %, so 𝐂⁻¹ is corrected by fixed-point steps
+    𝐂⁻¹ += (C0 - Σ_V(𝐂⁻¹)) / (s κ0 c0). The ESR stamp is built from this 𝐂 (its node parasitics, about 1 %
+    of a cell's capacitance, counted as array capacitors: a 1 % error on a 1 % effect)."""
+    c, cs = profile.circuit, profile.component_stats
+    c0, L, R = (float(c[k]) for k in ("C_f", "L_h", "R_ohm"))
+    scale = s * k0 * c0
+    Cinv = C0 / scale
+    n = C0.shape[0]
+    for step in range(_BOLTZMANN_STEPS + 1):
+        C = torch.from_numpy(np.asarray(Cinv, dtype=np.float64))
+        M, D = rlc_drift_diffusion(
+            C,
+            L=L,
+            R=R,
+            c0=c0,
+            kappa0=k0,
+            noise_scale=s,
+            diag_shift=delta,
+            tau=tau,
+            noise_bandwidth_hz=cs["noise_bandwidth_hz"],
+            inductor_capacitance=float(cs["inductor_capacitance_f"]),
+            inductor_resistance=float(cs["inductor_resistance_ohm"]),
+            esr_matrix=esr_stamp(
+                torch.linalg.inv(C), float(cs["capacitor_esr_ohm"]), float(cs["switch_resistance_ohm"])
+            ),
+        )
+        M, D = M.numpy(), D.numpy()
+        if M.shape[0] == 2 * n and not any(
+            cs[k] for k in ("capacitor_esr_ohm", "switch_resistance_ohm", "inductor_resistance_ohm")
+        ):
+            break  # the white two-state model holds Boltzmann exactly
+        if step < _BOLTZMANN_STEPS:
+            S = sla.solve_continuous_lyapunov(M, -D)
+            Cinv = Cinv + (C0 - S[:n, :n]) / scale
+    return M, D, Cinv
 
 
 def _fit_rlc(
-    series: list[np.ndarray], step_tau: float, circuit: dict[str, Any], k0: float, tau: float
+    series: list[np.ndarray], step_tau: float, profile: HardwareProfile, k0: float, tau: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    circuit = profile.circuit
     c0, L, R = (float(circuit[k]) for k in ("C_f", "L_h", "R_ohm"))
     n = series[0].shape[1]
     mu, C0 = _pooled_moments(series)
@@ -292,8 +331,7 @@ def _fit_rlc(
     scale = np.linalg.norm(C0)
 
     def model(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s, delta = math.exp(p[0]), p[1]
-        return _rlc_model(C0 / (s * k0 * c0), s, delta, L, R, c0, k0, tau)
+        return _rlc_model(C0, math.exp(p[0]), p[1], profile, k0, tau)[:2]
 
     def resid(p: np.ndarray) -> np.ndarray:
         M, D = model(p)
@@ -319,7 +357,7 @@ def _fit_rlc(
         "noise_scale": float(math.exp(res.x[0])),
         "diag_shift": float(res.x[1]),
     }
-    return M, D, np.zeros(2 * n), diag
+    return M, D, np.zeros(M.shape[0]), diag
 
 
 # ------------------------------------------------------------------------------------------ the profile
@@ -338,6 +376,14 @@ def _design_profile(spec: Any, circuit: Any, name: str) -> HardwareProfile:
         "noise_gain_mismatch": ni.noise_gain_mismatch,
         "switch_capacitance_f": ni.switch_capacitance,
     }
+    if spec.family == "rlc":  # the board parts the RLC surrogate holds as states or first-order terms
+        stats |= {
+            "noise_bandwidth_hz": ni.noise_bandwidth_hz,
+            "capacitor_esr_ohm": ni.capacitor_esr,
+            "switch_resistance_ohm": ni.switch_resistance,
+            "inductor_capacitance_f": ni.inductor_capacitance,
+            "inductor_resistance_ohm": ni.inductor_resistance,
+        }
     meta = {"name": name, "n": spec.size, "nonideal": to_jsonable(ni.to_dict())}  # inf -> "inf"
     if spec.family == "rc":
         stats["input_full_scale_v"] = spec.dac_full_scale
@@ -365,17 +411,22 @@ def _design_profile(spec: Any, circuit: Any, name: str) -> HardwareProfile:
     )
 
 
-def _nominal(profile: HardwareProfile, A: torch.Tensor, fitted: dict[str, float]):
-    """The profile's model of A with every tolerance off (the design device) and the given corrections."""
+def _nominal(profile: HardwareProfile, A: torch.Tensor, fitted: dict[str, float], deviations: Any = None):
+    """The profile's model of A with every tolerance off (the design device) and the given corrections; with
+    ``deviations`` (:func:`thermotrain.netlists._profile_check.drawn_deviations`) the twin of that board."""
+    if deviations is not None:
+        return dataclasses.replace(profile, fitted=fitted).instantiate(A, deviations=deviations)
     cs = profile.component_stats | {"tolerance": 0.0, "capacitor_tolerance": 0.0}
     return dataclasses.replace(profile, component_stats=cs, fitted=fitted).instantiate(A)
 
 
-def _couplings(profile: HardwareProfile, M: np.ndarray, n: int) -> np.ndarray:
-    """The coupling matrix a device fit shows: RC −M (per τ); RLC the capacitance matrix 𝐂/c0."""
+def _couplings(profile: HardwareProfile, x: np.ndarray) -> np.ndarray:
+    """The coupling matrix a device fit shows: RC −M (``x`` = the drift M, per τ); RLC κ0 Σ_V⁻¹ (``x`` = the V
+    covariance Σ_V), 𝐂/c0 up to one scale (the noise scale; the coloured noise bends it by about 2 %, alike for
+    every estimate, so ratios of two estimates cancel it)."""
     if profile.family == "rc":
-        return -M
-    return np.linalg.inv(-M[:n, n:] / profile.tau_s) / float(profile.circuit["C_f"])
+        return -x
+    return profile.kappa0 * np.linalg.inv(x)
 
 
 def _generative_fit(
@@ -385,14 +436,21 @@ def _generative_fit(
     cov: np.ndarray,
     diag: dict[str, Any],
     per_run: list[np.ndarray],
+    deviations: Any = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """The profile's corrections (f, s, δ) that best explain the device fit, and the element tolerance the
-    fit shows next to its estimation floor (from the spread of per-run estimates ``per_run``)."""
+    fit shows next to its estimation floor (from the spread of per-run estimates ``per_run``).
+
+    The corrections are fitted against the twin of the calibration board (``deviations``: the parts its
+    netlist drew) when given, else against the nominal device. A correction is a property of the design;
+    fitted against the nominal it also absorbs what this board's 1 % draw does to the drift and covariance
+    (rlc8 board, 2026-12-05: noise_scale 0.979 against the nominal, 0.998 against the twin, whose covariance
+    is 1.4 % below the nominal's)."""
     A = torch.tensor(A_user, dtype=torch.float64)
     n = A.shape[0]
     if profile.family == "rc":
         # −M ≈ f(−M_nom) + f·δ·K0  (K0 = 𝐂⁻¹ of the nominal device, its input gain): least squares in (f, f·δ)
-        nom0 = _nominal(profile, A, dict(FITTED_DEFAULTS))
+        nom0 = _nominal(profile, A, dict(FITTED_DEFAULTS), deviations)
         Mn, K0 = nom0.sde.M.numpy(), nom0.input_gain.numpy()
         K0 = np.diag(K0) if K0.ndim == 1 else K0
         X = np.stack([(-Mn).ravel(), K0.ravel()], axis=1)
@@ -402,12 +460,16 @@ def _generative_fit(
     else:
         f, delta = 1.0, float(diag["diag_shift"])
     # s from the covariance level (measured far better than the drift/diffusion split)
-    nom = _nominal(profile, A, {"drift_scale": f, "noise_scale": 1.0, "diag_shift": delta})
-    Sn = device_covariance(nom.sde, nom.observe)
-    s = float(np.sum(cov * Sn) / np.sum(Sn * Sn))
-    ref = _couplings(profile, nom.sde.M.numpy(), n)
+    fitted = {"drift_scale": f, "noise_scale": 1.0, "diag_shift": delta}
+    board = _nominal(profile, A, fitted, deviations)
+    Sb = device_covariance(board.sde, board.observe)
+    s = float(np.sum(cov * Sb) / np.sum(Sb * Sb))
+    nom = board if deviations is None else _nominal(profile, A, fitted)
+    Sn = Sb if deviations is None else device_covariance(nom.sde, nom.observe)
+    rc = profile.family == "rc"
+    ref = _couplings(profile, nom.sde.M.numpy() if rc else Sn)
     off = off_mask(n) & (np.abs(ref) > 0.1 * np.abs(ref[off_mask(n)]).max())
-    rel = _couplings(profile, M, n)[off] / ref[off] - 1.0
+    rel = _couplings(profile, M if rc else cov)[off] / ref[off] - 1.0
     per = np.array([c[off] / ref[off] - 1.0 for c in per_run])
     floor = float(np.sqrt(np.mean(per.var(axis=0, ddof=1)) / len(per_run))) if len(per_run) > 1 else None
     seen = {
@@ -434,7 +496,12 @@ def _design_corrections(spec: Any, circuit: Any, profile: HardwareProfile) -> di
 
 
 def _jackknife_se(
-    refit: Any, fit_series: list[np.ndarray], spec: Any, profile: HardwareProfile, per_run: list[np.ndarray]
+    refit: Any,
+    fit_series: list[np.ndarray],
+    spec: Any,
+    profile: HardwareProfile,
+    per_run: list[np.ndarray],
+    deviations: Any = None,
 ) -> dict[str, float | None]:
     """Leave-one-run-out jackknife standard error of each fitted correction over the R fit runs:
     sqrt((R-1)/R Σ_j (θ_(j) - θ̄)²), ``refit(runs)`` being the device fit (:func:`_fit`) on a subset. None
@@ -448,7 +515,7 @@ def _jackknife_se(
         M, D, u, diag, _ = refit(rest)
         sde = LinearSDE(torch.tensor(M), torch.tensor(0.5 * (D + D.T)), torch.tensor(u))
         cov = device_covariance(sde, torch.eye(M.shape[0], dtype=torch.float64)[: spec.size])
-        est.append(_generative_fit(profile, spec.target, M, cov, diag, per_run)[0])
+        est.append(_generative_fit(profile, spec.target, M, cov, diag, per_run, deviations)[0])
     return {k: float(math.sqrt((R - 1) * np.var([e[k] for e in est]))) for k in FITTED_DEFAULTS}
 
 
@@ -494,7 +561,7 @@ def _fit(
         shift = 0 if circuit.noise_interval is None else int(math.ceil(2 * circuit.noise_interval / step))
         M, D, u, diag = _fit_rc(fit_series, step_tau, lag, shift=shift, mle=s.mle, max_iter=s.max_iter)
         return M, D, u, diag, lag
-    M, D, u, diag = _fit_rlc(fit_series, step_tau, profile.circuit, spec.kappa0, tau_p)
+    M, D, u, diag = _fit_rlc(fit_series, step_tau, profile, spec.kappa0, tau_p)
     return M, D, u, diag, 0
 
 
@@ -604,21 +671,19 @@ def calibrate(
             "two nodes identical); check the runs' traces.png with `validate --save-traces`."
         ) from None
     t_fit = time.perf_counter() - t0
-    observe = (
-        np.eye(spec.size)
-        if spec.family == "rc"
-        else np.hstack([np.eye(spec.size), np.zeros((spec.size,) * 2)])
-    )
+    observe = np.hstack([np.eye(spec.size), np.zeros((spec.size, M.shape[0] - spec.size))])
     device = LinearSDE(torch.tensor(M), torch.tensor(0.5 * (D + D.T)), torch.tensor(u))
     obs = torch.tensor(observe)
 
     # ---- checks: held-out runs, the symbolic model, the ideal array -------------------------------------
     sur_cov = device_covariance(device, obs)
     per_run = [
-        _couplings(profile, _quick_fit(x, spec.family, step_tau, lag, diag, profile), spec.size)
-        for x in fit_series
+        _couplings(profile, _quick_fit(x, spec.family, step_tau, lag, diag, profile)) for x in fit_series
     ]
-    raw, seen = _generative_fit(profile, A_user, M, sur_cov, diag, per_run)
+    from thermotrain.netlists._profile_check import drawn_deviations
+
+    deviations = drawn_deviations(spec, circuit)
+    raw, seen = _generative_fit(profile, A_user, M, sur_cov, diag, per_run, deviations)
     base = _design_corrections(spec, circuit, profile)
     se = _jackknife_se(
         lambda rest: _fit(spec, circuit, s, rest, step_tau, runs.step, profile, tau_p, tau_c),
@@ -626,6 +691,7 @@ def calibrate(
         spec,
         profile,
         per_run,
+        deviations,
     )
     fitted, kept = _resolved_corrections(raw, base, se, len(fit_series))
     fit_cov, _ = _run_covariances(fit_series)

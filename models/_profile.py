@@ -87,11 +87,24 @@ COMPONENT_STATS_DEFAULTS: dict[str, Any] = {
     "opamp_offset_v": 0.0,  # σ of each op-amp's input offset voltage (V), drawn per device
     "noise_gain_mismatch": 0.0,  # relative σ of each noise-generator channel's gain, drawn per device
     "switch_capacitance_f": 0.0,  # F per coupling switch terminal, lumped per node (RLC; RC: virtual ground)
+    "noise_bandwidth_hz": None,  # the noise generator's first-order filter (Hz); RLC: one state per cell
+    "capacitor_esr_ohm": 0.0,  # series resistance of every array capacitor (Ω); RLC (first order in ω r C)
+    "switch_resistance_ohm": 0.0,  # on-resistance of each coupling's switch (Ω), in series with it; RLC
+    "inductor_capacitance_f": 0.0,  # self-capacitance across each inductor (F); RLC: one state per cell
+    "inductor_resistance_ohm": 0.0,  # the inductor's DC resistance (Ω), part of circuit.R_ohm, noiseless; RLC
 }
 
 #: Component statistics added to schema 1 after its first release: a profile written before them reads
 #: them as their ideal value (the model it was fitted with did not have them).
-_ADDED_STATS = ("noise_gain_mismatch", "switch_capacitance_f")
+_ADDED_STATS = (
+    "noise_gain_mismatch",
+    "switch_capacitance_f",
+    "noise_bandwidth_hz",
+    "capacitor_esr_ohm",
+    "switch_resistance_ohm",
+    "inductor_capacitance_f",
+    "inductor_resistance_ohm",
+)
 
 #: Fitted corrections that :meth:`HardwareProfile.instantiate` applies (identity values).
 FITTED_DEFAULTS: dict[str, float] = {"drift_scale": 1.0, "noise_scale": 1.0, "diag_shift": 0.0}
@@ -427,11 +440,20 @@ class HardwareProfile:
                 raise _fail(f"profile field component_stats.{key} = {cs[key]!r} must be in [0, 1)")
         for key in ("coupling_full_scale", "input_full_scale_v", "output_full_scale_v"):
             _number(cs, key, "component_stats", lo=1e-300)
-        for key in ("parasitic_capacitance_f", "opamp_offset_v", "switch_capacitance_f"):
+        for key in (
+            "parasitic_capacitance_f",
+            "opamp_offset_v",
+            "switch_capacitance_f",
+            "capacitor_esr_ohm",
+            "switch_resistance_ohm",
+            "inductor_capacitance_f",
+            "inductor_resistance_ohm",
+        ):
             _number(cs, key, "component_stats", lo=0.0)
         _number(cs, "noise_gain_mismatch", "component_stats", lo=0.0, hi=0.3)
         _number(cs, "opamp_gain", "component_stats", lo=1.0, allow_none=True)
         _number(cs, "opamp_gbw_hz", "component_stats", lo=1e-300, allow_none=True)
+        _number(cs, "noise_bandwidth_hz", "component_stats", lo=1e-300, allow_none=True)
         _bits(cs["coupling_bits"], "component_stats.coupling_bits", lo=1)
         if cs["coupling_bits"] is not None and cs["coupling_bits"] > 52:
             raise _fail(
@@ -814,7 +836,10 @@ class HardwareProfile:
             # each coupling capacitor's switch puts switch_capacitance_f on both of its nodes
             switches = ((A_hw != 0) & (eye == 0)).sum(dim=1).to(dtype)
             node_c = float(cs["parasitic_capacitance_f"]) + float(cs["switch_capacitance_f"]) * switches
-            Creal = c0 * (A_hw * (1 + tol_el * sym)) + torch.diag(node_c)
+            Cparts = c0 * (
+                A_hw * (1 + tol_el * sym)
+            )  # the Maxwell matrix of the cell and coupling capacitors
+            Creal = Cparts + torch.diag(node_c)
             r_scale = 1 + tol_r * eps_r
             if deviations is None:  # the generator's current flows through the drawn series resistor
                 noise_gain = noise_gain * r_scale
@@ -831,9 +856,15 @@ class HardwareProfile:
                 resistance_scale=r_scale,
                 inductance_scale=1 + tol_r * eps_l,
                 noise_gain=noise_gain,
+                noise_bandwidth_hz=cs["noise_bandwidth_hz"],
+                inductor_capacitance=float(cs["inductor_capacitance_f"]),
+                inductor_resistance=float(cs["inductor_resistance_ohm"]),
+                esr_matrix=esr_stamp(
+                    Cparts, float(cs["capacitor_esr_ohm"]), float(cs["switch_resistance_ohm"])
+                ),
             )
-            u = torch.zeros(2 * n, dtype=dtype, device=dev)
-            observe = torch.cat([eye, torch.zeros_like(eye)], dim=1)
+            u = torch.zeros(M.shape[0], dtype=dtype, device=dev)
+            observe = torch.cat([eye, torch.zeros(n, M.shape[0] - n, dtype=dtype, device=dev)], dim=1)
             input_gain = None
         return DeviceInstance(
             sde=LinearSDE(M, 0.5 * (D + D.T), u),
@@ -888,19 +919,41 @@ def rlc_drift_diffusion(
     resistance_scale: Tensor | None = None,
     inductance_scale: Tensor | None = None,
     noise_gain: Tensor | None = None,
+    noise_bandwidth_hz: float | None = None,
+    inductor_capacitance: float = 0.0,
+    inductor_resistance: float = 0.0,
+    esr_matrix: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Drift M and diffusion D (per unit of ``tau``, s) of the RLC resonator array, states (V, I_L): the one
-    statement of its physics (profiles build devices with it; calibration fits it).
+    """Drift M and diffusion D (per unit of ``tau``, s) of the RLC resonator array: the one statement of its
+    physics (profiles build devices with it; calibration fits it). States (V, I_L), then U (with
+    ``inductor_capacitance``), then z (with ``noise_bandwidth_hz``), n each:
 
-        𝐂 dV/dt = -I_L + ξ_node,   L dI_L/dt = V - R (1 + δ) I_L + ξ_series
+        𝐂 dV/dt = -I_L + [node] g η,   L dI_L/dt = V - R (1 + δ) I_L + [series] R g η
 
-    with ``Cinv`` = 𝐂⁻¹ [n, n] (1/F), L (H), R (Ω), δ = ``diag_shift``; ``noise_injection`` "series": voltage
-    noise of two-sided PSD 2 κ0 s c0 R in each inductor branch (Boltzmann: Cov V = κ0 c0 𝐂⁻¹ · s), "node":
-    current noise 2 κ0 s c0 / R at each node (κ0 in V², s = ``noise_scale``, c0 the unit capacitance, F).
-    Per cell (a drawn device): ``resistance_scale`` r_i and ``inductance_scale`` l_i [n] multiply R and L
-    (damping R r_i / (L l_i)), ``noise_gain`` g_i [n] the noise amplitude (series PSD 2 κ0 s c0 R g_i²; node
-    current g_i); None = 1.
-    Returns ([2n, 2n], [2n, 2n]) in Cinv's dtype and device."""
+    with ``Cinv`` = 𝐂⁻¹ [n, n] (1/F), L (H), R (Ω: the loop's resistance, the inductor's DC resistance
+    ``inductor_resistance`` r_L included), δ = ``diag_shift``. η is the generator's current, of two-sided
+    PSD q = 2 κ0 s c0 / R_s (A²/Hz; R_s = R - r_L the series resistor it is set for; κ0 in V², s =
+    ``noise_scale``, c0 the unit capacitance, F), injected with ``noise_injection`` "series" across each
+    series resistor (a voltage R_s g η in the inductor branch: Boltzmann, Cov V = κ0 c0 𝐂⁻¹ · s R_s / R, the
+    noiseless r_L damping without adding noise) or "node" as a current into each node. Per cell (a drawn
+    device): ``resistance_scale`` r_i and ``inductance_scale`` l_i multiply R and L (damping R r_i / (L l_i)),
+    ``noise_gain`` g_i the generator's amplitude; None = 1.
+
+    Board parts, each exact for the netlist's block or first order where said:
+
+    - ``noise_bandwidth_hz`` f_g: the generator's first-order filter, dz/dt = ω_g (ξ - z), ω_g = 2π f_g; η = z
+      (one state per cell, A) and ξ is white with PSD q. As f_g → ∞ this is the white model.
+    - ``inductor_capacitance`` C_L (F): the inductor's self-capacitance across it (from the node to the top of
+      the series resistor): the voltage U across the inductor (and r_L) is a state, C_L dU/dt = i_CL with
+      i_CL = (V - U - [series] R_s g η) / (R_s r (1 + δ)) - I_L, L dI_L/dt = U - r_L r (1 + δ) I_L,
+      𝐂 dV/dt = -I_L - i_CL [+ node g η]. As C_L → 0 this is the model above.
+    - ``esr_matrix`` W [n, n] (F·s = F²·Ω): every capacitor k's series resistance r_k (ESR, plus a coupling
+      switch's on-resistance) as the stamp Σ_k r_k C_k² of its terminals. A capacitor of admittance
+      s C / (1 + s r C) ≈ s C - s² r C² turns 𝐂 dV/dt = F(x) into 𝐂 dV/dt = F + W 𝐂⁻¹ dF/dt: to first order
+      in ω r C (about 0.005 on the rlc8 board), the V rows gain 𝐂⁻¹ W times the time derivative of their own
+      right-hand side, drift and noise.
+
+    Returns ([k n, k n], [k n, k n]) (k = 2, 3 or 4) in Cinv's dtype and device."""
     n = Cinv.shape[0]
     eye = torch.eye(n, dtype=Cinv.dtype, device=Cinv.device)
     zero = torch.zeros_like(eye)
@@ -908,20 +961,60 @@ def rlc_drift_diffusion(
     r = ones if resistance_scale is None else resistance_scale.to(ones)
     inv_l = 1.0 / (L * (ones if inductance_scale is None else inductance_scale.to(ones)))
     g = ones if noise_gain is None else noise_gain.to(ones)
-    M = tau * torch.cat(
-        [
-            torch.cat([zero, -Cinv], dim=1),
-            torch.cat([torch.diag(inv_l), -torch.diag(R * r * inv_l) * (1 + diag_shift)], dim=1),
-        ],
-        dim=0,
-    )
-    if noise_injection == "series":
-        Dv, Di = zero, torch.diag(2 * kappa0 * noise_scale * c0 * R * (g * inv_l) ** 2)
+    r_s = R - float(inductor_resistance)  # the series resistor the generator's level is set for
+    q = 2 * kappa0 * noise_scale * c0 / r_s
+    series = noise_injection == "series"
+    r_d = R * r * (1 + diag_shift)  # the loop's damping resistance
+    has_u, has_z = inductor_capacitance > 0, noise_bandwidth_hz is not None
+    iv, ii = slice(0, n), slice(n, 2 * n)
+    iu = slice(2 * n, 3 * n) if has_u else None
+    iz = slice((3 if has_u else 2) * n, (4 if has_u else 3) * n) if has_z else None
+    size = (2 + has_u + has_z) * n
+    M = torch.zeros(size, size, dtype=Cinv.dtype, device=Cinv.device)  # SI (1/s)
+    inj = torch.zeros(size, n, dtype=Cinv.dtype, device=Cinv.device)  # how η enters each state's rate
+    if has_u:
+        # C_L dU/dt = (V - U - R_s g η)/r_sd - I;  L dI/dt = U - r_L I;  𝐂 dV/dt = -(V - U - R_s g η)/r_sd
+        cl = float(inductor_capacitance)
+        r_sd = r_d * (r_s / R)  # the series resistor's share of the damping
+        M[iv, iv], M[iv, iu] = -Cinv / r_sd[None, :], Cinv / r_sd[None, :]
+        M[iu, iv], M[iu, iu], M[iu, ii] = torch.diag(1 / (cl * r_sd)), -torch.diag(1 / (cl * r_sd)), -eye / cl
+        M[ii, iu], M[ii, ii] = torch.diag(inv_l), -torch.diag((r_d - r_sd) * inv_l)
+        if series:
+            inj[iv] = Cinv * (r_s * g / r_sd)[None, :]
+            inj[iu] = -torch.diag(r_s * g / (cl * r_sd))
     else:
-        Cg = Cinv * g[None, :]
-        Dv, Di = (2 * kappa0 * noise_scale * c0 / R) * Cg @ Cg.mT, zero
-    D = tau * torch.cat([torch.cat([Dv, zero], dim=1), torch.cat([zero, Di], dim=1)], dim=0)
-    return M, D
+        M[iv, ii] = -Cinv
+        M[ii, iv], M[ii, ii] = torch.diag(inv_l), -torch.diag(r_d * inv_l)
+        if series:
+            inj[ii] = torch.diag(r_s * g * inv_l)
+    if not series:
+        inj[iv] = inj[iv] + Cinv * g[None, :]
+    if has_z:
+        w = 2 * math.pi * float(noise_bandwidth_hz)
+        M[:, iz] = M[:, iz] + inj
+        M[iz, iz] = -w * eye
+        B = torch.zeros(size, n, dtype=Cinv.dtype, device=Cinv.device)
+        B[iz] = w * eye
+    else:
+        B = inj
+    if esr_matrix is not None:  # 𝐂 dV = F dt  ->  dV += 𝐂⁻¹ W 𝐂⁻¹ dF = 𝐂⁻¹ W (dV/dt's own rows)'
+        K = Cinv @ esr_matrix.to(Cinv)
+        MV, BV = M[iv].clone(), B[iv].clone()
+        M[iv] = MV + K @ (MV @ M)
+        B[iv] = BV + K @ (MV @ B)
+    return tau * M, tau * q * (B @ B.mT)
+
+
+def esr_stamp(Cm: Tensor, esr: float, switch: float) -> Tensor | None:
+    """W = Σ_k r_k C_k² stamped on its terminals (F·s), :func:`rlc_drift_diffusion`'s ``esr_matrix``, for the
+    capacitors of the Maxwell matrix ``Cm`` (F): cell i's capacitor to ground C_i = Σ_j Cm_ij with series
+    resistance ``esr``, coupling C_ij = -Cm_ij with ``esr`` + ``switch`` (Ω). None when both are 0."""
+    if esr == 0 and switch == 0:
+        return None
+    off = -(Cm - torch.diag(torch.diagonal(Cm)))
+    cell = Cm.sum(dim=1)
+    w_off = (esr + switch) * off**2
+    return torch.diag(esr * cell**2 + w_off.sum(dim=1)) - w_off
 
 
 def amplifier_lag_capacitance(c: Tensor, G: Tensor, gbw_tau: float) -> Tensor:
@@ -1059,14 +1152,17 @@ def _matrix(v: Any, path: str, rows: int, cols: int | None) -> None:
 
 def _check_device(dev: Any, family: str) -> None:
     """``fit.device``: the fitted calibration device, {n, M, D, u, observe} with consistent shapes (state
-    dimension n for RC, 2n for RLC)."""
+    dimension n for RC; 2n, 3n or 4n for RLC, by the board states its component statistics name)."""
     if not isinstance(dev, dict):
         raise _fail(f"profile field fit.device must be a JSON object or null; got {type(dev).__name__}")
     _exact_keys(dev, dict.fromkeys(("n", "M", "D", "u", "observe")), "fit.device")
     n = dev["n"]
     if not (_is_int(n) and 1 <= n <= _MAX_N):
         raise _fail(f"profile field fit.device.n = {_short(n)} must be an int in [1, {_MAX_N}]")
-    state = n if family == "rc" else 2 * n
+    state = n
+    if family == "rlc":
+        rows = len(dev["M"]) if isinstance(dev["M"], list) else 0
+        state = rows if rows in (2 * n, 3 * n, 4 * n) else 2 * n  # the board states, as many as it names
     _matrix(dev["M"], "fit.device.M", state, state)
     _matrix(dev["D"], "fit.device.D", state, state)
     _matrix(dev["u"], "fit.device.u", state, None)

@@ -214,3 +214,52 @@ def test_the_factored_rc_device_is_the_instantiated_device(which: str) -> None:
     torch.testing.assert_close(fac.input_scale, dense.input_scale)
     with pytest.raises(CircuitError, match="RC profiles"):
         find_profile("rlc8").instantiate_factored(A)
+
+
+@pytest.mark.parametrize("injection", ["series", "node"])
+def test_the_rlc_board_parts_vanish_into_the_white_two_state_model(injection: str) -> None:
+    """Each board part of the RLC surrogate is a limit-respecting extension: a generator filter far above
+    the resonance, a vanishing self-capacitance, zero ESR and zero DC resistance give the white (V, I)
+    model's covariance; at the rlc8 board's values each moves it (the filter, and C_L with it, by > 0.1 %)."""
+    import numpy as np
+    import scipy.linalg as sla
+    import torch
+
+    from thermotrain.models._profile import esr_stamp, rlc_drift_diffusion
+
+    n = 3
+    Cm = 1e-9 * torch.tensor([[2.0, -0.4, -0.3], [-0.4, 1.8, -0.5], [-0.3, -0.5, 2.2]], dtype=torch.float64)
+    kw = dict(L=1e-5, R=50.1, c0=1e-9, kappa0=0.01, tau=1e-7, noise_injection=injection)
+    kw["noise_gain"] = torch.tensor([1.0, 1.01, 0.98], dtype=torch.float64)
+
+    def cov(**extra) -> np.ndarray:
+        M, D = rlc_drift_diffusion(torch.linalg.inv(Cm), **kw, **extra)
+        return sla.solve_continuous_lyapunov(M.numpy(), -D.numpy())[:n, :n]
+
+    white = cov()
+
+    def rel(c: np.ndarray) -> float:
+        return float(np.linalg.norm(c - white) / np.linalg.norm(white))
+
+    assert rel(cov(noise_bandwidth_hz=1e13)) < 1e-6
+    assert rel(cov(inductor_capacitance=1e-14)) < 1e-6  # 1e-5 of the board's 3 pF (smaller: stiff)
+    assert rel(cov(esr_matrix=esr_stamp(Cm, 1e-9, 1e-9))) < 1e-6
+    assert rel(cov(noise_bandwidth_hz=20e6)) > 1e-3
+    # white noise at its fluctuation-dissipation level keeps Boltzmann's kT/C in any passive network, so a
+    # self-capacitance moves the covariance only together with the filter's colour
+    assert rel(cov(inductor_capacitance=3e-12)) < 1e-4
+    filtered = cov(noise_bandwidth_hz=20e6)
+    both_cl = cov(noise_bandwidth_hz=20e6, inductor_capacitance=3e-12)
+    if injection == "series":  # the netlist's: the filtered source sits at the foot of the inductor
+        assert np.linalg.norm(both_cl - filtered) / np.linalg.norm(filtered) > 1e-3
+    assert rel(cov(esr_matrix=esr_stamp(Cm, 0.5, 1.5))) > 1e-4
+    both = cov(noise_bandwidth_hz=20e6, inductor_capacitance=3e-12, esr_matrix=esr_stamp(Cm, 0.5, 1.5))
+    M, _ = rlc_drift_diffusion(
+        torch.linalg.inv(Cm),
+        **kw,
+        noise_bandwidth_hz=20e6,
+        inductor_capacitance=3e-12,
+        esr_matrix=esr_stamp(Cm, 0.5, 1.5),
+    )
+    assert M.shape == (4 * n, 4 * n) and bool((torch.linalg.eigvals(M).real < 0).all())
+    assert np.all(np.linalg.eigvalsh(both) > 0)
