@@ -956,7 +956,6 @@ def rlc_drift_diffusion(
     Returns ([k n, k n], [k n, k n]) (k = 2, 3 or 4) in Cinv's dtype and device."""
     n = Cinv.shape[0]
     eye = torch.eye(n, dtype=Cinv.dtype, device=Cinv.device)
-    zero = torch.zeros_like(eye)
     ones = torch.ones(n, dtype=Cinv.dtype, device=Cinv.device)
     r = ones if resistance_scale is None else resistance_scale.to(ones)
     inv_l = 1.0 / (L * (ones if inductance_scale is None else inductance_scale.to(ones)))
