@@ -451,6 +451,11 @@ class HardwareProfile:
         ):
             _number(cs, key, "component_stats", lo=0.0)
         _number(cs, "noise_gain_mismatch", "component_stats", lo=0.0, hi=0.3)
+        if "R_ohm" in self.circuit and cs["inductor_resistance_ohm"] >= self.circuit["R_ohm"]:
+            raise _fail(
+                f"profile field component_stats.inductor_resistance_ohm = {cs['inductor_resistance_ohm']!r} must "
+                f"be below circuit.R_ohm = {self.circuit['R_ohm']!r} (the loop's resistance includes it)"
+            )
         _number(cs, "opamp_gain", "component_stats", lo=1.0, allow_none=True)
         _number(cs, "opamp_gbw_hz", "component_stats", lo=1e-300, allow_none=True)
         _number(cs, "noise_bandwidth_hz", "component_stats", lo=1e-300, allow_none=True)
@@ -996,7 +1001,7 @@ def rlc_drift_diffusion(
         B[iz] = w * eye
     else:
         B = inj
-    if esr_matrix is not None:  # 𝐂 dV = F dt  ->  dV += 𝐂⁻¹ W 𝐂⁻¹ dF = 𝐂⁻¹ W (dV/dt's own rows)'
+    if esr_matrix is not None:  # 𝐂 dV = F dt  ->  dV += 𝐂⁻¹ W 𝐂⁻¹ dF = 𝐂⁻¹ W d(dV/dt's own rows)
         K = Cinv @ esr_matrix.to(Cinv)
         MV, BV = M[iv].clone(), B[iv].clone()
         M[iv] = MV + K @ (MV @ M)

@@ -100,6 +100,12 @@ def test_unknown_or_invalid_values_are_refused(tmp_path: Path) -> None:
         dataclasses.replace(profile(), family="lc")
     with pytest.raises(ProfileError, match="unknown component"):
         HardwareProfile.from_spec("rc", tolerence=0.1)
+    with pytest.raises(
+        ProfileError, match=r"inductor_resistance_ohm = 5.0 must be below circuit.R_ohm = 3.0"
+    ):
+        HardwareProfile.from_spec("rlc", inductor_resistance_ohm=5.0)
+    with pytest.raises(ProfileError, match="component_stats.capacitor_esr_ohm"):
+        HardwareProfile.from_spec("rlc", capacitor_esr_ohm=-1.0)
 
 
 def test_profile_is_immutable_and_owns_its_dicts() -> None:
