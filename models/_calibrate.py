@@ -62,7 +62,7 @@ from thermotrain.models._linear_sde import LinearSDE, log_likelihood, stationary
 from thermotrain.models._profile import (
     FITTED_DEFAULTS,
     HardwareProfile,
-    esr_stamp,
+    rlc_board_terms,
     rlc_drift_diffusion,
     save_profile,
 )
@@ -297,12 +297,7 @@ def _rlc_model(
             noise_scale=s,
             diag_shift=delta,
             tau=tau,
-            noise_bandwidth_hz=cs["noise_bandwidth_hz"],
-            inductor_capacitance=float(cs["inductor_capacitance_f"]),
-            inductor_resistance=float(cs["inductor_resistance_ohm"]),
-            esr_matrix=esr_stamp(
-                torch.linalg.inv(C), float(cs["capacitor_esr_ohm"]), float(cs["switch_resistance_ohm"])
-            ),
+            **rlc_board_terms(cs, torch.linalg.inv(C)),
         )
         M, D = M.numpy(), D.numpy()
         if M.shape[0] == 2 * n and not any(

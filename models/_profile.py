@@ -841,9 +841,8 @@ class HardwareProfile:
             # each coupling capacitor's switch puts switch_capacitance_f on both of its nodes
             switches = ((A_hw != 0) & (eye == 0)).sum(dim=1).to(dtype)
             node_c = float(cs["parasitic_capacitance_f"]) + float(cs["switch_capacitance_f"]) * switches
-            Cparts = c0 * (
-                A_hw * (1 + tol_el * sym)
-            )  # the Maxwell matrix of the cell and coupling capacitors
+            # the Maxwell matrix of the cell and coupling capacitors
+            Cparts = c0 * (A_hw * (1 + tol_el * sym))
             Creal = Cparts + torch.diag(node_c)
             r_scale = 1 + tol_r * eps_r
             if deviations is None:  # the generator's current flows through the drawn series resistor
@@ -861,12 +860,7 @@ class HardwareProfile:
                 resistance_scale=r_scale,
                 inductance_scale=1 + tol_r * eps_l,
                 noise_gain=noise_gain,
-                noise_bandwidth_hz=cs["noise_bandwidth_hz"],
-                inductor_capacitance=float(cs["inductor_capacitance_f"]),
-                inductor_resistance=float(cs["inductor_resistance_ohm"]),
-                esr_matrix=esr_stamp(
-                    Cparts, float(cs["capacitor_esr_ohm"]), float(cs["switch_resistance_ohm"])
-                ),
+                **rlc_board_terms(cs, Cparts),
             )
             u = torch.zeros(M.shape[0], dtype=dtype, device=dev)
             observe = torch.cat([eye, torch.zeros(n, M.shape[0] - n, dtype=dtype, device=dev)], dim=1)
@@ -1007,6 +1001,18 @@ def rlc_drift_diffusion(
         M[iv] = MV + K @ (MV @ M)
         B[iv] = BV + K @ (MV @ B)
     return tau * M, tau * q * (B @ B.mT)
+
+
+def rlc_board_terms(cs: Mapping[str, Any], Cm: Tensor) -> dict[str, Any]:
+    """The keywords of :func:`rlc_drift_diffusion` for the board parts a profile's component statistics
+    ``cs`` name (generator filter, inductor self-capacitance and DC resistance, ESR and switch resistance of
+    the capacitors of the Maxwell matrix ``Cm``, F)."""
+    return {
+        "noise_bandwidth_hz": cs["noise_bandwidth_hz"],
+        "inductor_capacitance": float(cs["inductor_capacitance_f"]),
+        "inductor_resistance": float(cs["inductor_resistance_ohm"]),
+        "esr_matrix": esr_stamp(Cm, float(cs["capacitor_esr_ohm"]), float(cs["switch_resistance_ohm"])),
+    }
 
 
 def esr_stamp(Cm: Tensor, esr: float, switch: float) -> Tensor | None:
