@@ -475,17 +475,18 @@ def _generative_fit(
     return {"drift_scale": f, "noise_scale": s, "diag_shift": delta}, seen
 
 
-def _design_corrections(spec: Any, circuit: Any, profile: HardwareProfile) -> dict[str, float]:
+def _design_corrections(
+    spec: Any, circuit: Any, profile: HardwareProfile, deviations: Any
+) -> dict[str, float]:
     """The corrections the design itself implies (no SPICE): drift_scale 1, diag_shift 0, and noise_scale =
-    the colour trace of the calibration board's twin (its drawn parts) at the runs' noise interval NT: what a
-    white surrogate's noise scale must be to hold the covariance the board's sampled noise gives."""
-    from thermotrain.netlists._profile_check import drawn_deviations, sampled_over_white
+    the colour trace of the calibration board's twin (its drawn parts ``deviations``) at the runs' noise
+    interval NT: what a white surrogate's noise scale must be to hold the covariance the board's sampled noise
+    gives."""
+    from thermotrain.netlists._profile_check import sampled_over_white
 
     r = 1.0
     if circuit.noise_interval is not None:
-        twin = profile.instantiate(
-            torch.tensor(spec.target), kappa0=spec.kappa0, deviations=drawn_deviations(spec, circuit)
-        )
+        twin = profile.instantiate(torch.tensor(spec.target), kappa0=spec.kappa0, deviations=deviations)
         r = sampled_over_white(twin.sde, twin.observe, profile.tau_s, circuit.noise_interval)
     return {"drift_scale": 1.0, "noise_scale": r, "diag_shift": 0.0}
 
@@ -588,6 +589,7 @@ def calibrate(
     from thermotrain._safeio import check_output_dir
     from thermotrain.circuits import Theory, linear_region, linear_sde
     from thermotrain.netlists._ngspice import ngspice_version
+    from thermotrain.netlists._profile_check import drawn_deviations
     from thermotrain.netlists._validation import (
         CLIP_THRESHOLD,
         PHASES,
@@ -675,11 +677,9 @@ def calibrate(
     per_run = [
         _couplings(profile, _quick_fit(x, spec.family, step_tau, lag, diag, profile)) for x in fit_series
     ]
-    from thermotrain.netlists._profile_check import drawn_deviations
-
-    deviations = drawn_deviations(spec, circuit)
+    deviations = drawn_deviations(spec, circuit)  # the calibration board's parts, its twin's and the fit's
     raw, seen = _generative_fit(profile, A_user, M, sur_cov, diag, per_run, deviations)
-    base = _design_corrections(spec, circuit, profile)
+    base = _design_corrections(spec, circuit, profile, deviations)
     se = _jackknife_se(
         lambda rest: _fit(spec, circuit, s, rest, step_tau, runs.step, profile, tau_p, tau_c),
         fit_series,
