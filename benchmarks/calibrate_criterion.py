@@ -32,15 +32,11 @@ from thermotrain._report import table, write_json
 
 def _stats(series: list[np.ndarray], n_fit: int) -> tuple[float, float]:
     """(held-out error of the perfect fit, spread of one held-out run), as models._calibrate computes them."""
-    from thermotrain.models._calibrate import _rel, _run_covariances
+    from thermotrain.models._calibrate import _rel, _run_covariances, run_spread
 
-    fit, held = series[:n_fit], series[n_fit:]
-    sur, _ = _run_covariances(fit)
-    held_cov, per_run = _run_covariances(held)
-    spread = math.sqrt(
-        sum(np.linalg.norm(c - per_run.mean(0)) ** 2 for c in per_run) / (len(held) - 1)
-    ) / np.linalg.norm(held_cov)
-    return _rel(sur, held_cov), spread
+    sur, _ = _run_covariances(series[:n_fit])
+    held_cov, per_run = _run_covariances(series[n_fit:])
+    return _rel(sur, held_cov), run_spread(held_cov, per_run)
 
 
 def null_rates(
@@ -55,6 +51,7 @@ def null_rates(
 ) -> dict:
     from thermotrain.circuits import Theory, linear_sde, preset
     from thermotrain.models import LinearSDE, simulate
+    from thermotrain.models._calibrate import heldout_ci95
 
     c = preset(preset_name).build(0)
     sde = linear_sde(c)
@@ -73,9 +70,7 @@ def null_rates(
     # the command's CI95 (white-noise budget over the fit time, rescaled to fit + held-out as calibrate does)
     th = Theory(sde, None)
     T_fit, T_held = fit_runs * duration_tau * tau, heldout_runs * duration_tau * tau
-    ci95 = th.error_budget(T_fit, None, seed=0).covariance_rel_error_ci95 * math.sqrt(
-        T_fit * (1 / T_fit + 1 / T_held)
-    )
+    ci95 = heldout_ci95(th.error_budget(T_fit, None, seed=0).covariance_rel_error_ci95, T_fit, T_held)
     errs, spreads = [], []
     chunk = max(1, 48 // runs)
     t0 = time.perf_counter()

@@ -17,42 +17,27 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from thermotrain._report import table, write_json
 
 
 def transfer(profile_name: str, n: int) -> dict:
     from thermotrain.circuits import Theory, linear_sde, preset
     from thermotrain.models import find_profile
-    from thermotrain.netlists._profile_check import PHASES, colour_trace, drawn_deviations, profile_theory
+    from thermotrain.netlists._profile_check import PHASES, _rel, twin_prediction
 
     t0 = time.perf_counter()
     p = find_profile(profile_name)
     spec = preset(p.family + "8", size=n, corner="board")
     circuit = spec.build(0)
-    nt = circuit.noise_interval
     sde = linear_sde(circuit)
-    model = Theory(sde, nt).covariance(PHASES)
-    inst = p.instantiate(
-        torch.tensor(spec.target, dtype=torch.float64),
-        kappa0=spec.kappa0,
-        deviations=drawn_deviations(spec, circuit),
-    )
-    th = profile_theory(inst.sde, inst.observe, p.tau_s, nt)
-    twin = th.covariance(PHASES) / colour_trace(p)
-    white = th.covariance(None)
-
-    def rel(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
+    model = Theory(sde, circuit.noise_interval).covariance(PHASES)
+    twin, white, _ = twin_prediction(p, spec, circuit)
     return {
         "profile": profile_name,
         "N": n,
         "model_states": int(sde.M.shape[0]),
-        "twin_vs_model": rel(twin, model),
-        "white_noise_error": rel(white, twin),
+        "twin_vs_model": _rel(twin, model),
+        "white_noise_error": _rel(white, twin),
         "wall_s": time.perf_counter() - t0,
     }
 

@@ -156,6 +156,20 @@ def _run_covariances(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return pooled, per_run
 
 
+def run_spread(pooled: np.ndarray, per_run: np.ndarray) -> float:
+    """Run-to-run spread of ONE run's covariance, relative: sqrt(Σ_r ‖Ĉ_r − C̄‖²_F / (R−1)) / ‖pooled‖_F."""
+    dev = sum(float(np.linalg.norm(c - per_run.mean(0)) ** 2) for c in per_run)
+    return math.sqrt(dev / (len(per_run) - 1)) / float(np.linalg.norm(pooled))
+
+
+def heldout_ci95(fit_ci95: float, t_fit: float, t_held: float) -> float:
+    """CI95 of the surrogate-vs-held-out covariance error from the fit time's CI95. The surrogate (≈ the fit
+    runs' covariance) and the held-out covariance are independent estimates, so the error variance adds,
+    V/T_fit + V/T_held; every error of the budget scales as 1/sqrt(T) (the same seeded draws), so the
+    held-out bound is the fit bound rescaled, not a second P² Sylvester solve."""
+    return fit_ci95 * math.sqrt(t_fit * (1.0 / t_fit + 1.0 / t_held))
+
+
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
@@ -691,24 +705,14 @@ def calibrate(
     fitted, kept = _resolved_corrections(raw, base, se, len(fit_series))
     fit_cov, _ = _run_covariances(fit_series)
     held_cov, held_per_run = _run_covariances(held_series)
-    fro = np.linalg.norm(held_cov)
-    spread = float(
-        np.sqrt(
-            np.sum([np.linalg.norm(c - held_per_run.mean(0)) ** 2 for c in held_per_run])
-            / (len(held_ids) - 1)
-        )
-        / fro
-    )
+    spread = run_spread(held_cov, held_per_run)
     model_cov = theory.covariance(PHASES)
     ideal_c = spec.ideal().build(s.seed)
     ideal_cov = Theory(linear_sde(ideal_c), ideal_c.noise_interval).covariance(PHASES)
     T_fit = sum(x.shape[0] * runs.step for x in fit_series)
     T_held = sum(x.shape[0] * runs.step for x in held_series)
     budget = theory.error_budget(T_fit, PHASES, seed=s.seed)
-    # surrogate (≈ the fit runs' covariance) minus the held-out covariance: two independent estimates, so
-    # the error variance adds, V/T_fit + V/T_held = V/T_eff; every error of the budget scales as 1/sqrt(T)
-    # (the same seeded draws), so the held-out bound is the fit bound rescaled, not a second P² Sylvester solve
-    held_ci95 = budget.covariance_rel_error_ci95 * math.sqrt(T_fit * (1.0 / T_fit + 1.0 / T_held))
+    held_ci95 = heldout_ci95(budget.covariance_rel_error_ci95, T_fit, T_held)
     order = spec.size if spec.family == "rc" else 2 * spec.size
     red = balanced_truncation(
         sde_full.M, sde_full.Q, sde_full.C, B=sde_full.B_z, D=sde_full.D, u=sde_full.u, time_unit=tau_p

@@ -177,6 +177,25 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
+def profile_prediction(
+    profile: Any, spec: ArraySpec, noise_interval: float, **instantiate: Any
+) -> tuple[np.ndarray, np.ndarray, Theory]:
+    """The profile's n-cell device for ``spec``'s matrix (``instantiate`` keywords: ``deviations`` or
+    ``instance_seed``): (covariance with the sampled noise validate sees on its NT/2 grid, divided by the
+    profile's colour trace; white-noise covariance; the device's Theory), V^2."""
+    A = torch.tensor(spec.target, dtype=torch.float64)
+    inst = profile.instantiate(A, kappa0=spec.kappa0, **instantiate)
+    th = profile_theory(inst.sde, inst.observe, profile.tau_s, noise_interval)
+    return th.covariance(PHASES) / colour_trace(profile), th.covariance(None), th
+
+
+def twin_prediction(profile: Any, spec: ArraySpec, circuit: Circuit) -> tuple[np.ndarray, np.ndarray, Theory]:
+    """:func:`profile_prediction` of the twin: the profile with the netlist's own drawn parts."""
+    return profile_prediction(
+        profile, spec, circuit.noise_interval, deviations=drawn_deviations(spec, circuit)
+    )
+
+
 def compare_profile(
     profile: Any,
     spec: ArraySpec,
@@ -197,16 +216,8 @@ def compare_profile(
             f"--profile {label} describes a {profile.family.upper()} array but the validated array is "
             f"{spec.family.upper()}; pass a profile of the same family (rc8 for --preset rc8, rlc8 for rlc8)."
         )
-    A = torch.tensor(spec.target, dtype=torch.float64)
     nt = circuit.noise_interval
-    r_cal = colour_trace(profile)
-
-    def predict(p: Any, **kw: Any) -> tuple[np.ndarray, np.ndarray, Theory]:
-        inst = p.instantiate(A, kappa0=spec.kappa0, **kw)
-        th = profile_theory(inst.sde, inst.observe, p.tau_s, nt)
-        return th.covariance(PHASES) / r_cal, th.covariance(None), th
-
-    cov_p, cov_white, th = predict(profile, deviations=drawn_deviations(spec, circuit))
+    cov_p, cov_white, th = twin_prediction(profile, spec, circuit)
     budget = th.error_budget(total_time, PHASES, seed=seed)
     err = _rel(spice_cov, cov_p)
     ci = budget.covariance_rel_error_ci95
@@ -215,8 +226,10 @@ def compare_profile(
     nominal = dataclasses.replace(
         profile, component_stats=profile.component_stats | {"tolerance": 0.0, "capacitor_tolerance": 0.0}
     )
-    cov_nom = predict(nominal)[0]
-    e_draws = np.array([_rel(predict(profile, instance_seed=k)[0], cov_nom) for k in range(draws)])
+    cov_nom = profile_prediction(nominal, spec, nt)[0]
+    e_draws = np.array(
+        [_rel(profile_prediction(profile, spec, nt, instance_seed=k)[0], cov_nom) for k in range(draws)]
+    )
     lo, hi = (float(x) for x in np.quantile(e_draws, [0.025, 0.975]))
     e_spice = _rel(spice_cov, cov_nom)
     e_twin = _rel(cov_p, cov_nom)
@@ -227,7 +240,7 @@ def compare_profile(
         "calibrated_corner": profile.circuit.get("nonideal"),
         "fitted": dict(profile.fitted),
         "noise_interval_s": nt,
-        "colour_trace": r_cal,
+        "colour_trace": colour_trace(profile),
         "instance": {
             "covariance_rel_error": err,
             "covariance_rel_error_ci95": ci,
