@@ -6,15 +6,20 @@ the step after each one to 0.1·min(previous step, NT): about 5 time points per 
 `spice_scaling.py --compare-options`. This script measures the alternative: an XSPICE ``triangle`` clock
 (zero amplitude, corners every NT), whose *temporary* breakpoints carry no step cut, with the local
 truncation error loosened (``abstol``/``chgtol``) so the step stays at ``tmax`` -- 2 (``tmax`` = NT/2) or 4
-(NT/4) points per NT. Same netlist, same noise samples, same output grid (NT/2); each deck runs in
-``ngspice -b`` and is compared with the reference (TRNOISE clock, ngspice's default tolerances) by the
-paired covariance change ‖Ĉ_variant − Ĉ_ref‖_F / ‖Ĉ_ref‖_F (the same noise, so sampling error cancels and
-what remains is integration error) next to the CI95 of one run's covariance.
+(NT/4) points per NT -- and the runner's ``stepping="noise-grid"`` (the default of validate's file-noise
+runs since 2026-12-06): fixed trapezoidal steps of NT/2 (and, for comparison, NT/4), aligned on the noise
+samples by ONE temporary breakpoint at NT, so no later step is backward Euler. Same netlist, same noise samples, same output
+grid (NT/2); each deck runs in ``ngspice -b``. Accuracy is measured against a fine run (TRNOISE clock,
+tmax NT/16, reltol 1e-5, abstol 1e-15; it agrees with tmax NT/32, reltol 1e-6 to 2e-5): the paired
+covariance change ‖Ĉ_variant − Ĉ_fine‖_F / ‖Ĉ_fine‖_F (the same noise, so sampling error cancels and what
+remains is integration error), the variance ratio tr Ĉ_variant / tr Ĉ_fine and the rms path error of the
+fluctuations, next to the CI95 of one run's covariance; speed against ngspice's defaults.
 
-    python benchmarks/spice_clock.py --out runs/bench [--sizes 16 64] [--duration 200]
+    python benchmarks/spice_clock.py --out runs/bench [--sizes 16 64] [--duration 200] [--preset rlc8]
 
-Writes OUT/spice_clock.json and prints a table. Not a timed test; the decks use an XSPICE model the
-netlist allowlist does not admit (``triangle``), so this is a measurement, not a run mode.
+Writes OUT/spice_clock.json and prints a table. Not a timed test. The "triangle clock every NT" decks are a
+measurement only; the "noise grid" deck is the one ``run_transient(stepping="noise-grid")`` builds (its
+clock is the runner's own line, like ``.tran``, so the netlist allowlist is unchanged).
 """
 
 from __future__ import annotations
@@ -30,23 +35,37 @@ import numpy as np
 
 from thermotrain._report import table, write_json
 
-#: (label, clock, .options, tmax as a fraction of NT or None = ngspice's default)
+#: (label, clock, .options, tmax as a fraction of NT or None = ngspice's default); "grid": the runner's
+#: stepping="noise-grid" deck (its own clock, options and tmax)
+FINE = "fine (tmax NT/16, reltol 1e-5)"
+DEFAULTS = "ngspice defaults (TRNOISE clock)"
 VARIANTS = (
-    ("reference", "trnoise", "", None),
-    ("reltol 1e-2 (today's default)", "trnoise", "reltol=1e-2", None),
-    ("triangle clock, tmax NT/2", "triangle", "reltol=1e-2 abstol=1e-3 chgtol=1e-6", 0.5),
-    ("triangle clock, tmax NT/4", "triangle", "reltol=1e-2 abstol=1e-3 chgtol=1e-6", 0.25),
+    (FINE, "trnoise", "reltol=1e-5 abstol=1e-15", 1 / 16),
+    (DEFAULTS, "trnoise", "", None),
+    ("reltol 1e-2 (validate's default until 2026-12-06)", "trnoise", "reltol=1e-2", None),
+    ("triangle clock every NT, tmax NT/2", "triangle", "reltol=1e-2 abstol=1e-3 chgtol=1e-6", 0.5),
+    ("noise grid NT/2 (validate's default)", "grid2", "", None),
+    ("noise grid NT/4", "grid4", "", None),
 )
 
 
 def _deck(
-    body: str, clock: str, options: str, tmax: float | None, nt: float, stop: float, probes, out: str
+    netlist, clock: str, options: str, tmax: float | None, nt: float, stop: float, probes, out: str
 ) -> str:
+    body = netlist.text
+    interp = True
     from thermotrain.netlists._writer import CLOCK_NODE, CLOCK_SOURCE, format_number
 
     lines = body.rstrip("\n").split("\n")
     if lines[-1].strip().lower() == ".end":
         lines.pop()
+    if clock.startswith("grid"):
+        from thermotrain.netlists._ngspice import _noise_grid, option_line
+
+        body, opts, h = _noise_grid(netlist, "\n".join(lines), nt / 2, None, int(clock[4:]))
+        lines = [*body.split("\n"), *(option_line(k, v) for k, v in opts.items())]
+        tmax = h / nt
+        interp = False  # as run_transient: ngspice's own time points, those on the output grid kept
     if clock == "triangle":
         f = format_number(1.0 / (2.0 * nt))
         lines = [ln for ln in lines if not ln.startswith(CLOCK_SOURCE)]
@@ -58,7 +77,7 @@ def _deck(
     step = format_number(nt / 2)
     tran = f".tran {step} {format_number(stop)}" + ("" if tmax is None else f" 0 {format_number(tmax * nt)}")
     lines += [
-        f".options interp {options}".rstrip(),
+        *([f".options {'interp ' if interp else ''}{options}".rstrip()] if interp or options else []),
         tran,
         ".control",
         "run",
@@ -70,18 +89,18 @@ def _deck(
     return "\n".join(lines) + "\n"
 
 
-def measure(n: int, duration_tau: float) -> list[dict]:
+def measure(n: int, duration_tau: float, preset_name: str = "rc8") -> list[dict]:
     from thermotrain.circuits import Theory, linear_sde, preset
     from thermotrain.netlists import write_netlist
     from thermotrain.netlists._ngspice import _data_files
 
-    c = preset("rc8", size=n).build(0)
+    c = preset(preset_name, size=n).build(0)
     nt, tau = c.noise_interval, c.time_constant
     stop = duration_tau * tau
     nl = write_netlist(c, noise="file", seed=5, duration=stop + tau)
     th = Theory(linear_sde(c), nt)
     ci95 = th.error_budget(0.9 * stop, (0.0, 0.5), seed=0).covariance_rel_error_ci95
-    rows, covs = [], {}
+    rows, covs, paths = [], {}, {}
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         for name, (data, _) in _data_files(nl).items():
@@ -90,7 +109,7 @@ def measure(n: int, duration_tau: float) -> list[dict]:
             out = folder / "out.txt"
             deck = folder / "deck.cir"
             out.unlink(missing_ok=True)
-            deck.write_text(_deck(nl.text, clock, options, tmax, nt, stop, c.outputs, str(out)))
+            deck.write_text(_deck(nl, clock, options, tmax, nt, stop, c.outputs, str(out)))
             t0 = time.perf_counter()
             res = subprocess.run(["ngspice", "-b", str(deck)], capture_output=True, text=True, cwd=folder)
             wall = time.perf_counter() - t0
@@ -98,11 +117,18 @@ def measure(n: int, duration_tau: float) -> list[dict]:
             rej = re.search(r"Rejected timepoints = (\d+)", res.stdout)
             if m is None or not out.exists():  # ngspice -b exits 1 after a .control run (no .print)
                 raise SystemExit(f"ngspice failed on the {label!r} deck at N={n}: {res.stdout[-400:]}")
-            x = np.loadtxt(out)[:, 1::2]
-            x = x[x.shape[0] // 10 :]
+            data = np.loadtxt(out)
+            # rows by grid index k = t / (NT/2) (decks can differ by an extra row at either end), the
+            # first 10 % of the run dropped as burn-in
+            kf = data[:, 0] / (nt / 2)
+            k = np.rint(kf).astype(np.int64)
+            keep = (k >= int(0.1 * stop / (nt / 2))) & (np.abs(kf - k) < 1e-6)
+            x = data[keep, 1::2]
             covs[label] = np.cov(x.T)
+            paths[label] = dict(zip(k[keep].tolist(), x - x.mean(axis=0), strict=True))
             rows.append(
                 {
+                    "preset": preset_name,
                     "N": n,
                     "variant": label,
                     "duration_tau": duration_tau,
@@ -112,12 +138,16 @@ def measure(n: int, duration_tau: float) -> list[dict]:
                     "points_per_NT": int(m.group(1)) / (stop / nt),
                 }
             )
-    ref = covs["reference"]
+    ref, base = covs[FINE], next(r for r in rows if r["variant"] == DEFAULTS)
     for r in rows:
-        r["speedup_vs_reference"] = rows[0]["wall_s"] / r["wall_s"]
-        r["paired_covariance_rel_change"] = float(
-            np.linalg.norm(covs[r["variant"]] - ref) / np.linalg.norm(ref)
-        )
+        v = r["variant"]
+        r["speedup_vs_defaults"] = base["wall_s"] / r["wall_s"]
+        r["paired_covariance_rel_change"] = float(np.linalg.norm(covs[v] - ref) / np.linalg.norm(ref))
+        r["variance_ratio"] = float(np.trace(covs[v]) / np.trace(ref))
+        common = sorted(paths[v].keys() & paths[FINE].keys())
+        a = np.array([paths[v][i] for i in common])
+        b = np.array([paths[FINE][i] for i in common])
+        r["path_rms_rel_error"] = float(np.sqrt(np.mean((a - b) ** 2) / np.mean(b**2)))
         r["covariance_rel_error_ci95_one_run"] = ci95
     return rows
 
@@ -126,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[16, 64], help="array sizes N (cells)")
     p.add_argument("--duration", type=float, default=200.0, help="simulated time per run (tau)")
+    p.add_argument("--preset", default="rc8", choices=("rc8", "rlc8"), help="array preset (default rc8)")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output directory")
     args = p.parse_args(argv)
-    rows = [r for n in args.sizes for r in measure(n, args.duration)]
+    rows = [r for n in args.sizes for r in measure(n, args.duration, args.preset)]
     write_json(args.out / "spice_clock.json", {"benchmark": "spice_clock", "runs": rows})
     print(
         table(
@@ -139,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                     r["points_per_NT"],
                     r["rejected"],
                     r["wall_s"],
-                    r["speedup_vs_reference"],
+                    r["speedup_vs_defaults"],
                     r["paired_covariance_rel_change"],
+                    r["variance_ratio"],
+                    r["path_rms_rel_error"],
                     r["covariance_rel_error_ci95_one_run"],
                 )
                 for r in rows
@@ -151,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
                 "time points per NT",
                 "rejected",
                 "wall (s)",
-                "speed-up",
-                "paired cov. change",
+                "speed-up vs defaults",
+                "paired cov. change vs fine",
+                "variance ratio",
+                "path rms error",
                 "CI95 (one run)",
             ),
         )

@@ -64,22 +64,30 @@ def _measure(n: int, duration_tau: float, engine: str) -> dict:
 
 
 def _compare_options(n: int, duration_tau: float) -> dict:
-    """Reference settings vs the noisy runs' ``NOISY_RUN_OPTIONS``, side by side on the SAME netlist and
-    noise: wall times, their ratio, and the paired covariance difference against the CI95 of the estimate."""
+    """ngspice's defaults vs validate's file-noise runs (``noisy_run_mode("file")``: the noise grid since
+    2026-12-06), side by side on the SAME netlist and noise: wall times, their ratio, and the paired
+    covariance difference against the CI95 of the estimate."""
     import numpy as np
 
     from thermotrain.circuits import Theory, linear_sde, preset
     from thermotrain.netlists import run_transient, write_netlist
-    from thermotrain.netlists._validation import NOISY_RUN_OPTIONS
+    from thermotrain.netlists._validation import noisy_run_mode
 
     c = preset("rc8", size=n).build(0)
     stop = duration_tau * c.time_constant
     nl = write_netlist(c, noise="file", seed=5, duration=stop + c.time_constant)
-    out: dict = {"N": n, "duration_tau": duration_tau, "options": dict(NOISY_RUN_OPTIONS)}
+    stepping, options = noisy_run_mode("file")
+    out: dict = {"N": n, "duration_tau": duration_tau, "stepping": stepping, "options": options}
     covs = {}
-    for label, opts in (("reference", {}), ("fast", NOISY_RUN_OPTIONS)):
+    for label, step_mode, opts in (("reference", "adaptive", {}), ("fast", stepping, options)):
         t0 = time.perf_counter()
-        tr = run_transient(nl, step=c.noise_interval / 2, stop=stop, options=opts)
+        tr = run_transient(
+            nl,
+            step=c.noise_interval / 2,
+            stop=stop,
+            options=opts,
+            stepping=step_mode,  # type: ignore[arg-type]
+        )
         out[f"wall_{label}_s"] = time.perf_counter() - t0
         x = tr.values[tr.values.shape[0] // 20 :]
         covs[label] = np.cov(x.T, bias=True)
@@ -133,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         nargs="*",
         default=None,
-        help="only compare reference vs NOISY_RUN_OPTIONS at these N (same netlist and noise); JSON with the ratio",
+        help="only compare ngspice's defaults vs validate's file-noise stepping at these N (same netlist and noise); JSON with the ratio",
     )
     args = p.parse_args(argv)
     if args.compare_options is not None:

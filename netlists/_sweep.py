@@ -89,6 +89,7 @@ def run_job(job: SpiceJob) -> Transient:
         timeout=job.timeout,
         options=job.options,
         initial_conditions=ic,
+        stepping=job.stepping,  # type: ignore[arg-type]
     )
 
 

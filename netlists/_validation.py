@@ -75,13 +75,28 @@ PHASES = tuple(k / STEPS_PER_INTERVAL for k in range(STEPS_PER_INTERVAL))
 CLIP_THRESHOLD = 1e-3
 #: |v| >= (1 - CLIP_MARGIN) * swing counts as at the swing limit (a clamped B source sits just below it).
 CLIP_MARGIN = 1e-3
-#: ngspice options of the noisy runs: reltol 1e-2 (default 1e-3) removes most rejected time steps (the
-#: circuit is linear, so reltol only loosens the truncation-error control; the breakpoint at every noise
-#: sample still bounds each step). Measured on ngspice 39, same netlist and noise (benchmarks/spice_scaling.py
-#: --compare-options): 1.5x faster at N = 32, 1.5-1.65x at N = 64; the covariance moves by 4e-5 (N = 8,
-#: 3000 tau) and 6e-4 (N = 32) of its norm, far inside the CI95. ``klu`` is not set: ngspice 46's KLU was
-#: not faster than Sparse 1.3 on this dense crossbar here (ngspice 39 ignores the flag anyway).
+#: how the noisy runs step. File noise (the default): run_transient's "noise-grid" -- fixed trapezoidal
+#: steps of NT/2 on the noise samples, the truncation-error control lifted (the step is set by the physics:
+#: h·|λ| <= 0.1 for every cell mode at the default NT). Measured on ngspice 39 against a fine run (tmax
+#: NT/16, reltol 1e-5) on the same netlist and noise (benchmarks/spice_clock.py, 2026-12-06; numbers in
+#: docs/benchmarks.md, "SPICE clock"): covariance as close to it as ngspice's defaults get, and faster.
+NOISY_RUN_STEPPING = "noise-grid"
+#: ngspice options of the adaptive noisy runs (TRNOISE noise, which sets its own breakpoints): reltol 1e-2
+#: (default 1e-3) removes most rejected time steps (the circuit is linear, so reltol only loosens the
+#: truncation-error control; the breakpoint at every noise sample still bounds each step): 1.5x at N = 32,
+#: 1.5-1.65x at N = 64 over the defaults (benchmarks/spice_scaling.py --compare-options). ``klu`` is not set:
+#: ngspice 46's KLU was not faster than Sparse 1.3 on this dense crossbar here (39 ignores the flag).
 NOISY_RUN_OPTIONS: dict[str, float] = {"reltol": 1e-2}
+
+
+def noisy_run_mode(noise: str) -> tuple[str, dict[str, float]]:
+    """(stepping, options) of the noisy runs for noise mode ``noise``: the noise grid for file noise, ngspice's
+    adaptive stepping with NOISY_RUN_OPTIONS otherwise."""
+    if noise == "file":
+        return NOISY_RUN_STEPPING, {}
+    return "adaptive", dict(NOISY_RUN_OPTIONS)
+
+
 #: default of ``--target-tolerance``: the largest relative error of the device's solution / covariance
 #: against the ideal target that still "meets the target" (see ValidationSettings).
 DEFAULT_TARGET_TOLERANCE = 0.05
@@ -165,6 +180,7 @@ def noisy_runs(
     # file noise: every run starts at the noise-free DC point (SpiceJob.quiet), not at the operating point
     # that holds the t = 0 noise sample as a DC current (an amplifier can start clamped there, and wound up)
     quiet = write_netlist(circuit, noise="off") if s.noise == "file" else None
+    stepping, options = noisy_run_mode(s.noise)
     jobs = []
     for r in range(n_runs):
         nl = write_netlist(
@@ -181,7 +197,8 @@ def noisy_runs(
                 probes=probes,
                 engine=s.engine,
                 timeout=s.timeout,
-                options=NOISY_RUN_OPTIONS,
+                options=options,
+                stepping=stepping,
                 quiet=quiet,
             )
         )
@@ -454,6 +471,7 @@ def validate(
     report: dict[str, Any] = {
         "name": name,
         "ngspice_version": ngspice_version(),
+        "spice_stepping": noisy_run_mode(s.noise)[0],
         "preset": name,
         "family": spec.family,
         "size": spec.size,

@@ -33,6 +33,7 @@ from thermotrain.netlists import (
     run_transient,
     write_netlist,
 )
+from thermotrain.netlists._ngspice import GRID_STEPS_PER_INTERVAL
 
 NT = 2e-7  # noise interval (s)
 C = 1e-9  # F
@@ -96,6 +97,50 @@ def test_trace_follows_the_played_samples_exactly(rc_run: tuple) -> None:
         exact = v[first:]
         err = run.values[:, i] - exact
         assert math.sqrt(np.mean(err**2) / np.mean(exact**2)) < 1e-2
+
+
+def _exact_and_trapezoidal(netlist, r: float, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell ``r``'s exact sample-time trace for the played samples (ARMA recursion above) and the trace of
+    the trapezoidal rule with the noise grid's fixed steps NT/k on the same piecewise-linear input (both from
+    the DC point r·u_0 at t = 0), samples first .. first + n - 1."""
+    steps = GRID_STEPS_PER_INTERVAL
+    th = arma_theory(r)
+    u = netlist.noise_samples[:, RESISTANCES.index(r)][: first + n]
+    v = np.empty(first + n)
+    v[0] = r * u[0]
+    for k in range(v.size - 1):
+        v[k + 1] = th["a"] * v[k] + th["b0"] * u[k] + th["b1"] * u[k + 1]
+    h = NT / steps
+    g = h / (2 * r * C)
+    us = np.interp(h * np.arange(steps * (v.size - 1) + 1), NT * np.arange(v.size), u)
+    w = np.empty(us.size)
+    w[0] = r * u[0]
+    for j in range(us.size - 1):
+        w[j + 1] = (w[j] * (1 - g) + h / (2 * C) * (us[j] + us[j + 1])) / (1 + g)
+    return v[first:], w[::steps][first:]
+
+
+@pytest.mark.spice
+def test_noise_grid_stepping_is_the_fixed_step_trapezoidal_rule(rc_run: tuple) -> None:
+    """stepping="noise-grid" (validate's file-noise runs): ngspice's trace is the trapezoidal rule with fixed
+    steps NT/2 on the noise samples -- to 1e-5 of the signal (the doubling ramp before the one realigning
+    breakpoint at NT has decayed by the burn-in; corners every 100 NT instead gave 25 off-grid steps each
+    and 4.7e-3) -- so its error against the exact trace is the rule's own: 2.6e-3 / 0.9e-3 / 0.3e-3 for
+    tau = 1 / 2 / 4 us (h/tau = 0.1 / 0.05 / 0.025), as the adaptive run's 2e-3 (the test above allows 1e-2)."""
+    netlist, adaptive = rc_run
+    run = run_transient(netlist, step=NT, stop=BURN_IN + N_SAMPLES * NT, start=BURN_IN, stepping="noise-grid")
+    first = round(BURN_IN / NT)
+    np.testing.assert_array_equal(run.time, adaptive.time)
+    for i, r in enumerate(RESISTANCES):
+        exact, trap = _exact_and_trapezoidal(netlist, r, first, run.values.shape[0])
+
+        def rel(e: np.ndarray, ref: np.ndarray = exact) -> float:
+            return math.sqrt(np.mean(e**2) / np.mean(ref**2))
+
+        assert rel(run.values[:, i] - trap) < 1e-5, r
+        rule = rel(trap - exact)
+        assert rule < 4e-3
+        assert rel(run.values[:, i] - exact) < 1.01 * rule + 1e-5
 
 
 @pytest.mark.spice
@@ -302,6 +347,12 @@ def test_bad_run_arguments_are_refused_before_running(make_rc) -> None:
         run_transient(netlist, step=NT, stop=50 * NT, start=NT / 2)
     with pytest.raises(ValueError, match="option"):
         run_transient(netlist, step=NT, stop=50 * NT, options={"reltol": "1e-3\n.control"})
+    with pytest.raises(ValueError, match="stepping"):
+        run_transient(netlist, step=NT, stop=50 * NT, stepping="fixed")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="multiple of NT/2"):
+        run_transient(netlist, step=NT / 3, stop=50 * NT, stepping="noise-grid")
+    with pytest.raises(ValueError, match="file-noise netlist"):
+        run_transient(_small(make_rc, noise="trnoise"), step=NT, stop=50 * NT, stepping="noise-grid")
 
 
 def test_crashing_batch_binary_raises_spice_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
