@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -65,7 +65,7 @@ from thermotrain.netlists._safety import (
     parse_netlist,
     warn_trusted,
 )
-from thermotrain.netlists._writer import Netlist, format_number
+from thermotrain.netlists._writer import CLOCK_NODE, CLOCK_SOURCE, Netlist, format_number
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ _VERSION = re.compile(r"ngspice-(\S+)")
 OUTPUT_COPIES = 3
 
 Stepping = Literal["adaptive", "noise-grid"]
-STEPPINGS: tuple[str, ...] = ("adaptive", "noise-grid")
+STEPPINGS: tuple[str, ...] = get_args(Stepping)
 #: "noise-grid" stepping: internal time points per noise interval NT (fixed trapezoidal steps of NT/2). With
 #: the default NT = 0.2 / (fastest drift rate) that is h·|λ| <= 0.1 for every cell mode.
 GRID_STEPS_PER_INTERVAL = 2
@@ -112,8 +112,10 @@ GRID_CLOCK_PERIOD_INTERVALS = 1e7
 #: these circuits, so tmax = NT/2 alone sets the step (reltol, abstol and vntol, i.e. the Newton
 #: convergence of the nonlinear clamps, stay at ngspice's defaults).
 GRID_OPTIONS: dict[str, float] = {"chgtol": 1e-6}
+#: the writer's noise clock line (``_writer``: CLOCK_SOURCE CLOCK_NODE 0 dc 0 trnoise(0 NT 0 0)); group 1 = NT
 _CLOCK_LINE = re.compile(
-    r"(?im)^[ \t]*vtt_clk[ \t]+tt_clk[ \t]+0[ \t]+dc[ \t]+0[ \t]+trnoise\([ \t]*0[ \t]+(\S+)[ \t]+0[ \t]+0[ \t]*\)[ \t]*$"
+    rf"(?im)^[ \t]*{CLOCK_SOURCE}[ \t]+{CLOCK_NODE}[ \t]+0[ \t]+dc[ \t]+0[ \t]+"
+    r"trnoise\([ \t]*0[ \t]+(\S+)[ \t]+0[ \t]+0[ \t]*\)[ \t]*$"
 )
 
 
@@ -184,7 +186,7 @@ def run_transient(
     max_output_bytes: float | None = None,
     stepping: Stepping = "adaptive",
 ) -> Transient:
-    """Transient analysis with ``.options interp``: node voltages of ``probes`` (default
+    """Transient analysis (``.options interp``, or ngspice's own time points on the noise grid): node voltages of ``probes`` (default
     ``netlist.probes``) on the grid ``start + k*step`` up to ``stop`` (s), k = 0 .. floor((stop-start)/step).
     ``start`` is 0 or >= ``step`` (ngspice is asked to save from ``start - step`` and that extra point is
     dropped; ngspice 39's interpolated output can miss the point at exactly ``tstart``).
@@ -200,7 +202,7 @@ def run_transient(
         time point on every noise sample, 5-7 per NT) or ``"noise-grid"`` (file noise only: fixed
         trapezoidal steps of NT/2 on the noise samples, see :func:`_noise_grid`; ``step`` must be a
         multiple of NT/2). Measured against a fine run on rc8 and rlc8 (``benchmarks/spice_clock.py``):
-        covariance as close to it as ngspice's defaults get, 2.4-3x faster than them at N = 8-64.
+        covariance as close to it as ngspice's defaults get, 2.5-3.6x faster than them at N = 8-64.
     Probe and initial-condition names must be node names of the netlist (``[A-Za-z0-9_]{1,64}``); options
     come from the allowlist of ``_safety`` (``option_line``). The netlist text runs only as the canonical
     text of the allowlist parser (unless ``netlist.trusted``).
@@ -330,7 +332,7 @@ def _noise_grid(
     freq = format_number(1.0 / (m * nt))
     grid_clock = "\n".join(
         (
-            "A_ttgrid tt_gridc tt_clk tt_grid",
+            f"A_ttgrid tt_gridc {CLOCK_NODE} tt_grid",
             "V_ttgridc tt_gridc 0 dc 0",
             f".model tt_grid triangle(cntl_array=[-1 1] freq_array=[{freq} {freq}] out_low=0 out_high=0 "
             f"duty_cycle={format_number(1.0 / m)})",
