@@ -5,10 +5,11 @@ The writer forces them with a zero-amplitude TRNOISE clock, whose *permanent* br
 the step after each one to 0.1·min(previous step, NT): about 5 time points per NT, the floor of
 `spice_scaling.py --compare-options`. This script measures the alternative: an XSPICE ``triangle`` clock
 (zero amplitude, corners every NT), whose *temporary* breakpoints carry no step cut, with the local
-truncation error loosened (``abstol``/``chgtol``) so the step stays at ``tmax`` -- 2 (``tmax`` = NT/2) or 4
-(NT/4) points per NT -- and the runner's ``stepping="noise-grid"`` (the default of validate's file-noise
-runs since 2026-12-06): fixed trapezoidal steps of NT/2 (and, for comparison, NT/4), aligned on the noise
-samples by ONE temporary breakpoint at NT, so no later step is backward Euler. Same netlist, same noise samples, same output
+truncation error loosened (``abstol``/``chgtol``) so the step stays at ``tmax`` = NT/2, and the runner's
+``stepping="noise-grid"`` (the default of validate's file-noise runs): fixed trapezoidal steps of NT/4
+(NT/8 on a circuit with stiff modes, ``noise_grid_steps``), aligned on the noise samples by ONE temporary
+breakpoint at NT, so no later step is backward Euler, read on the output grid with ``.options interp``
+(two or more internal steps per output step: exact there). Same netlist, same noise samples, same output
 grid (NT/2); each deck runs in ``ngspice -b``. Accuracy is measured against a fine run (TRNOISE clock,
 tmax NT/16, reltol 1e-5, abstol 1e-15; it agrees with tmax NT/32, reltol 1e-6 to 2e-5): the paired
 covariance change ‖Ĉ_variant − Ĉ_fine‖_F / ‖Ĉ_fine‖_F (the same noise, so sampling error cancels and what
@@ -16,6 +17,7 @@ remains is integration error), the variance ratio tr Ĉ_variant / tr Ĉ_fine and
 fluctuations, next to the CI95 of one run's covariance; speed against ngspice's defaults.
 
     python benchmarks/spice_clock.py --out runs/bench [--sizes 16 64] [--duration 200] [--preset rlc8]
+        [--corner board]
 
 Writes OUT/spice_clock.json and prints a table. Not a timed test. The "triangle clock every NT" decks are a
 measurement only; the "noise grid" deck is the one ``run_transient(stepping="noise-grid")`` builds (its
@@ -44,14 +46,23 @@ VARIANTS = (
     (DEFAULTS, "trnoise", "", None),
     ("reltol 1e-2 (validate's default until 2026-12-06)", "trnoise", "reltol=1e-2", None),
     ("triangle clock every NT, tmax NT/2", "triangle", "reltol=1e-2 abstol=1e-3 chgtol=1e-6", 0.5),
-    ("noise grid NT/2 (validate's default)", "grid2", "", None),
-    ("noise grid NT/4", "grid4", "", None),
+    ("noise grid NT/4 (validate's default)", "grid4", "", None),
+    ("noise grid NT/8 (validate's default with stiff modes)", "grid8", "", None),
 )
 
 
 def _deck(
-    netlist, clock: str, options: str, tmax: float | None, nt: float, stop: float, probes, out: str
+    netlist,
+    clock: str,
+    options: str,
+    tmax: float | None,
+    nt: float,
+    stop: float,
+    probes,
+    out: str,
+    ics: list[str] = (),
 ) -> str:
+    """One deck; ``ics``: ``.ic`` lines the run starts from (with ``uic``), as validate's runs do."""
     body = netlist.text
     interp = True
     from thermotrain.netlists._writer import CLOCK_NODE, CLOCK_SOURCE, format_number
@@ -64,8 +75,8 @@ def _deck(
 
         body, opts, h = _noise_grid(netlist, "\n".join(lines), nt / 2, None, int(clock[4:]))
         lines = [*body.split("\n"), *(option_line(k, v) for k, v in opts.items())]
-        tmax = h / nt
-        interp = False  # as run_transient: ngspice's own time points, those on the output grid kept
+        tmax = h / nt  # as run_transient: read on the NT/2 output grid with '.options interp'
+
     if clock == "triangle":
         f = format_number(1.0 / (2.0 * nt))
         lines = [ln for ln in lines if not ln.startswith(CLOCK_SOURCE)]
@@ -75,8 +86,11 @@ def _deck(
             "V_ttcz tt_cz 0 dc 0",
         ]
     step = format_number(nt / 2)
-    tran = f".tran {step} {format_number(stop)}" + ("" if tmax is None else f" 0 {format_number(tmax * nt)}")
+    tran = f".tran {step} {format_number(stop)}"
+    if tmax is not None or ics:  # ngspice's default tmax is the output step, NT/2
+        tran += f" 0 {format_number((0.5 if tmax is None else tmax) * nt)}" + (" uic" if ics else "")
     lines += [
+        *ics,
         *([f".options {'interp ' if interp else ''}{options}".rstrip()] if interp or options else []),
         tran,
         ".control",
@@ -89,15 +103,19 @@ def _deck(
     return "\n".join(lines) + "\n"
 
 
-def measure(n: int, duration_tau: float, preset_name: str = "rc8") -> list[dict]:
+def measure(n: int, duration_tau: float, preset_name: str = "rc8", corner: str = "ideal") -> list[dict]:
     from thermotrain.circuits import Theory, linear_sde, preset
     from thermotrain.netlists import write_netlist
-    from thermotrain.netlists._ngspice import _data_files
+    from thermotrain.netlists._ngspice import _data_files, quiet_start
+    from thermotrain.netlists._writer import format_number
 
-    c = preset(preset_name, size=n).build(0)
+    c = preset(preset_name, size=n, corner=corner).build(0)
     nt, tau = c.noise_interval, c.time_constant
     stop = duration_tau * tau
     nl = write_netlist(c, noise="file", seed=5, duration=stop + tau)
+    # every deck starts, as validate's runs do, at the noise-free DC point (an amplifier can start clamped
+    # at the operating point that holds the t = 0 noise sample as a DC current)
+    ics = [f".ic v({k})={format_number(v)}" for k, v in quiet_start(write_netlist(c, noise="off")).items()]
     th = Theory(linear_sde(c), nt)
     ci95 = th.error_budget(0.9 * stop, (0.0, 0.5), seed=0).covariance_rel_error_ci95
     rows, covs, paths = [], {}, {}
@@ -109,7 +127,7 @@ def measure(n: int, duration_tau: float, preset_name: str = "rc8") -> list[dict]
             out = folder / "out.txt"
             deck = folder / "deck.cir"
             out.unlink(missing_ok=True)
-            deck.write_text(_deck(nl, clock, options, tmax, nt, stop, c.outputs, str(out)))
+            deck.write_text(_deck(nl, clock, options, tmax, nt, stop, c.outputs, str(out), ics))
             t0 = time.perf_counter()
             res = subprocess.run(["ngspice", "-b", str(deck)], capture_output=True, text=True, cwd=folder)
             wall = time.perf_counter() - t0
@@ -129,6 +147,7 @@ def measure(n: int, duration_tau: float, preset_name: str = "rc8") -> list[dict]
             rows.append(
                 {
                     "preset": preset_name,
+                    "corner": corner,
                     "N": n,
                     "variant": label,
                     "duration_tau": duration_tau,
@@ -157,9 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[16, 64], help="array sizes N (cells)")
     p.add_argument("--duration", type=float, default=200.0, help="simulated time per run (tau)")
     p.add_argument("--preset", default="rc8", choices=("rc8", "rlc8"), help="array preset (default rc8)")
+    p.add_argument(
+        "--corner",
+        default="ideal",
+        help="non-ideality corner: ideal, board, integrated or a corner JSON file (default ideal)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output directory")
     args = p.parse_args(argv)
-    rows = [r for n in args.sizes for r in measure(n, args.duration, args.preset)]
+    rows = [r for n in args.sizes for r in measure(n, args.duration, args.preset, args.corner)]
     write_json(args.out / "spice_clock.json", {"benchmark": "spice_clock", "runs": rows})
     print(
         table(

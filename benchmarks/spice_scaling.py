@@ -63,21 +63,33 @@ def _measure(n: int, duration_tau: float, engine: str) -> dict:
     }
 
 
-def _compare_options(n: int, duration_tau: float) -> dict:
+def _compare_options(n: int, duration_tau: float, corner: str = "ideal") -> dict:
     """ngspice's defaults vs validate's file-noise runs (``noisy_run_mode("file")``: the noise grid since
-    2026-12-06), side by side on the SAME netlist and noise: wall times, their ratio, and the paired
-    covariance difference against the CI95 of the estimate."""
+    2026-12-06, ``noise_grid_steps`` per NT), side by side on the SAME netlist and noise, both from the
+    noise-free DC point as validate's runs: wall times, their ratio, and the paired covariance difference
+    against the CI95 of the estimate. The reference runs first, so the noise grid runs in a library that has
+    seen '.options interp' (as in validate's workers)."""
     import numpy as np
 
     from thermotrain.circuits import Theory, linear_sde, preset
     from thermotrain.netlists import run_transient, write_netlist
-    from thermotrain.netlists._validation import noisy_run_mode
+    from thermotrain.netlists._ngspice import quiet_start
+    from thermotrain.netlists._validation import noise_grid_steps, noisy_run_mode
 
-    c = preset("rc8", size=n).build(0)
+    c = preset("rc8", size=n, corner=corner).build(0)
     stop = duration_tau * c.time_constant
     nl = write_netlist(c, noise="file", seed=5, duration=stop + c.time_constant)
+    ics = quiet_start(write_netlist(c, noise="off"))
     stepping, options = noisy_run_mode("file")
-    out: dict = {"N": n, "duration_tau": duration_tau, "stepping": stepping, "options": options}
+    grid_steps = noise_grid_steps(c)
+    out: dict = {
+        "N": n,
+        "corner": corner,
+        "duration_tau": duration_tau,
+        "stepping": stepping,
+        "grid_steps_per_noise_interval": grid_steps,
+        "options": options,
+    }
     covs = {}
     for label, step_mode, opts in (("reference", "adaptive", {}), ("fast", stepping, options)):
         t0 = time.perf_counter()
@@ -87,11 +99,15 @@ def _compare_options(n: int, duration_tau: float) -> dict:
             stop=stop,
             options=opts,
             stepping=step_mode,  # type: ignore[arg-type]
+            grid_steps=grid_steps,
+            initial_conditions=ics,
         )
         out[f"wall_{label}_s"] = time.perf_counter() - t0
         x = tr.values[tr.values.shape[0] // 20 :]
         covs[label] = np.cov(x.T, bias=True)
         out["ngspice_version"] = tr.ngspice_version
+    x = covs["reference"]
+    out["paired_variance_ratio"] = float(np.trace(covs["fast"]) / np.trace(x))
     th = Theory(linear_sde(c), c.noise_interval)
     fro = float(np.linalg.norm(th.covariance((0.0, 0.5))))
     out["speedup"] = out["wall_reference_s"] / out["wall_fast_s"]
@@ -143,15 +159,22 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="only compare ngspice's defaults vs validate's file-noise stepping at these N (same netlist and noise); JSON with the ratio",
     )
+    p.add_argument(
+        "--corner",
+        default="ideal",
+        help="non-ideality corner of --compare-options: ideal, board, integrated or a corner JSON (default ideal)",
+    )
     args = p.parse_args(argv)
     if args.compare_options is not None:
         rows = [
-            _in_fresh_process(_compare_options, n, args.duration) for n in args.compare_options or [32, 64]
+            _in_fresh_process(_compare_options, n, args.duration, args.corner)
+            for n in args.compare_options or [32, 64]
         ]
         for r in rows:
             print(
                 f"N={r['N']:3d} reference {r['wall_reference_s']:7.2f} s  fast {r['wall_fast_s']:7.2f} s  "
                 f"speed-up {r['speedup']:.2f}x  paired covariance diff {r['paired_covariance_rel_diff']:.2e} "
+                f"variance ratio {r['paired_variance_ratio']:.5f} "
                 f"(CI95 {r['covariance_rel_error_ci95']:.3g})",
                 flush=True,
             )

@@ -47,7 +47,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from thermotrain._args import check_float
+from thermotrain._args import check_float, check_int
 from thermotrain._errors import (
     InputError,
     ResourceLimitError,
@@ -99,9 +99,21 @@ OUTPUT_COPIES = 3
 
 Stepping = Literal["adaptive", "noise-grid"]
 STEPPINGS: tuple[str, ...] = get_args(Stepping)
-#: "noise-grid" stepping: internal time points per noise interval NT (fixed trapezoidal steps of NT/2). With
-#: the default NT = 0.2 / (fastest drift rate) that is h·|λ| <= 0.1 for every cell mode.
-GRID_STEPS_PER_INTERVAL = 2
+#: "noise-grid" stepping: internal time points per noise interval NT (fixed trapezoidal steps of NT/4). With
+#: the default NT = 0.2 / (fastest drift rate) that is h·|λ| <= 0.05 for every cell mode. The output step must
+#: hold at least GRID_MIN_STEPS_PER_OUTPUT internal steps: the output is ngspice's '.options interp' grid,
+#: exact (1e-12) when every output point is an internal point between others, but 15-16 % rms off the
+#: internal points when the two steps are equal (rc8, N = 8-16, 2026-12-06); ngspice's own time points
+#: cannot be read instead, because '.options interp' outlives its circuit in the shared library (a deck
+#: without it is still resampled after any deck with it in the same process; no command was found to unset it).
+GRID_STEPS_PER_INTERVAL = 4
+GRID_MIN_STEPS_PER_OUTPUT = 2
+#: "noise-grid" stepping of a circuit with stiff modes (h·|λ| > 1 at NT/4: a board's amplifier poles, output
+#: stages and generator filters): NT/8. The trapezoidal rule does not damp a stiff mode (its step factor
+#: tends to -1), so the kinks of the piecewise-linear noise at every sample ring on; against a fine run
+#: with the same noise (rc8 board, N = 16, 200 τ) the covariance moves 1.7e-3 at NT/4 and 4.1e-4 at NT/8
+#: (ngspice's defaults 1.9e-4); rlc8 board N = 8: 1.5e-4 / 3.7e-5.
+GRID_STEPS_STIFF = 8
 #: "noise-grid" stepping: one temporary breakpoint at NT puts the fixed steps on the noise samples t_k
 #: (ngspice's first steps after t = 0 are a doubling ramp off the grid); the clock's next corner is
 #: GRID_CLOCK_PERIOD_INTERVALS * NT later, beyond any run here. Corners every 100 NT were tried: where the
@@ -109,7 +121,7 @@ GRID_STEPS_PER_INTERVAL = 2
 #: back up (25 off-grid steps each; rms trace error 4.7e-3 instead of 6e-4 on an RC cell).
 GRID_CLOCK_PERIOD_INTERVALS = 1e7
 #: "noise-grid" stepping: chgtol 1e-6 C lifts the local-truncation-error bound above any charge error of
-#: these circuits, so tmax = NT/2 alone sets the step (reltol, abstol and vntol, i.e. the Newton
+#: these circuits, so tmax = NT/grid_steps alone sets the step (reltol, abstol and vntol, i.e. the Newton
 #: convergence of the nonlinear clamps, stay at ngspice's defaults).
 GRID_OPTIONS: dict[str, float] = {"chgtol": 1e-6}
 #: the writer's noise clock line (``_writer``: CLOCK_SOURCE CLOCK_NODE 0 dc 0 trnoise(0 NT 0 0)); group 1 = NT
@@ -155,8 +167,9 @@ class SpiceJob:
     #: its DC operating point (:func:`quiet_start`, solved in the worker, so a failure is this run's) instead
     #: of the operating point of ``netlist``, which holds the t = 0 file-noise sample as a DC current
     quiet: Netlist | None = None
-    #: ``run_transient``'s ``stepping`` ("adaptive" or "noise-grid")
+    #: ``run_transient``'s ``stepping`` ("adaptive" or "noise-grid") and ``grid_steps``
     stepping: str = "adaptive"
+    grid_steps: int = GRID_STEPS_PER_INTERVAL
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -185,8 +198,9 @@ def run_transient(
     initial_conditions: Mapping[str, float] | None = None,
     max_output_bytes: float | None = None,
     stepping: Stepping = "adaptive",
+    grid_steps: int = GRID_STEPS_PER_INTERVAL,
 ) -> Transient:
-    """Transient analysis (``.options interp``, or ngspice's own time points on the noise grid): node voltages of ``probes`` (default
+    """Transient analysis (``.options interp``): node voltages of ``probes`` (default
     ``netlist.probes``) on the grid ``start + k*step`` up to ``stop`` (s), k = 0 .. floor((stop-start)/step).
     ``start`` is 0 or >= ``step`` (ngspice is asked to save from ``start - step`` and that extra point is
     dropped; ngspice 39's interpolated output can miss the point at exactly ``tstart``).
@@ -200,9 +214,10 @@ def run_transient(
         points x (probes + time) x 8 bytes x ``OUTPUT_COPIES``, is larger; None: no limit.
     stepping: ``"adaptive"`` (ngspice's own step control; a file-noise netlist's TRNOISE clock forces a
         time point on every noise sample, 5-7 per NT) or ``"noise-grid"`` (file noise only: fixed
-        trapezoidal steps of NT/2 on the noise samples, see :func:`_noise_grid`; ``step`` must be a
-        multiple of NT/2). Measured against a fine run on rc8 and rlc8 (``benchmarks/spice_clock.py``):
-        covariance as close to it as ngspice's defaults get, 2.5-3.6x faster than them at N = 8-64.
+        trapezoidal steps of NT/``grid_steps`` on the noise samples, see :func:`_noise_grid`; ``step``
+        must be a multiple of GRID_MIN_STEPS_PER_OUTPUT such steps; a circuit with stiff modes needs
+        GRID_STEPS_STIFF, see :func:`thermotrain.netlists._validation.noise_grid_steps`). Measured against a
+        fine run on rc8 and rlc8 (``benchmarks/spice_clock.py``, docs/benchmarks.md).
     Probe and initial-condition names must be node names of the netlist (``[A-Za-z0-9_]{1,64}``); options
     come from the allowlist of ``_safety`` (``option_line``). The netlist text runs only as the canonical
     text of the allowlist parser (unless ``netlist.trusted``).
@@ -228,7 +243,8 @@ def run_transient(
         raise InputError(f"stepping={stepping!r} is not one of {', '.join(STEPPINGS)}.")
     tmax = None
     if stepping == "noise-grid":
-        body, options, tmax = _noise_grid(netlist, body, step, options)
+        grid_steps = check_int("grid_steps", grid_steps, minimum=GRID_MIN_STEPS_PER_OUTPUT)
+        body, options, tmax = _noise_grid(netlist, body, step, options, grid_steps)
     n_points = math.floor((stop - start) / step + 1e-9) + 1
     _check_output_size(n_points, len(probes), max_output_bytes)
     # Run past stop: ngspice 39 emits its final time point raw, and drops an interpolated grid point that
@@ -249,7 +265,7 @@ def run_transient(
     ics = _ic_lines(netlist, nodes, initial_conditions)
     analysis = [
         *ics,
-        *_options_lines(options, interp=tmax is None),
+        *_options_lines(options),
         f".tran {format_number(step)} {format_number(sim_stop)} {format_number(sim_start)}"
         + ("" if tmax is None else f" {format_number(tmax)}")
         + (" uic" if ics else ""),
@@ -263,13 +279,6 @@ def run_transient(
         for p in probes:
             key = f"v({p})".lower()
             vectors[key] = np.concatenate([[ic.get(p.lower(), 0.0)], vectors[key]])
-    if tmax is not None:
-        # noise grid: ngspice's own time points are the grid (the steps land on it); keep those on the output
-        # grid. Not '.options interp': with internal steps equal to the output step it resampled them wrongly
-        # (14 % rms on rc8 at N = 32; benchmarks/spice_clock.py)
-        k = (vectors["time"] - start) / step
-        on = np.abs(k - np.rint(k)) < 1e-6
-        vectors = {name: v[on] for name, v in vectors.items()}
     first = int(np.searchsorted(vectors["time"], start - 1e-6 * step))
     t = vectors["time"][first:]
     if t.size < n_points:
@@ -306,8 +315,8 @@ def _noise_grid(
     later, and the step is fixed at tmax = NT/``steps_per_interval`` (GRID_OPTIONS lifts the
     truncation-error bound), so every t_k is a time point of a trapezoidal step, the piecewise-linear noise
     is integrated exactly, and the only error is the trapezoidal rule's at that step. The replacement lines
-    are the runner's own, like ``.tran``. The run reads ngspice's own time points (no ``.options interp``,
-    which resampled steps equal to the output step wrongly), so ``step`` must be a multiple of the step."""
+    are the runner's own, like ``.tran``. ``step`` (the output grid, read with ``.options interp``) must be a
+    multiple of GRID_MIN_STEPS_PER_OUTPUT internal steps: equal steps are resampled wrongly."""
     nt = netlist.noise_interval
     if netlist.noise_samples is None or nt is None:
         raise InputError(
@@ -316,11 +325,11 @@ def _noise_grid(
         )
     h = nt / steps_per_interval
     ratio = step / h
-    if abs(ratio - round(ratio)) > 1e-9 * ratio or round(ratio) < 1:
+    if abs(ratio - round(ratio)) > 1e-9 * ratio or round(ratio) < GRID_MIN_STEPS_PER_OUTPUT:
         raise InputError(
-            f"step={step!r} s is not a multiple of NT/{steps_per_interval} = {h!r} s, the internal step "
-            "of stepping='noise-grid' (its output would be interpolated between steps); pick such a step "
-            "or stepping='adaptive'."
+            f"step={step!r} s is not a multiple of {GRID_MIN_STEPS_PER_OUTPUT} x NT/{steps_per_interval} = "
+            f"{GRID_MIN_STEPS_PER_OUTPUT * h!r} s (internal steps of stepping='noise-grid' per output step); "
+            "pick such a step, more grid_steps, or stepping='adaptive'."
         )
     clocks = list(_CLOCK_LINE.finditer(body))
     if len(clocks) != 1 or not math.isclose(float(clocks[0].group(1)), nt, rel_tol=1e-12):

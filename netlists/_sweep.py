@@ -90,6 +90,7 @@ def run_job(job: SpiceJob) -> Transient:
         options=job.options,
         initial_conditions=ic,
         stepping=job.stepping,  # type: ignore[arg-type]
+        grid_steps=job.grid_steps,
     )
 
 

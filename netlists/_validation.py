@@ -55,6 +55,8 @@ from thermotrain.circuits import (
     linear_sde,
 )
 from thermotrain.netlists._ngspice import (
+    GRID_STEPS_PER_INTERVAL,
+    GRID_STEPS_STIFF,
     SpiceJob,
     Transient,
     ngspice_version,
@@ -76,10 +78,11 @@ CLIP_THRESHOLD = 1e-3
 #: |v| >= (1 - CLIP_MARGIN) * swing counts as at the swing limit (a clamped B source sits just below it).
 CLIP_MARGIN = 1e-3
 #: how the noisy runs step. File noise (the default): run_transient's "noise-grid" -- fixed trapezoidal
-#: steps of NT/2 on the noise samples, the truncation-error control lifted (the step is set by the physics:
-#: h·|λ| <= 0.1 for every cell mode at the default NT). Measured on ngspice 39 against a fine run (tmax
-#: NT/16, reltol 1e-5) on the same netlist and noise (benchmarks/spice_clock.py, 2026-12-06; numbers in
-#: docs/benchmarks.md, "SPICE clock"): covariance as close to it as ngspice's defaults get, and faster.
+#: steps of NT/4 on the noise samples (NT/8 on a circuit with stiff modes: noise_grid_steps), the
+#: truncation-error control lifted (the step is set by the physics: h·|λ| <= 0.1 for every cell mode at the
+#: default NT). Measured on ngspice 39 against a fine run on the same netlist and noise
+#: (benchmarks/spice_clock.py, 2026-12-06; numbers in docs/benchmarks.md, "SPICE clock"): covariance about as
+#: close to it as ngspice's defaults get, and faster.
 NOISY_RUN_STEPPING = "noise-grid"
 #: ngspice options of the adaptive noisy runs (TRNOISE noise, which sets its own breakpoints): reltol 1e-2
 #: (default 1e-3) removes most rejected time steps (the circuit is linear, so reltol only loosens the
@@ -87,6 +90,24 @@ NOISY_RUN_STEPPING = "noise-grid"
 #: 1.5-1.65x at N = 64 over the defaults (benchmarks/spice_scaling.py --compare-options). ``klu`` is not set:
 #: ngspice 46's KLU was not faster than Sparse 1.3 on this dense crossbar here (39 ignores the flag).
 NOISY_RUN_OPTIONS: dict[str, float] = {"reltol": 1e-2}
+
+
+#: a drift mode with h·|λ| above this at h = NT/GRID_STEPS_PER_INTERVAL makes the circuit stiff for the noise grid
+GRID_STIFF_STEP = 1.0
+
+
+def noise_grid_steps(circuit: Circuit) -> int:
+    """Internal steps per noise interval NT of ``circuit``'s noise-grid runs: GRID_STEPS_PER_INTERVAL (NT/4)
+    when every mode of its linear SDE has h·|λ| <= GRID_STIFF_STEP there (one state per cell: the ideal
+    corner, h·|λ| <= 0.05), else GRID_STEPS_STIFF (NT/8: amplifier poles, output stages, generator filters,
+    which the trapezoidal rule does not damp; the measured errors are at GRID_STEPS_STIFF in _ngspice)."""
+    nt = circuit.noise_interval
+    rate = float(np.max(np.abs(np.linalg.eigvals(linear_sde(circuit).M))))
+    return (
+        GRID_STEPS_PER_INTERVAL
+        if rate * nt / GRID_STEPS_PER_INTERVAL <= GRID_STIFF_STEP
+        else GRID_STEPS_STIFF
+    )
 
 
 def noisy_run_mode(noise: str) -> tuple[str, dict[str, float]]:
@@ -181,6 +202,7 @@ def noisy_runs(
     # that holds the t = 0 noise sample as a DC current (an amplifier can start clamped there, and wound up)
     quiet = write_netlist(circuit, noise="off") if s.noise == "file" else None
     stepping, options = noisy_run_mode(s.noise)
+    grid_steps = noise_grid_steps(circuit) if stepping == "noise-grid" else GRID_STEPS_PER_INTERVAL
     jobs = []
     for r in range(n_runs):
         nl = write_netlist(
@@ -199,6 +221,7 @@ def noisy_runs(
                 timeout=s.timeout,
                 options=options,
                 stepping=stepping,
+                grid_steps=grid_steps,
                 quiet=quiet,
             )
         )
@@ -472,6 +495,9 @@ def validate(
         "name": name,
         "ngspice_version": ngspice_version(),
         "spice_stepping": noisy_run_mode(s.noise)[0],
+        "spice_grid_steps_per_noise_interval": (
+            noise_grid_steps(circuit) if noisy_run_mode(s.noise)[0] == "noise-grid" else None
+        ),
         "preset": name,
         "family": spec.family,
         "size": spec.size,
