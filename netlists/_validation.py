@@ -79,7 +79,7 @@ CLIP_THRESHOLD = 1e-3
 CLIP_MARGIN = 1e-3
 #: how the noisy runs step. File noise (the default): run_transient's "noise-grid" -- fixed trapezoidal
 #: steps of NT/4 on the noise samples (NT/8 on a circuit with stiff modes: noise_grid_steps), the
-#: truncation-error control lifted (the step is set by the physics: h·|λ| <= 0.1 for every cell mode at the
+#: truncation-error control lifted (the step is set by the physics: h·|λ| <= 0.05 for every cell mode at the
 #: default NT). Measured on ngspice 39 against a fine run on the same netlist and noise
 #: (benchmarks/spice_clock.py, 2026-12-06; numbers in docs/benchmarks.md, "SPICE clock"): covariance about as
 #: close to it as ngspice's defaults get, and faster.

@@ -97,3 +97,25 @@ def test_eight_cell_presets_within_three_percent_from_long_runs(name, corner, tm
     assert report["total_observed_tau"] >= 4e4
     assert report["covariance_rel_error"] <= 0.03
     assert report["pass"], report["checks"]
+
+
+@pytest.mark.parametrize(
+    ("name", "corner", "steps"),
+    [
+        ("rc8", "ideal", 4),
+        ("rlc8", "ideal", 4),
+        ("rc8", "board", 8),
+        ("rlc8", "board", 8),
+        ("rc8", "integrated", 8),
+    ],
+)
+def test_noise_grid_steps_finer_where_the_circuit_is_stiff(name: str, corner: str, steps: int) -> None:
+    """One state per cell (ideal corner): h·|λ| <= 0.05 at NT/4, so NT/4. A board's amplifier poles, output
+    stages and generator filters (h·|λ| up to 1e5), which the trapezoidal rule does not damp: NT/8."""
+    from thermotrain.circuits import linear_sde
+    from thermotrain.netlists._validation import GRID_STIFF_STEP, noise_grid_steps
+
+    c = preset(name, size=4, corner=corner).build(0)
+    assert noise_grid_steps(c) == steps
+    rate = np.max(np.abs(np.linalg.eigvals(linear_sde(c).M)))
+    assert (rate * c.noise_interval / 4 > GRID_STIFF_STEP) == (steps == 8)
