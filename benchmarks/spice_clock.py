@@ -31,6 +31,7 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +61,10 @@ def _deck(
     stop: float,
     probes,
     out: str,
-    ics: list[str] = (),
+    ics: Sequence[str] = (),
 ) -> str:
     """One deck; ``ics``: ``.ic`` lines the run starts from (with ``uic``), as validate's runs do."""
     body = netlist.text
-    interp = True
     from thermotrain.netlists._writer import CLOCK_NODE, CLOCK_SOURCE, format_number
 
     lines = body.rstrip("\n").split("\n")
@@ -91,7 +91,7 @@ def _deck(
         tran += f" 0 {format_number((0.5 if tmax is None else tmax) * nt)}" + (" uic" if ics else "")
     lines += [
         *ics,
-        *([f".options {'interp ' if interp else ''}{options}".rstrip()] if interp or options else []),
+        f".options interp {options}".rstrip(),
         tran,
         ".control",
         "run",
@@ -106,8 +106,7 @@ def _deck(
 def measure(n: int, duration_tau: float, preset_name: str = "rc8", corner: str = "ideal") -> list[dict]:
     from thermotrain.circuits import Theory, linear_sde, preset
     from thermotrain.netlists import write_netlist
-    from thermotrain.netlists._ngspice import _data_files, quiet_start
-    from thermotrain.netlists._writer import format_number
+    from thermotrain.netlists._ngspice import _data_files, _ic_lines, quiet_start
 
     c = preset(preset_name, size=n, corner=corner).build(0)
     nt, tau = c.noise_interval, c.time_constant
@@ -115,7 +114,7 @@ def measure(n: int, duration_tau: float, preset_name: str = "rc8", corner: str =
     nl = write_netlist(c, noise="file", seed=5, duration=stop + tau)
     # every deck starts, as validate's runs do, at the noise-free DC point (an amplifier can start clamped
     # at the operating point that holds the t = 0 noise sample as a DC current)
-    ics = [f".ic v({k})={format_number(v)}" for k, v in quiet_start(write_netlist(c, noise="off")).items()]
+    ics = _ic_lines(nl, (), quiet_start(write_netlist(c, noise="off")))
     th = Theory(linear_sde(c), nt)
     ci95 = th.error_budget(0.9 * stop, (0.0, 0.5), seed=0).covariance_rel_error_ci95
     rows, covs, paths = [], {}, {}

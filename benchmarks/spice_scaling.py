@@ -106,8 +106,7 @@ def _compare_options(n: int, duration_tau: float, corner: str = "ideal") -> dict
         x = tr.values[tr.values.shape[0] // 20 :]
         covs[label] = np.cov(x.T, bias=True)
         out["ngspice_version"] = tr.ngspice_version
-    x = covs["reference"]
-    out["paired_variance_ratio"] = float(np.trace(covs["fast"]) / np.trace(x))
+    out["paired_variance_ratio"] = float(np.trace(covs["fast"]) / np.trace(covs["reference"]))
     # the CI95 (for scale only) from the ideal corner's one-state-per-cell theory: the error budget's P^2
     # Sylvester solves on a board's amplifier states take minutes at N = 32 and hours at N = 64
     ideal = preset("rc8", size=n).build(0)

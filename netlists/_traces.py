@@ -33,7 +33,8 @@ class NoisyRuns:
     successful run's [T, P] output voltages after the burn-in (``burn_in``, s); ``failures`` the runs that
     failed (dicts of RunFailure plus the run's noise ``seed``), each retried once when its worker crashed;
     ``transients`` the raw results (empty when read from an archive); ``t_netlist`` the time spent writing
-    netlists (s)."""
+    netlists (s); ``grid_steps`` the noise grid's internal steps per NT (None: adaptive stepping, or read
+    from an archive)."""
 
     transients: list[Any]
     series: list[np.ndarray]
@@ -41,6 +42,7 @@ class NoisyRuns:
     step: float
     burn_in: float
     t_netlist: float
+    grid_steps: int | None = None
 
 
 def save_traces(path: str | Path, runs: NoisyRuns) -> Path:

@@ -202,7 +202,7 @@ def noisy_runs(
     # that holds the t = 0 noise sample as a DC current (an amplifier can start clamped there, and wound up)
     quiet = write_netlist(circuit, noise="off") if s.noise == "file" else None
     stepping, options = noisy_run_mode(s.noise)
-    grid_steps = noise_grid_steps(circuit) if stepping == "noise-grid" else GRID_STEPS_PER_INTERVAL
+    grid_steps = noise_grid_steps(circuit) if stepping == "noise-grid" else None
     jobs = []
     for r in range(n_runs):
         nl = write_netlist(
@@ -221,7 +221,7 @@ def noisy_runs(
                 timeout=s.timeout,
                 options=options,
                 stepping=stepping,
-                grid_steps=grid_steps,
+                grid_steps=grid_steps or GRID_STEPS_PER_INTERVAL,
                 quiet=quiet,
             )
         )
@@ -235,7 +235,7 @@ def noisy_runs(
     ]
     n_out = len(circuit.outputs)
     series = [tr.values[tr.time >= burn_in - 1e-12 * burn_in, :n_out] for tr in ok]
-    return NoisyRuns(ok, series, failures, step, burn_in, t_netlist)
+    return NoisyRuns(ok, series, failures, step, burn_in, t_netlist, grid_steps)
 
 
 def clipped_fraction(
@@ -495,9 +495,7 @@ def validate(
         "name": name,
         "ngspice_version": ngspice_version(),
         "spice_stepping": noisy_run_mode(s.noise)[0],
-        "spice_grid_steps_per_noise_interval": (
-            noise_grid_steps(circuit) if noisy_run_mode(s.noise)[0] == "noise-grid" else None
-        ),
+        "spice_grid_steps_per_noise_interval": noisy.grid_steps,
         "preset": name,
         "family": spec.family,
         "size": spec.size,
