@@ -330,3 +330,93 @@ def test_tngd_time_shares_the_limits_selection_on_the_ideal_device_and_its_own_o
     assert tuned["tngd t=5τ"] == tuned["tngd t=50τ"] == "tngd t=20τ"
     assert tuned["exact NGD"] is None and tuned["sgd (momentum 0.9)"] is None
     assert all(a.settings.get("backend") == "rc8" for a in prof if a.label.startswith("tngd"))
+
+
+# ------------------------------------------------------------------------------------ scaled selections
+
+
+def test_a_scaled_arm_runs_at_a_stated_multiple_of_the_shared_selection(tmp_path: Path) -> None:
+    """An arm with ``scale`` shares its source's tuned selection times the multipliers (nothing tuned on
+    test), says so in its row and in the tables; a scale without a source, of a key the source did not
+    select, or not > 0 is refused before any run."""
+    data = load_dataset("digits", subset=150)
+    protocol = Protocol(seeds=2, epochs=1, precond_lr_grid=(1.0,), damping_grid=(0.3, 3.0))
+    seen: list[float] = []
+
+    def runner(cfg: TrainConfig, d) -> dict:
+        seen.append(cfg.damping)
+        return train(cfg, d)
+
+    arms = [
+        Arm("kfac", {"optimizer": "kfac"}),
+        Arm("kfac, λ × 3", {"optimizer": "kfac"}, tune_with="kfac", scale={"damping": 3.0}),
+        Arm("kfac, λ × 1/3", {"optimizer": "kfac"}, tune_with="kfac", scale={"damping": 1 / 3}),
+    ]
+    base = TrainConfig(batch_size=32, progress=False)
+    result = run_protocol(arms, base, data, protocol, runner=runner, log=lambda _: None)
+    rows = {r["label"]: r for r in result.rows}
+    lam = rows["kfac"]["settings"]["damping"]
+    assert lam in (0.09, 0.9)  # DEFAULT_DAMPING["kfac"] 0.3 × the grid
+    assert rows["kfac, λ × 3"]["settings"]["damping"] == pytest.approx(3 * lam)
+    assert rows["kfac, λ × 1/3"]["settings"]["damping"] == pytest.approx(lam / 3, rel=1e-3)
+    assert rows["kfac, λ × 3"]["settings"]["lr"] == rows["kfac"]["settings"]["lr"]
+    assert rows["kfac, λ × 3"]["scaled_by"] == {"damping": 3.0} and rows["kfac"]["scaled_by"] is None
+    assert seen[-4:] == pytest.approx([3 * lam] * 2 + [lam / 3] * 2, rel=1e-3)  # what the runs used
+    table = proto.markdown_table({"rows": result.rows})
+    assert "(from kfac, λ × 3)" in table and "(from kfac, λ × 0.333)" in table
+    proto.plot_rows(result.rows, tmp_path / "rows.png", "rows", reference="kfac")
+    assert (tmp_path / "rows.png").stat().st_size > 0
+
+    tested: list[str] = []
+
+    def tuning_only(cfg: TrainConfig, d) -> dict:
+        tested.append(d.name)
+        return train(cfg, d)
+
+    for bad, match in (
+        ([Arm("a", {"optimizer": "kfac"}, scale={"damping": 3.0})], "needs tune_with"),
+        ([arms[0], Arm("b", {"optimizer": "kfac"}, tune_with="kfac", scale={"momentum": 2.0})], "momentum"),
+        ([arms[0], Arm("c", {"optimizer": "kfac"}, tune_with="kfac", scale={"damping": 0.0})], "> 0"),
+    ):
+        with pytest.raises(InputError, match=match):
+            run_protocol(bad, base, data, protocol, runner=tuning_only, log=lambda _: None)
+    assert all(name.endswith("/validation") for name in tested)  # refused before any test-set run
+
+
+def test_kfac_quantization_builds_every_block_from_the_calibrated_profile(tmp_path: Path) -> None:
+    """The experiment's rows (no training): coupling bits × tolerance × rounding, the low-readout-noise
+    block, ADC bits on the profile's own couplings and λ × {1/3, 3}; each device row's profile differs from
+    the shipped one only in what its label says, and every row shares digital K-FAC's selection."""
+    from thermotrain.models import load_profile, shipped_profile_path
+    from thermotrain.training import _experiments as ex
+
+    base = load_profile(shipped_profile_path("rc8"))
+    arms, _ = ex._kfac_quantization(tmp_path, None)
+    by = {a.label: a for a in arms}
+    assert arms[0].label == "digital" and arms[0].tune_with is None
+    assert all(a.tune_with == "digital" for a in arms[1:])
+    n = len(ex.QUANT_BITS) * len(ex.QUANT_TOLERANCES) * 2 + len(ex.QUANT_LOW_NOISE_BITS) * 2
+    n += len(ex.QUANT_ADC_BITS) + len(ex.QUANT_DAMPING_SCALES) * (1 + len(ex.QUANT_DAMPING_BITS))
+    assert len(arms) == 1 + n and len(by) == len(arms)
+
+    def device(label: str):
+        return load_profile(Path(by[label].settings["backend"]))
+
+    four = device("4 bit, tol 1%")
+    assert four.component_stats["coupling_bits"] == 4 and four.component_stats["tolerance"] == 0.01
+    assert four.adc_bits == base.adc_bits and four.kappa0 == base.kappa0 and four.fitted == base.fitted
+    assert by["4 bit, tol 1%, rand. rounding x4"].settings["roundings"] == 4
+    low = by["4 bit, tol 0%, readout error 0.01"].settings
+    assert (
+        low["readout_error"] == ex.QUANT_LOW_NOISE_ERROR
+        and low["backend"] == by["4 bit, tol 0%"].settings["backend"]
+    )
+    own = f"couplings {base.component_stats['coupling_bits']} bit, tol {100 * base.component_stats['tolerance']:g}%"
+    adc = device(f"ADC 6 bit ({own})")
+    assert adc.adc_bits == 6 and adc.component_stats == base.component_stats
+    lam = by["8 bit, tol 1%, λ × 3"]
+    assert (
+        lam.scale == {"damping": 3.0} and lam.settings["backend"] == by["8 bit, tol 1%"].settings["backend"]
+    )
+    assert by["digital, λ × 0.333"].scale == {"damping": pytest.approx(1 / 3)}
+    assert "backend" not in by["digital, λ × 3"].settings

@@ -26,9 +26,12 @@ the test set with 95 % t-intervals; steps-to-target on smoothed curves; plots wi
   1 µs) or on an RC-family hardware profile, which holds the whole GGN (one cell per parameter, at most
   ``max_dense_params``; a larger network is refused before any run). ``tngd-time``'s t → ∞ reference is
   exact NGD where the GGN can be formed (``MAX_DENSE_PARAMS``), else NGD by 50 CG iterations.
-- ``kfac-quantization``: thermodynamic K-FAC on profiles with coupling bits {4, 6, 8, 12} and tolerance
-  {0, 1 %}, derived from a calibrated profile (``--profile``; default the shipped rc8 one), each with nearest
-  rounding and with randomized rounding merged over 4 loads; all use digital K-FAC's tuned lr/λ.
+- ``kfac-quantization``: thermodynamic K-FAC on profiles derived from a calibrated one (``--profile``;
+  default the shipped rc8 one): coupling bits {4, 6, 8, 12} × tolerance {0, 1 %}, each with nearest
+  rounding and with randomized rounding merged over 4 loads; the same at a 10× lower readout error (where
+  rounding, not readout noise, dominates); ADC bits {4, 6, 8, 12}; and λ × {1/3, 3} (digital, 4 and 8
+  bits). All use digital K-FAC's tuned lr/λ (a stated multiple of λ in the last block); a second plot
+  (``kfac-quantization-summary.png``) shows every row's final accuracy with its interval.
 - ``cost-model``: predicted per-step time of digital vs thermodynamic K-FAC vs layer width n ∈ {64 … 4096}
   (an analytical model: nothing is trained or tuned).
 - ``kfac-claims``: the issue's bar on one data set (default Fashion-MNIST): Adam (lr tuned, or
@@ -80,6 +83,7 @@ from thermotrain.training._protocol import (
     flat_table,
     parse_grid,
     plot_bands,
+    plot_rows,
     run_protocol,
     smoothed_final,
     steps_to_target,
@@ -456,7 +460,10 @@ def _run(name: str, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
     if name.startswith("tngd"):
         extra["tngd_device"] = where
     result = run_protocol(arms, base, data, protocol, target=target)
-    return _finish(out, name, dataset, protocol, result, title, marks, extra, clock=clock)
+    payload = _finish(out, name, dataset, protocol, result, title, marks, extra, clock=clock)
+    if name == "kfac-quantization":
+        plot_rows(result.rows, out / f"{name}-summary.png", f"{title}, on {dataset}", reference="digital")
+    return payload
 
 
 def _finish(
@@ -501,32 +508,75 @@ def _smoothed_mean_of(label: str, protocol: Protocol):
     return target
 
 
+#: ``kfac-quantization``'s blocks: coupling bits × tolerance at the default readout; coupling bits where the
+#: readout noise is 10× lower (so rounding, not noise, sets the error); ADC bits on the profile's own couplings;
+#: and λ × {1/3, 3} around digital K-FAC's selection (digital, 4 and 8 bits).
+QUANT_BITS = (4, 6, 8, 12)
+QUANT_TOLERANCES = (0.0, 0.01)
+QUANT_LOW_NOISE_BITS = (4, 8, 12)
+QUANT_LOW_NOISE_ERROR = 0.01
+QUANT_ADC_BITS = (4, 6, 8, 12)
+QUANT_DAMPING_SCALES = (1 / 3, 3.0)
+QUANT_DAMPING_BITS = (4, 8)
+
+
 def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
     """Thermodynamic K-FAC (default settings: covariance readout, auto analog time) on profiles derived from
     a calibrated one (default: the shipped rc8 profile, made by ``thermotrain calibrate``): its fitted
-    corrections and noise kept, coupling bits and tolerance replaced; each with nearest rounding and with
-    randomized rounding merged over 4 loads. Every row uses digital K-FAC's tuned lr and λ."""
+    corrections and noise kept, coupling bits, tolerance or ADC bits replaced. Every row uses digital
+    K-FAC's tuned lr and λ (the λ-interplay rows a stated multiple of that λ). Rows, in blocks:
+
+    - coupling bits :data:`QUANT_BITS` × tolerance :data:`QUANT_TOLERANCES`, nearest rounding and
+      randomized rounding merged over 4 loads, at the profile's readout error;
+    - coupling bits :data:`QUANT_LOW_NOISE_BITS` at tolerance 0 with the readout error lowered to
+      :data:`QUANT_LOW_NOISE_ERROR` (100× the analog time), nearest and randomized: where the coupling
+      rounding, not the readout noise, should set the error;
+    - ADC bits :data:`QUANT_ADC_BITS` over the profile's ±full scale, on its own couplings and tolerance;
+    - λ × :data:`QUANT_DAMPING_SCALES` for digital K-FAC and for :data:`QUANT_DAMPING_BITS` coupling bits
+      at 1 % tolerance: how the damping and the rounding interact (the damping guard's bumps are reported).
+    """
     from thermotrain.models import load_profile, save_profile, shipped_profile_path
 
     if profile is None:
         profile = load_profile(shipped_profile_path("rc8"))
-    arms = [Arm("digital", {"optimizer": "kfac"})]
+    digital = "digital"
+    arms = [Arm(digital, {"optimizer": "kfac"})]
     thermo = {"optimizer": "kfac"}
-    for bits in (4, 6, 8, 12):
-        for tol in (0.0, 0.01):
-            stats = profile.component_stats | {"coupling_bits": bits, "tolerance": tol}
-            prof = dataclasses.replace(profile, component_stats=stats)
-            path = save_profile(prof, out / f"profile_b{bits}_tol{tol:g}.json")
+    randomized = {"rounding": "stochastic", "roundings": 4}
+
+    def device(stats: dict[str, Any], name: str, adc_bits: Any = ...) -> dict[str, Any]:
+        changes: dict[str, Any] = {"component_stats": profile.component_stats | stats}
+        if adc_bits is not ...:
+            changes["adc_bits"] = adc_bits
+        path = save_profile(dataclasses.replace(profile, **changes), out / f"profile_{name}.json")
+        return thermo | {"backend": str(path)}
+
+    paths: dict[tuple[int, float], dict[str, Any]] = {}
+    for bits in QUANT_BITS:
+        for tol in QUANT_TOLERANCES:
+            paths[bits, tol] = on = device({"coupling_bits": bits, "tolerance": tol}, f"b{bits}_tol{tol:g}")
             label = f"{bits} bit, tol {100 * tol:g}%"
-            arms.append(Arm(label, thermo | {"backend": str(path)}, tune_with="digital"))
-            arms.append(
-                Arm(
-                    label + ", rand. rounding x4",
-                    thermo | {"backend": str(path), "rounding": "stochastic", "roundings": 4},
-                    tune_with="digital",
-                )
-            )
-    return arms, f"thermodynamic K-FAC vs coupling bits ({profile.name}; nearest vs randomized rounding)"
+            arms.append(Arm(label, on, tune_with=digital))
+            arms.append(Arm(label + ", rand. rounding x4", on | randomized, tune_with=digital))
+    for bits in QUANT_LOW_NOISE_BITS:
+        on = paths[bits, 0.0] | {"readout_error": QUANT_LOW_NOISE_ERROR}
+        label = f"{bits} bit, tol 0%, readout error {QUANT_LOW_NOISE_ERROR:g}"
+        arms.append(Arm(label, on, tune_with=digital))
+        arms.append(Arm(label + ", rand. rounding x4", on | randomized, tune_with=digital))
+    stats = profile.component_stats
+    own = f"couplings {stats.get('coupling_bits') or 'ideal'} bit, tol {100 * stats.get('tolerance', 0.0):g}%"
+    for adc in QUANT_ADC_BITS:
+        arms.append(Arm(f"ADC {adc} bit ({own})", device({}, f"adc{adc}", adc_bits=adc), tune_with=digital))
+    for m in QUANT_DAMPING_SCALES:
+        tag = f"λ × {m:.3g}"
+        arms.append(Arm(f"digital, {tag}", {"optimizer": "kfac"}, tune_with=digital, scale={"damping": m}))
+        for bits in QUANT_DAMPING_BITS:
+            label = f"{bits} bit, tol 1%, {tag}"
+            arms.append(Arm(label, paths[bits, 0.01], tune_with=digital, scale={"damping": m}))
+    return arms, (
+        f"thermodynamic K-FAC vs coupling and ADC bits ({profile.name}; nearest vs randomized rounding, "
+        "readout error, λ)"
+    )
 
 
 def _cost_model(out: Path, profile: Any) -> dict[str, Any]:

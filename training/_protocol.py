@@ -130,12 +130,16 @@ class Arm:
         settings: :class:`TrainConfig` overrides that define it (optimizer, backend, analog time, …).
         fixed: hyperparameters given by the user (``{"lr": 1e-3}``): not tuned.
         tune_with: the label of an arm whose selected lr/λ this one uses instead of tuning its own.
+        scale: multipliers of that shared selection (``{"damping": 3.0}``: the source's λ × 3; only with
+            ``tune_with``): a row at a stated offset from a tuned setting, e.g. to measure how λ and a
+            non-ideality interact, without tuning on the test set.
     """
 
     label: str
     settings: Mapping[str, Any]
     fixed: Mapping[str, float] = field(default_factory=dict)
     tune_with: str | None = None
+    scale: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -432,8 +436,12 @@ def run_protocol(
         if arm.tune_with is not None:
             if arm.tune_with not in tuning:
                 raise InputError(f"arm {arm.label!r}: tune_with={arm.tune_with!r} is not an earlier arm.")
-            tuning[arm.label] = dict(tuning[arm.tune_with], selected_with=arm.tune_with)
+            tuning[arm.label] = _shared_selection(arm, tuning[arm.tune_with])
             continue
+        if arm.scale:
+            raise InputError(
+                f"arm {arm.label!r}: scale={dict(arm.scale)} needs tune_with (a shared selection)."
+            )
         grid = protocol.grid(arm)
         if all(len(v) == 1 for v in grid.values()):
             tuning[arm.label] = {
@@ -512,6 +520,7 @@ def run_protocol(
                 "settings": _jsonable_settings(settings),
                 "selected_on": t.get("selected_on", "validation"),
                 "selected_with": t.get("selected_with"),
+                "scaled_by": t.get("scaled_by"),
                 "validation_accuracy": t.get("validation_accuracy"),
                 "at_grid_edge": t.get("at_grid_edge", []),
                 "grid": t["grid"],
@@ -545,6 +554,29 @@ def run_protocol(
                     "target_is": description,
                 }
     return ProtocolResult(rows, runs, failed, diverged)
+
+
+def _shared_selection(arm: Arm, source: Mapping[str, Any]) -> dict[str, Any]:
+    """The tuning record of ``arm``, which shares ``source``'s selection (``tune_with``), each selected value
+    multiplied by ``arm.scale``; a key of ``scale`` the selection lacks, or a multiplier that is not finite
+    and > 0, is refused."""
+    out = dict(source, selected_with=arm.tune_with)
+    if not arm.scale:
+        return out
+    for key, m in arm.scale.items():
+        if not (isinstance(m, (int, float)) and math.isfinite(m) and m > 0):
+            raise InputError(f"arm {arm.label!r}: scale[{key!r}] = {m!r} must be a finite number > 0.")
+    sel = source.get("selected")
+    if sel is not None:
+        missing = sorted(set(arm.scale) - set(sel))
+        if missing:
+            raise InputError(
+                f"arm {arm.label!r}: scale names {missing}, which {arm.tune_with!r} did not select "
+                f"(it selected {sorted(sel)})."
+            )
+        out["selected"] = {k: _sig(v * arm.scale.get(k, 1.0)) for k, v in sel.items()}
+    out["scaled_by"] = {k: float(v) for k, v in arm.scale.items()}
+    return out
 
 
 def modelled_device_time(clock: Mapping[str, Any], tau_s: float) -> float:
@@ -593,6 +625,8 @@ def _metrics(summaries: list[dict[str, Any]], k: int) -> dict[str, Any]:
         "modelled_device_time_s": summarize([s["modelled_device_time_s"] for s in summaries]),
         "analog_time_tau": summarize([s.get("analog_time_tau", 0.0) for s in summaries]),
     }
+    if any("damping_bumps" in s for s in summaries):  # an analog device: times its damping guard raised λ
+        metrics["damping_bumps"] = summarize([s.get("damping_bumps", 0) for s in summaries])
     acc = metrics["test_accuracy"]
     return {"per_seed": acc["per_seed"], "mean": acc["mean"], "ci95": acc["ci95"], "metrics": metrics}
 
@@ -611,7 +645,7 @@ def flat_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "lr": r["settings"].get("lr"),
                 "damping": r["settings"].get("damping"),
                 "selected_on": r["selected_on"]
-                + (f" (with {r['selected_with']})" if r.get("selected_with") else ""),
+                + (f" (with {_shared_text(r)})" if r.get("selected_with") else ""),
                 "seeds": len(r["seeds"]),
                 "test_accuracy_mean": r["mean"],
                 "test_accuracy_ci95": None if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]",
@@ -642,16 +676,18 @@ def markdown_table(payload: Mapping[str, Any]) -> str:
         text = num(float(np.mean(got)) if got else None, fmt)
         return text + (f" ({never} never)" if never else "")
 
+    guard = any("damping_bumps" in r.get("metrics", {}) for r in payload["rows"])
     lines = [
         "| row | selected lr, λ (* = grid edge) | test acc % mean [95 % CI] | seeds | steps to target "
-        "| modelled time to target (s) | simulation s/run | modelled device s/run | analog τ/run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| modelled time to target (s) | simulation s/run | modelled device s/run | analog τ/run |"
+        + (" damping-guard bumps/run |" if guard else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if guard else ""),
     ]
     for r in payload["rows"]:
         s, edge, m = r["settings"], r.get("at_grid_edge") or [], r.get("metrics", {})
         lr = num(s.get("lr"), "g") + ("*" if "lr" in edge else "")
         lam = num(s.get("damping"), "g") + ("*" if "damping" in edge else "") if s.get("damping") else "—"
-        sel = f"{lr}, {lam}" + (f" (from {r['selected_with']})" if r.get("selected_with") else "")
+        sel = f"{lr}, {lam}" + (f" (from {_shared_text(r)})" if r.get("selected_with") else "")
         ci = r.get("ci95")
         acc = "–" if r.get("mean") is None else f"{100 * r['mean']:.2f}"
         if ci is not None:
@@ -662,10 +698,18 @@ def markdown_table(payload: Mapping[str, Any]) -> str:
             f"| {num(m.get('simulation_time_s', {}).get('mean'), '.2f')} "
             f"| {num(m.get('modelled_device_time_s', {}).get('mean'), '.3g')} "
             f"| {num(m.get('analog_time_tau', {}).get('mean'), '.3g')} |"
+            + (f" {num(m.get('damping_bumps', {}).get('mean'), '.3g')} |" if guard else "")
         )
     for label, msgs in (payload.get("failed") or {}).items():
         lines.append(f"\nFailed, {label}: " + "; ".join(m.split(". ")[0] for m in msgs) + ".")
     return "\n".join(lines)
+
+
+def _shared_text(row: Mapping[str, Any]) -> str:
+    """``digital`` or ``digital, λ × 3``: whose selection a row shares and how it was scaled."""
+    names = {"damping": "λ", "lr": "lr"}
+    scaled = ", ".join(f"{names.get(k, k)} × {v:.3g}" for k, v in (row.get("scaled_by") or {}).items())
+    return str(row["selected_with"]) + (f", {scaled}" if scaled else "")
 
 
 def _strict(obj: Any) -> Any:
@@ -712,6 +756,41 @@ def write_results(
 
 
 # ------------------------------------------------------------------------------------------ plots
+
+
+def plot_rows(
+    rows: Sequence[Mapping[str, Any]], path: Path, title: str, *, reference: str | None = None
+) -> None:
+    """Each row's final test accuracy (mean over seeds, %) with its 95 % t-interval as a horizontal bar, one
+    line per row in the experiment's order (a forest plot: readable where dozens of curves are not); the
+    ``reference`` row's interval is shaded across the plot. Rows without results are left out."""
+    from thermotrain._report import pyplot
+
+    shown = [r for r in rows if r.get("mean") is not None]
+    if not shown:
+        return
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 0.6 + 0.24 * len(shown)))
+    ys = np.arange(len(shown))[::-1]
+    for y, r in zip(ys, shown, strict=True):
+        mean, ci = 100 * r["mean"], r.get("ci95")
+        err = None if ci is None else [[mean - 100 * ci[0]], [100 * ci[1] - mean]]
+        ax.errorbar(
+            mean, y, xerr=err, fmt="o", ms=3.5, capsize=2, color="C3" if r["label"] == reference else "C0"
+        )
+        if r["label"] == reference and ci is not None:
+            ax.axvspan(100 * ci[0], 100 * ci[1], color="C3", alpha=0.12, lw=0)
+    ends = [100 * v for r in shown for v in (r.get("ci95") or [r["mean"], r["mean"]])]
+    pad = 0.05 * (max(ends) - min(ends)) + 0.1
+    ax.set_xlim(max(min(ends) - pad, 0.0), min(max(ends) + pad, 100.0))  # accuracy lives in [0, 100] %
+    ax.set_yticks(ys, [r["label"] for r in shown], fontsize=7)
+    seeds = sorted({len(r["seeds"]) for r in shown})
+    ax.set_xlabel(f"final test accuracy (%; mean and 95 % t-interval over {'/'.join(map(str, seeds))} seeds)")
+    ax.grid(axis="x", lw=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 def plot_bands(
