@@ -91,7 +91,7 @@ __all__ = [
 ]
 
 #: The experiment's defaults (a ``--flag`` overrides each): Fashion-MNIST subset, epochs, seeds.
-DEFAULTS = {"dataset": "fashion-mnist", "subset": 10_000, "epochs": 1, "seeds": 3}
+DEFAULTS = {"dataset": "fashion-mnist", "subset": 10_000, "epochs": 1, "seeds": 5}
 
 #: The analog-time non-ideality's ideal: a readout target error of 1e-3 (100× below the board's usual 0.1,
 #: ~10⁴× the analog time) with the cap on the auto analog time lifted (τ).

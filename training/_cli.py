@@ -57,9 +57,7 @@ __all__ = ["ExperimentOptions", "add_parser", "experiment_options"]
 
 
 MAX_THREADS = 1024
-DEFAULT_SEEDS = 5  # experiment seeds per setting from the command line (the protocol's ≥ 5)
-#: experiments with another default (attribution: ≥ 3 seeds of ~17 rows, issue 11)
-SEEDS_BY_EXPERIMENT = {"attribution": 3}
+DEFAULT_SEEDS = 5  # experiment seeds per setting from the command line (the protocol's ≥ 5), every experiment
 DEFAULT_OUT = "runs/train"  # `train --out` default (TrainConfig.out defaults to None: nothing written)
 CONFIG_FILE = "config.toml"  # the effective config, written into OUT
 
@@ -108,8 +106,7 @@ class ExperimentOptions:
     seeds: int | None = field(
         default=None,
         metadata={
-            "help": f"number of seeds per setting (default {DEFAULT_SEEDS}; "
-            f"{SEEDS_BY_EXPERIMENT['attribution']} for attribution)",
+            "help": f"number of seeds per setting (default {DEFAULT_SEEDS})",
             "unit": "count",
             "type": positive_int,
         },
@@ -279,11 +276,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def experiment_options(args: argparse.Namespace) -> dict:
     """The options given on the ``experiment`` command line (an absent flag is None and left out, so the
-    experiment's own default applies), plus ``seeds`` where the experiment has seeds: ``DEFAULT_SEEDS``, or
-    ``SEEDS_BY_EXPERIMENT`` for the experiments listed there."""
+    experiment's own default applies), plus ``seeds`` (``DEFAULT_SEEDS``) where the experiment has seeds."""
     opts = {k: v for k in OPTION_NAMES if (v := getattr(args, k, None)) is not None}
     if "seeds" not in opts and "seeds" in EXPERIMENTS[args.name]:
-        opts["seeds"] = SEEDS_BY_EXPERIMENT.get(args.name, DEFAULT_SEEDS)
+        opts["seeds"] = DEFAULT_SEEDS
     return opts
 
 

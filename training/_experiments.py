@@ -42,7 +42,7 @@ the test set with 95 % t-intervals; steps-to-target on smoothed curves; plots wi
 - ``attribution`` (:mod:`thermotrain.training._attribution`): thermodynamic K-FAC on a calibrated profile
   with each non-ideality switched off one at a time and on one at a time; accuracy lost per non-ideality
   (tornado plot); digital K-FAC's tuned lr/λ shared by every row. Default Fashion-MNIST, subset 10 000,
-  1 epoch, 3 seeds.
+  1 epoch, 5 seeds.
 - ``width`` (:mod:`thermotrain.training._width`): measured condition number and digital inverse time of
   K-FAC-like factors of width n ∈ {256 … 4096} against the modelled analog readout time (nothing trained).
 
