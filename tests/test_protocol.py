@@ -361,6 +361,7 @@ def test_a_scaled_arm_runs_at_a_stated_multiple_of_the_shared_selection(tmp_path
     assert rows["kfac, λ × 1/3"]["settings"]["damping"] == pytest.approx(lam / 3, rel=1e-3)
     assert rows["kfac, λ × 3"]["settings"]["lr"] == rows["kfac"]["settings"]["lr"]
     assert rows["kfac, λ × 3"]["scaled_by"] == {"damping": 3.0} and rows["kfac"]["scaled_by"] is None
+    assert rows["kfac, λ × 3"]["at_grid_edge"] == [] and rows["kfac, λ × 3"]["validation_accuracy"] is None
     assert seen[-4:] == pytest.approx([3 * lam] * 2 + [lam / 3] * 2, rel=1e-3)  # what the runs used
     table = proto.markdown_table({"rows": result.rows})
     assert "(from kfac, λ × 3)" in table and "(from kfac, λ × 0.333)" in table

@@ -575,7 +575,10 @@ def _shared_selection(arm: Arm, source: Mapping[str, Any]) -> dict[str, Any]:
                 f"(it selected {sorted(sel)})."
             )
         out["selected"] = {k: _sig(v * arm.scale.get(k, 1.0)) for k, v in sel.items()}
-    out["scaled_by"] = {k: float(v) for k, v in arm.scale.items()}
+    # the source's grid-edge flags and validation score describe its point, not this deliberate offset
+    out.update(
+        scaled_by={k: float(v) for k, v in arm.scale.items()}, at_grid_edge=[], validation_accuracy=None
+    )
     return out
 
 
