@@ -536,6 +536,7 @@ def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
       at 1 % tolerance: how the damping and the rounding interact (the damping guard's bumps are reported).
     """
     from thermotrain.models import load_profile, save_profile, shipped_profile_path
+    from thermotrain.training._attribution import set_fields
 
     if profile is None:
         profile = load_profile(shipped_profile_path("rc8"))
@@ -544,17 +545,18 @@ def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
     thermo = {"optimizer": "kfac"}
     randomized = {"rounding": "stochastic", "roundings": 4}
 
-    def device(stats: dict[str, Any], name: str, adc_bits: Any = ...) -> dict[str, Any]:
-        changes: dict[str, Any] = {"component_stats": profile.component_stats | stats}
-        if adc_bits is not ...:
-            changes["adc_bits"] = adc_bits
-        path = save_profile(dataclasses.replace(profile, **changes), out / f"profile_{name}.json")
+    def device(changes: dict[str, Any], name: str) -> dict[str, Any]:
+        """The settings of a row on ``profile`` with the dotted fields ``changes`` replaced."""
+        path = save_profile(set_fields(profile, changes), out / f"profile_{name}.json")
         return thermo | {"backend": str(path)}
 
     paths: dict[tuple[int, float], dict[str, Any]] = {}
     for bits in QUANT_BITS:
         for tol in QUANT_TOLERANCES:
-            paths[bits, tol] = on = device({"coupling_bits": bits, "tolerance": tol}, f"b{bits}_tol{tol:g}")
+            paths[bits, tol] = on = device(
+                {"component_stats.coupling_bits": bits, "component_stats.tolerance": tol},
+                f"b{bits}_tol{tol:g}",
+            )
             label = f"{bits} bit, tol {100 * tol:g}%"
             arms.append(Arm(label, on, tune_with=digital))
             arms.append(Arm(label + ", rand. rounding x4", on | randomized, tune_with=digital))
@@ -566,7 +568,7 @@ def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
     stats = profile.component_stats
     own = f"couplings {stats.get('coupling_bits') or 'ideal'} bit, tol {100 * stats.get('tolerance', 0.0):g}%"
     for adc in QUANT_ADC_BITS:
-        arms.append(Arm(f"ADC {adc} bit ({own})", device({}, f"adc{adc}", adc_bits=adc), tune_with=digital))
+        arms.append(Arm(f"ADC {adc} bit ({own})", device({"adc_bits": adc}, f"adc{adc}"), tune_with=digital))
     for m in QUANT_DAMPING_SCALES:
         tag = f"λ × {m:.3g}"
         arms.append(Arm(f"digital, {tag}", {"optimizer": "kfac"}, tune_with=digital, scale={"damping": m}))
