@@ -339,41 +339,51 @@ def _arnoldi_flow(
 
 
 class _Profiled:
-    """One run of a RC hardware profile's surrogate holding (A', b'), evaluated in O(m·N²) (see the module
-    docstring: exact mean by Arnoldi; noise from the symmetric part of the drift)."""
+    """A RC hardware profile's surrogate holding (A', b'), evaluated in O(m·N²) (see the module docstring:
+    exact mean by Arnoldi; noise from the symmetric part of the drift). :meth:`load` builds the device once
+    per (A', b'); :meth:`run` evolves it, as often as the device keeps running on that load."""
 
     def __init__(self, profile: Any, cfg: TNGDConfig, generator: torch.Generator) -> None:
         self.profile, self.cfg, self.generator = profile, cfg, generator
 
-    def __call__(self, A: torch.Tensor, b: torch.Tensor, *, x0: torch.Tensor, t: float, kappa0: float) -> Any:
-        from thermotrain.models import SolveResult
-
-        n = A.shape[0]
+    def load(self, A: torch.Tensor, b: torch.Tensor, *, kappa0: float) -> Any:
         # the drift as its factors M = -f K G_eff: Krylov needs only products (O(n²) each), not the dense M
-        inst = self.profile.instantiate_factored(
+        return self.profile.instantiate_factored(
             A.double(), b.double(), generator=self.generator, kappa0=kappa0
         )
-        u = inst.u.reshape(-1)
+
+    def run(self, inst: Any, x0: torch.Tensor, t: float) -> torch.Tensor:
+        n = x0.numel()
         beta_hw = float(inst.input_scale[0])
+        u = inst.u.reshape(-1)
         x = x0.double() * (beta_hw / inst.matrix_scale)
-        if t > 0:
-            x = x + _arnoldi_flow(
-                inst.matvec, inst.matvec(x) + u, t, self.cfg.krylov_tol, self.cfg.max_krylov
+        x = x + _arnoldi_flow(inst.matvec, inst.matvec(x) + u, t, self.cfg.krylov_tol, self.cfg.max_krylov)
+        if inst.kappa0 > 0:
+            # dx = M x dt + Q dW with D = QQᵀ ≈ d̄ I and M ≈ its symmetric part: the OU kick of -M_sym
+            d_bar = float(inst.diffusion_diag.mean())
+            xi = _rng.randn(n, generator=self.generator, dtype=torch.float64, device=x.device)
+            kick, _ = _lanczos_apply(
+                lambda v: -0.5 * (inst.matvec(v) + inst.rmatvec(v)),
+                xi,
+                lambda a: _psi(a, t, d_bar / 2),
+                self.cfg.krylov_tol,
+                self.cfg.max_krylov,
             )
-            if kappa0 > 0:
-                # dx = M x dt + Q dW with D = QQᵀ ≈ d̄ I and M ≈ its symmetric part: the OU kick of -M_sym
-                d_bar = float(inst.diffusion_diag.mean())
-                xi = _rng.randn(n, generator=self.generator, dtype=torch.float64, device=x.device)
-                kick, _ = _lanczos_apply(
-                    lambda v: -0.5 * (inst.matvec(v) + inst.rmatvec(v)),
-                    xi,
-                    lambda a: _psi(a, t, d_bar / 2),
-                    self.cfg.krylov_tol,
-                    self.cfg.max_krylov,
-                )
-                x = x + kick
+            x = x + kick
         y = inst.readout(x[None])[0]  # observe = I: the state is the cell voltages
-        return SolveResult(y * (inst.matrix_scale / beta_hw), float(t), n * (n + 1) // 2 + n, n)
+        return y * (inst.matrix_scale / beta_hw)
+
+
+@dataclass
+class _Load:
+    """One (A, b) as the device holds it: the scales s = 1/λ̂_max and β = 1/max|b| it was loaded with, and
+    ``run(x0', t) -> (x'(t), GGN products)`` in the device's units. A delay runs the same load on: the device
+    keeps its couplings, so nothing is re-estimated, re-quantized or loaded again."""
+
+    s: float
+    beta: float
+    run: Callable[[torch.Tensor, float], tuple[torch.Tensor, int]]
+    values_loaded: int
 
 
 class TNGDPreconditioner:
@@ -406,6 +416,8 @@ class TNGDPreconditioner:
         self.simulation_s = 0.0
         self.last_step: dict[str, float] = {}
         self._loaded = 0
+        #: the (A, b) the device holds after the last evolution (None when nothing was loaded)
+        self._held: _Load | None = None
 
     def _dense(self, A: GGNOperator) -> torch.Tensor | None:
         c = self.config
@@ -421,75 +433,129 @@ class TNGDPreconditioner:
             )
         return A.dense(c.max_dense_params)
 
-    def _evolve(
-        self, A: GGNOperator, dense: torch.Tensor | None, x0: torch.Tensor, b: torch.Tensor, t: float
-    ) -> tuple[torch.Tensor, int]:
-        """x(t) in the caller's units: normalise (s, β), run the backend from the scaled warm start,
-        rescale. Returns (x, GGN products)."""
+    def _load(
+        self, A: GGNOperator, dense: torch.Tensor | None, b: torch.Tensor, count: bool = True
+    ) -> tuple[_Load, int]:
+        """Normalise (s, β) and load (A', b') on the backend. Returns the load and the GGN products spent (the
+        λ̂_max estimate on the matrix-free path). ``count``: book the damping guard's retries (off when a
+        resumed run rebuilds the load the device already held)."""
         c = self.config
         kappa0 = c.effective_kappa0
-        bmax = float(b.abs().max())
-        if t == 0:
-            return x0.clone(), 0
-        if bmax == 0.0:
-            return torch.zeros_like(x0), 0
         if dense is not None:
             lam = lambda_max_estimate(lambda v: dense.double() @ v, A.n, c.lambda_steps)
             products = 0
         else:
-            lam = lambda_max_estimate(lambda v: A.matvec(v.to(x0.dtype)).double(), A.n, c.lambda_steps)
+            lam = lambda_max_estimate(lambda v: A.matvec(v.to(b.dtype)).double(), A.n, c.lambda_steps)
             products = min(c.lambda_steps, A.n)
-        s, beta = 1.0 / lam, 1.0 / bmax
-        xs0, bs = x0 * (beta / s), b * beta
+        s, beta = 1.0 / lam, 1.0 / float(b.abs().max())
+        bs = b * beta
         if c.backend == "ideal":
-            t0 = time.perf_counter()
-            xs, used = ou_transition(
-                lambda v: s * A.matvec(v),
-                xs0,
-                bs,
-                t,
-                kappa0,
-                self.generator,
-                c.integrator,
-                None if dense is None else dense * s,
-                c.dt,
-                c.krylov_tol,
-                c.max_krylov,
-            )
-            self.simulation_s += time.perf_counter() - t0
-            self._loaded = 0
-            return (xs * (s / beta)).to(x0.dtype), products + used
-        from thermotrain._errors import UnloadableMatrixError
+
+            def ideal(xs0: torch.Tensor, t: float) -> tuple[torch.Tensor, int]:
+                return ou_transition(
+                    lambda v: s * A.matvec(v),
+                    xs0,
+                    bs,
+                    t,
+                    kappa0,
+                    self.generator,
+                    c.integrator,
+                    None if dense is None else dense * s,
+                    c.dt,
+                    c.krylov_tol,
+                    c.max_krylov,
+                )
+
+            return _Load(s, beta, ideal, 0), products
         from thermotrain.models import solve
         from thermotrain.training._solvers import _device_call
 
         assert dense is not None
         As = 0.5 * (dense + dense.T).double() * s
-        if c.integrator == "dense":
-            fn: Any = solve
-            kwargs: dict[str, Any] = {"backend": c.backend, "readout": "state", "generator": self.generator}
-        else:
-            fn, kwargs = _Profiled(c.backend, c, self.generator), {}
-        # damping guard: the profile rescales and re-quantizes A' + e·I, so the deficit it names moves; grow
-        # the extra damping geometrically (at least doubling) for up to 12 tries, each counted
-        extra, eye = 0.0, torch.eye(A.n, dtype=torch.float64)
+        n = A.n
         t0 = time.perf_counter()
+        if c.integrator == "dense":
+            # models.solve builds the device on each call; the guard finds the matrix that loads on the first
+            held: dict[str, torch.Tensor] = {}
+
+            def exact(xs0: torch.Tensor, t: float) -> tuple[torch.Tensor, int]:
+                def call(M: torch.Tensor) -> Any:
+                    return solve(
+                        M,
+                        bs.double(),
+                        backend=c.backend,
+                        readout="state",
+                        generator=self.generator,
+                        t=t,
+                        x0=xs0.double(),
+                        kappa0=kappa0,
+                    )
+
+                if "M" in held:
+                    result = _device_call(call, held["M"], scale=s)
+                else:
+                    result, held["M"] = self._guarded(call, As, s, count)
+                return result.x.reshape(b.shape), 0
+
+            load = _Load(s, beta, exact, n * (n + 1) // 2 + n)
+        else:
+            device = _Profiled(c.backend, c, self.generator)
+            inst = self._guarded(lambda M: device.load(M, bs, kappa0=kappa0), As, s, count)[0]
+
+            def fast(xs0: torch.Tensor, t: float) -> tuple[torch.Tensor, int]:
+                return _device_call(lambda _M: device.run(inst, xs0, t), As, scale=s), 0
+
+            load = _Load(s, beta, fast, n * (n + 1) // 2 + n)
+        self.simulation_s += time.perf_counter() - t0
+        return load, products
+
+    def _guarded(
+        self, call: Callable[[torch.Tensor], Any], As: torch.Tensor, s: float, count: bool
+    ) -> tuple[Any, torch.Tensor]:
+        """``call(As + e·I)`` with the damping guard: the profile rescales and re-quantizes A' + e·I, so the
+        deficit it names moves; grow the extra damping e geometrically (at least doubling) for up to 12 tries
+        (one without ``pd_guard``), a bump counted once per load. Returns (result, the matrix that loaded)."""
+        from thermotrain._errors import UnloadableMatrixError
+        from thermotrain.training._solvers import _device_call
+
+        c = self.config
+        extra, M = 0.0, As
         for attempt in range(12 if c.pd_guard else 1):
             try:
-                result = _device_call(
-                    fn, As + extra * eye, bs.double(), scale=s, t=t, x0=xs0.double(), kappa0=kappa0, **kwargs
-                )
+                result = _device_call(call, M, scale=s)
                 break
             except TrainingError as exc:
                 cause = exc.__cause__
                 if not isinstance(cause, UnloadableMatrixError) or attempt == (11 if c.pd_guard else 0):
                     raise
                 extra = max(2.0 * extra, extra + 1.5 * cause.extra_damping)
-        self.simulation_s += time.perf_counter() - t0
-        if extra > 0:
+                M = As + extra * torch.eye(As.shape[0], dtype=As.dtype, device=As.device)
+        if extra > 0 and count:
             self.damping_bumps += 1
-        self._loaded = int(result.values_loaded)
-        return (result.x.reshape(b.shape) * (s / beta)).to(x0.dtype), products
+        return result, M
+
+    def _run(self, load: _Load, x0: torch.Tensor, t: float) -> tuple[torch.Tensor, int]:
+        """x(t) in the caller's units from the caller's x0 under ``load``. Returns (x, GGN products)."""
+        t0 = time.perf_counter()
+        xs, used = load.run(x0 * (load.beta / load.s), t)
+        self.simulation_s += time.perf_counter() - t0
+        return (xs.reshape(x0.shape) * (load.s / load.beta)).to(x0.dtype), used
+
+    def _evolve(
+        self, A: GGNOperator, dense: torch.Tensor | None, x0: torch.Tensor, b: torch.Tensor, t: float
+    ) -> tuple[torch.Tensor, int]:
+        """x(t) in the caller's units: normalise (s, β), load, run the backend from the scaled warm start,
+        rescale; the load is kept for a delay (``self._held``). Returns (x, GGN products)."""
+        self._held, self._loaded = None, 0
+        if t == 0:
+            return x0.clone(), 0
+        if float(b.abs().max()) == 0.0:
+            return torch.zeros_like(x0), 0
+        load, products = self._load(A, dense, b)
+        self._held = load
+        self._loaded = load.values_loaded
+        x, used = self._run(load, x0, t)
+        return x, products + used
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -506,15 +572,20 @@ class TNGDPreconditioner:
             A = GGNOperator(self.model, x, y, lam, c.loss)
         dense = self._dense(A) if c.analog_time > 0 else None
         products = 0
-        loaded = 0
         bumps0 = self.damping_bumps
         x0 = self.state if (c.warm_start and self.state is not None) else g
         analog = c.analog_time
         if c.delay > 0 and self._prev_system is not None and self.state is not None:
+            # the device runs t_d more on the (A, b) it still holds: no new estimate of s, no new load
+            held = self._held
             A_prev, b_prev, dense_prev = self._prev_system
-            x0, used = self._evolve(A_prev, dense_prev, self.state, b_prev, c.delay)
-            products += used
-            loaded += self._loaded
+            if held is None and float(b_prev.abs().max()) == 0.0:
+                x0 = torch.zeros_like(self.state)
+            else:
+                if held is None:  # a resumed run: rebuild the load the device held (its retries uncounted)
+                    held = self._load(A_prev, dense_prev, b_prev, count=False)[0]
+                x0, used = self._run(held, self.state, c.delay)
+                products += used
             analog += c.delay
         est, used = self._evolve(A, dense, x0, g, c.analog_time)
         products += used
@@ -530,7 +601,7 @@ class TNGDPreconditioner:
         ideal_loaded = bdz * (bdz + 2 * A.n) + A.n
         self.last_step = {
             "analog_time_tau": analog,
-            "values_loaded": float(ideal_loaded if c.backend == "ideal" else loaded + self._loaded),
+            "values_loaded": float(ideal_loaded if c.backend == "ideal" else self._loaded),
             "values_read": float(A.n),
             "ggn_products": float(products),
             "damping_bumps": float(self.damping_bumps - bumps0),
@@ -565,7 +636,7 @@ class TNGDPreconditioner:
         self.damping_bumps = int(state.get("damping_bumps", 0))
         self.generator.set_state(state["generator"])
         prev = state.get("prev_system")
-        self._prev_system = None
+        self._prev_system, self._held = None, None
         if prev is not None:
             with torch.enable_grad():
                 A = GGNOperator(

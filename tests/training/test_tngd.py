@@ -150,3 +150,17 @@ def test_invalid_tngd_settings_raise() -> None:
         TNGDConfig(damping=0.0)
     with pytest.raises(TrainingError, match="analog_time"):
         TNGDConfig(analog_time=-1.0)
+
+
+def test_a_delay_does_not_estimate_the_previous_systems_scale_again(monkeypatch) -> None:
+    """The delayed phase runs the load the device holds: one λ̂_max estimate (its GGN products are digital
+    work in the modelled time) per step, not two."""
+    from thermotrain.training import _tngd
+
+    calls = []
+    real = _tngd.lambda_max_estimate
+    monkeypatch.setattr(_tngd, "lambda_max_estimate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model, x, y = _problem()
+    precond = TNGDPreconditioner(model, TNGDConfig(analog_time=5.0, delay=1.0, kappa0=0.0))
+    _updates(model, x, y, precond, torch.optim.SGD(model.parameters(), lr=0.1), steps=3)
+    assert len(calls) == 3

@@ -190,3 +190,42 @@ def test_profile_damping_guard_retries_and_counts_or_names_the_fix() -> None:
     pre = TNGDPreconditioner(model, TNGDConfig(damping=1e-4, backend=coarse, pd_guard=False))
     with pytest.raises(TrainingError, match="not positive definite.*pd_guard"):
         pre.step(x, y)
+
+
+@pytest.mark.parametrize("integrator", ["krylov", "dense"])
+def test_a_delay_runs_the_load_the_device_holds_without_loading_it_again(
+    monkeypatch, integrator: str
+) -> None:
+    """t_d > 0 on a profile: the device keeps running on the (A, b) it holds -- the same device a fresh load of
+    that system builds (equal answers without noise), one load (one instantiation, one set of DAC writes, at
+    most one guard bump) per step, not two."""
+    from thermotrain.models import _profile
+
+    built = []
+    for name in ("instantiate_factored", "instantiate"):
+        real = getattr(_profile.HardwareProfile, name)
+
+        def spy(self, *a, _real=real, **k):
+            built.append(1)
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(_profile.HardwareProfile, name, spy)
+    model, x, y = _small()
+    cfg = TNGDConfig(
+        damping=0.1, analog_time=5.0, delay=1.0, kappa0=0.0, backend="rc8", integrator=integrator
+    )
+    pre = TNGDPreconditioner(model, cfg, generator=torch.Generator().manual_seed(1))
+    n, steps = 53, 3
+    for _ in range(steps):
+        model.zero_grad()
+        nn.CrossEntropyLoss()(model(x), y).backward()
+        pre.step(x, y)
+        assert pre.last_step["values_loaded"] == n * (n + 1) // 2 + n
+        assert pre.last_step["damping_bumps"] <= 1
+    if integrator == "krylov":
+        assert len(built) == steps  # the two delayed phases loaded nothing
+    assert pre.analog_time_tau == 5.0 * steps + 1.0 * (steps - 1)
+    A, b, dense = pre._prev_system
+    held = pre._run(pre._held, pre.state, 1.0)[0]
+    fresh = pre._evolve(A, dense, pre.state, b, 1.0)[0]
+    torch.testing.assert_close(held, fresh, rtol=1e-12, atol=1e-12 * float(fresh.abs().max()))
