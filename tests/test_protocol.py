@@ -395,10 +395,13 @@ def test_kfac_quantization_builds_every_block_from_the_calibrated_profile(tmp_pa
     arms, _ = ex._kfac_quantization(tmp_path, None)
     by = {a.label: a for a in arms}
     assert arms[0].label == "digital" and arms[0].tune_with is None
-    assert all(a.tune_with == "digital" for a in arms[1:])
     n = len(ex.QUANT_BITS) * len(ex.QUANT_TOLERANCES) * 2 + len(ex.QUANT_LOW_NOISE_BITS) * 2
     n += len(ex.QUANT_ADC_BITS) + len(ex.QUANT_DAMPING_SCALES) * (1 + len(ex.QUANT_DAMPING_BITS))
-    assert len(arms) == 1 + n and len(by) == len(arms)
+    tuned = 1 + len(ex.QUANT_TUNED_BITS) + len(ex.QUANT_TUNED_ADC_BITS)
+    assert len(arms) == 1 + n + tuned and len(by) == len(arms)
+    # every row shares digital K-FAC's selection except the last block, tuned on its own device
+    assert all(a.tune_with == "digital" for a in arms[1 : 1 + n])
+    assert all(a.tune_with is None and a.label.endswith("tuned on device") for a in arms[1 + n :])
 
     def device(label: str):
         return load_profile(Path(by[label].settings["backend"]))
@@ -421,3 +424,7 @@ def test_kfac_quantization_builds_every_block_from_the_calibrated_profile(tmp_pa
     )
     assert by["digital, λ × 0.333"].scale == {"damping": pytest.approx(1 / 3)}
     assert "backend" not in by["digital, λ × 3"].settings
+    as_given = device(f"profile as given ({own}), tuned on device")
+    assert as_given.component_stats == base.component_stats and as_given.adc_bits == base.adc_bits
+    assert by["4 bit, tol 1%, tuned on device"].settings == by["4 bit, tol 1%"].settings
+    assert by[f"ADC 4 bit ({own}), tuned on device"].settings == by[f"ADC 4 bit ({own})"].settings

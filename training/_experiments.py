@@ -30,7 +30,8 @@ the test set with 95 % t-intervals; steps-to-target on smoothed curves; plots wi
   default the shipped rc8 one): coupling bits {4, 6, 8, 12} × tolerance {0, 1 %}, each with nearest
   rounding and with randomized rounding merged over 4 loads; the same at a 10× lower readout error (where
   rounding, not readout noise, dominates); ADC bits {4, 6, 8, 12}; and λ × {1/3, 3} (digital, 4 and 8
-  bits). All use digital K-FAC's tuned lr/λ (a stated multiple of λ in the last block); a second plot
+  bits), each with digital K-FAC's tuned lr/λ (a stated multiple of λ in that block); and the profile as
+  given, 4 coupling bits and a 4-bit ADC each tuned on its own device (the device in the loop); a second plot
   (``kfac-quantization-summary.png``) shows every row's final accuracy with its interval.
 - ``cost-model``: predicted per-step time of digital vs thermodynamic K-FAC vs layer width n ∈ {64 … 4096}
   (an analytical model: nothing is trained or tuned).
@@ -518,6 +519,8 @@ QUANT_LOW_NOISE_ERROR = 0.01
 QUANT_ADC_BITS = (4, 6, 8, 12)
 QUANT_DAMPING_SCALES = (1 / 3, 3.0)
 QUANT_DAMPING_BITS = (4, 8)
+QUANT_TUNED_BITS = (4,)
+QUANT_TUNED_ADC_BITS = (4,)
 
 
 def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
@@ -533,7 +536,10 @@ def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
       rounding, not the readout noise, should set the error;
     - ADC bits :data:`QUANT_ADC_BITS` over the profile's ±full scale, on its own couplings and tolerance;
     - λ × :data:`QUANT_DAMPING_SCALES` for digital K-FAC and for :data:`QUANT_DAMPING_BITS` coupling bits
-      at 1 % tolerance: how the damping and the rounding interact (the damping guard's bumps are reported).
+      at 1 % tolerance: how the damping and the rounding interact (the damping guard's bumps are reported);
+    - the device in the loop: the profile as given, :data:`QUANT_TUNED_BITS` coupling bits (1 % tolerance)
+      and :data:`QUANT_TUNED_ADC_BITS` ADC bits, each with lr and λ tuned on its own device (digital K-FAC's
+      grid, validation): whether tuning with the device recovers what the shared selection loses.
     """
     from thermotrain.models import load_profile, save_profile, shipped_profile_path
     from thermotrain.training._attribution import set_fields
@@ -567,14 +573,22 @@ def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
         arms.append(Arm(label + ", rand. rounding x4", on | randomized, tune_with=digital))
     stats = profile.component_stats
     own = f"couplings {stats.get('coupling_bits') or 'ideal'} bit, tol {100 * stats.get('tolerance', 0.0):g}%"
-    for adc in QUANT_ADC_BITS:
-        arms.append(Arm(f"ADC {adc} bit ({own})", device({"adc_bits": adc}, f"adc{adc}"), tune_with=digital))
+    adcs = {adc: device({"adc_bits": adc}, f"adc{adc}") for adc in QUANT_ADC_BITS}
+    for adc, on in adcs.items():
+        arms.append(Arm(f"ADC {adc} bit ({own})", on, tune_with=digital))
     for m in QUANT_DAMPING_SCALES:
         tag = f"λ × {m:.3g}"
         arms.append(Arm(f"digital, {tag}", {"optimizer": "kfac"}, tune_with=digital, scale={"damping": m}))
         for bits in QUANT_DAMPING_BITS:
             label = f"{bits} bit, tol 1%, {tag}"
             arms.append(Arm(label, paths[bits, 0.01], tune_with=digital, scale={"damping": m}))
+    # the device in the loop: lr and λ tuned on the device itself, on digital K-FAC's grid
+    tuned = ", tuned on device"
+    arms.append(Arm(f"profile as given ({own}){tuned}", device({}, "own")))
+    for bits in QUANT_TUNED_BITS:
+        arms.append(Arm(f"{bits} bit, tol 1%{tuned}", paths[bits, 0.01]))
+    for adc in QUANT_TUNED_ADC_BITS:
+        arms.append(Arm(f"ADC {adc} bit ({own}){tuned}", adcs[adc]))
     return arms, (
         f"thermodynamic K-FAC vs coupling and ADC bits ({profile.name}; nearest vs randomized rounding, "
         "readout error, λ)"
