@@ -375,7 +375,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e = subparsers.add_parser(
         "experiment",
         help="reproduce a study (optimizers, TNGD time/delay/noise, K-FAC quantization, cost model, "
-        "non-ideality attribution, width sweep)",
+        "non-ideality attribution, K-FAC update fidelity, width sweep)",
         description="Run one experiment; writes OUT/NAME.json, OUT/NAME.png and OUT/results.json (all at "
         "once, at the end). Protocol (training/_protocol.py): a validation split off the training set "
         "(digits 20 %%, Fashion-MNIST 5 000); each row's lr (and λ) tuned on the grids below by validation "

@@ -44,6 +44,10 @@ the test set with 95 % t-intervals; steps-to-target on smoothed curves; plots wi
   with each non-ideality switched off one at a time and on one at a time; accuracy lost per non-ideality
   (tornado plot); digital K-FAC's tuned lr/λ shared by every row. Default Fashion-MNIST, subset 10 000,
   1 epoch, 5 seeds.
+- ``kfac-fidelity`` (:mod:`thermotrain.training._fidelity`): on the factors of digital K-FAC's tuned and
+  trained networks (each seed's checkpoint), the angle between a device's K-FAC update and the exact one
+  against the angle the curvature turns the gradient by, per layer, at λ × {1/3, 1, 3}: the ideal device,
+  the profile as given (tiles) and monolithic, 4 coupling bits, a 4-bit ADC, 12 bits at low readout noise.
 - ``width`` (:mod:`thermotrain.training._width`): measured condition number and digital inverse time of
   K-FAC-like factors of width n ∈ {256 … 4096} against the modelled analog readout time (nothing trained).
 
@@ -129,6 +133,8 @@ EXPERIMENTS: dict[str, tuple[str, ...]] = {
     # training/_attribution.py: lr_grid is SGD/Adam's, which it does not train
     "attribution": (*(k for k in _COMMON if k != "lr_grid"), "profile", "nonidealities"),
     "width": ("profile",),  # training/_width.py: measured, nothing trained
+    # training/_fidelity.py: trains digital K-FAC only (no SGD/Adam grid)
+    "kfac-fidelity": (*(k for k in _COMMON if k != "lr_grid"), "profile"),
 }
 OPTION_NAMES = ("dataset", "model", "epochs", "seeds", "subset", "profile", "backend", "damping")
 OPTION_NAMES = (*OPTION_NAMES, "inv_update_steps", "pd_guard")
@@ -373,6 +379,17 @@ def _run(name: str, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
 
         epochs, seeds = opts.get("epochs", DEFAULTS["epochs"]), opts.get("seeds", DEFAULTS["seeds"])
         return run_attribution(out, opts, protocol_from(opts, epochs, seeds))
+    if name == "kfac-fidelity":
+        from thermotrain.training._fidelity import run_fidelity
+
+        dataset, model = opts.get("dataset", "digits"), opts.get("model", "mlp")
+        base = TrainConfig(
+            dataset=dataset, model=model, batch_size=64, progress=False, subset=opts.get("subset")
+        )
+        protocol = protocol_from(opts, opts.get("epochs", 5), opts.get("seeds", 5))
+        return run_fidelity(
+            out, base, load_dataset(dataset, opts.get("subset")), protocol, _calibrated(opts.get("profile"))
+        )
     dataset = opts.get("dataset", "fashion-mnist" if name == "kfac-claims" else "digits")
     seeds = opts.get("seeds", 1 if name == "kfac-claims" else 3)
     epochs = opts.get("epochs", 3 if name == "kfac-claims" else 5)

@@ -491,8 +491,34 @@ def _check_meta(path: Path, meta: Any) -> dict[str, Any]:
 
 
 def _load_checkpoint(out: Path, cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read and check ``out/checkpoint.json`` then ``out/checkpoint.pt`` (no pickled objects); return
-    (settings, tensors). Nothing is trained or written before this returns."""
+    """Read and check ``out/checkpoint.json`` then ``out/checkpoint.pt`` (no pickled objects) for resuming
+    ``cfg``; return (settings, tensors). Nothing is trained or written before this returns."""
+    meta, meta_path, pt_path = _checkpoint_meta(out)
+    saved = meta["config"]
+    diff = {k: (saved.get(k), getattr(cfg, k)) for k in _RESUME_KEYS if saved.get(k) != getattr(cfg, k)}
+    if diff:
+        raise CheckpointError(
+            f"Checkpoint {meta_path} was written with different settings {diff} (saved, now); rerun with the "
+            "saved settings or use a new --out."
+        )
+    done = meta["epoch"] + 1
+    if done >= cfg.epochs:
+        raise CheckpointError(
+            f"--resume: the checkpoint in {out} already holds {done} epoch(s), as many as or more than "
+            f"epochs={cfg.epochs}; to train further pass --epochs {done + 1} (or more) with --resume."
+        )
+    return meta, _checkpoint_tensors(pt_path, meta)
+
+
+def read_checkpoint(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checked settings and tensors of the checkpoint in ``out`` (the run's last finished epoch), to read
+    a finished run's state (e.g. its K-FAC factors); :class:`CheckpointError` as for ``--resume``."""
+    meta, _, pt_path = _checkpoint_meta(out)
+    return meta, _checkpoint_tensors(pt_path, meta)
+
+
+def _checkpoint_meta(out: Path) -> tuple[dict[str, Any], Path, Path]:
+    """(checkpoint.json's checked settings, its path, checkpoint.pt's path)."""
     meta_path, pt_path = out / "checkpoint.json", out / "checkpoint.pt"
     if not meta_path.exists() and not pt_path.exists():
         raise CheckpointError(
@@ -509,19 +535,11 @@ def _load_checkpoint(out: Path, cfg: TrainConfig) -> tuple[dict[str, Any], dict[
         meta = _check_meta(meta_path, load_json(meta_path, "json", "checkpoint.json"))
     except InputError as exc:
         raise CheckpointError(f"--resume: {exc} Start afresh with --overwrite (or another --out).") from None
-    saved = meta["config"]
-    diff = {k: (saved.get(k), getattr(cfg, k)) for k in _RESUME_KEYS if saved.get(k) != getattr(cfg, k)}
-    if diff:
-        raise CheckpointError(
-            f"Checkpoint {meta_path} was written with different settings {diff} (saved, now); rerun with the "
-            "saved settings or use a new --out."
-        )
-    done = meta["epoch"] + 1
-    if done >= cfg.epochs:
-        raise CheckpointError(
-            f"--resume: the checkpoint in {out} already holds {done} epoch(s), as many as or more than "
-            f"epochs={cfg.epochs}; to train further pass --epochs {done + 1} (or more) with --resume."
-        )
+    return meta, meta_path, pt_path
+
+
+def _checkpoint_tensors(pt_path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """checkpoint.pt, checked against the SHA-256 in ``meta`` and unpickled tensors-only."""
     try:
         data = read_regular(pt_path, "checkpoint", "checkpoint.pt")
     except InputError as exc:
@@ -542,7 +560,7 @@ def _load_checkpoint(out: Path, cfg: TrainConfig) -> tuple[dict[str, Any], dict[
         or not all(isinstance(tensors.get(k), dict) for k in ("model", "method", "rng"))
     ):
         raise _refuse(pt_path, f'is not a thermotrain checkpoint (no "format": "{CHECKPOINT_MARKER}")')
-    return meta, tensors
+    return tensors
 
 
 def _apply_checkpoint(tensors: dict[str, Any], model: nn.Module, method: Method, path: Path) -> None:
