@@ -29,7 +29,7 @@ def test_an_exact_solver_reproduces_kfac_and_the_turn_is_the_curvatures() -> Non
     factors = {"l": (_spd(5, 0), _spd(3, 1))}
     g = {"l": torch.randn(3, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)}
     small = fid.measure(factors, g, 0.01, ExactSolver())["l"]
-    assert small["error_deg"] == pytest.approx(0.0, abs=1e-5)
+    assert small["error_deg"] == pytest.approx(0.0, abs=1e-5) and small["norm_ratio"] == pytest.approx(1.0)
     A, G = factors["l"]
     U = torch.linalg.inv(G + 0.01 * torch.eye(3, dtype=torch.float64)) @ g["l"]
     U = U @ torch.linalg.inv(A + 0.01 * torch.eye(5, dtype=torch.float64))
@@ -62,7 +62,9 @@ def test_kfac_fidelity_end_to_end_on_digits(tmp_path) -> None:
             assert len(turns) == 1
     for r in rows:
         for d in r["layers"].values():
-            assert all(math.isfinite(v) and v > 0 for v in d["error_deg"]["per_seed"])
+            assert all(
+                math.isfinite(v) and v > 0 for v in d["error_deg"]["per_seed"] + d["norm_ratio"]["per_seed"]
+            )
     as_given = [r for r in rows if "as given" in r["device"] and r["damping_scale"] == 1.0][0]
     quiet = [r for r in rows if "readout error 0.01" in r["device"] and r["damping_scale"] == 1.0][0]
     for name in layers:

@@ -11,7 +11,8 @@ layer (its bias as the last column) and λ = the selected λ × :data:`DAMPING_S
 - U_dev = the same with both inverses read from a device (:class:`AnalogSolver`'s ``inverse``: the training's
   default covariance readout, auto analog time, damping guard, the profile's chip mapping);
 - turn = ∠(U, g), what the curvature does to the gradient, and error = ∠(U_dev, U), what the device does to
-  K-FAC's update (degrees); error / turn ≥ 1 means the device moves the update as far as the curvature does.
+  K-FAC's update (degrees); error / turn ≥ 1 means the device moves the update as far as the curvature does;
+  ‖U_dev‖/‖U‖, the device's step length relative to exact K-FAC's.
 
 Devices (:func:`devices`): the ideal device (readout noise only), the profile as given (its tiles), the same
 parts on one monolithic device (no tile boundary cuts a factor), 4 coupling bits, a 4-bit ADC, and 12 bits
@@ -107,7 +108,9 @@ def measure(
     lam: float,
     solver: Any,
 ) -> dict[str, dict[str, float]]:
-    """Per layer: turn = ∠(U, g) and error = ∠(U_dev, U) (degrees) at damping ``lam``."""
+    """Per layer at damping ``lam``: turn = ∠(U, g) and error = ∠(U_dev, U) (degrees), their ratio, and
+    ‖U_dev‖/‖U‖ (the step length the device gives relative to exact K-FAC's: the damping guard's extra
+    damping shortens it)."""
     out = {}
     for name, (A, G) in factors.items():
         g = grads[name]
@@ -116,7 +119,12 @@ def measure(
         U = torch.linalg.solve(Gd, g) @ torch.linalg.inv(Ad)
         Ud = solver.inverse(Gd, floor=lam) @ g @ solver.inverse(Ad, floor=lam)
         turn, err = angle_deg(U, g), angle_deg(Ud, U)
-        out[name] = {"turn_deg": turn, "error_deg": err, "error_over_turn": err / turn if turn > 0 else None}
+        out[name] = {
+            "turn_deg": turn,
+            "error_deg": err,
+            "error_over_turn": err / turn if turn > 0 else None,
+            "norm_ratio": float(Ud.norm() / U.norm()),
+        }
     return out
 
 
@@ -207,14 +215,16 @@ def _fmt(s: dict[str, Any], digits: int = 1) -> str:
 def markdown(rows: list[dict[str, Any]]) -> str:
     """One line per (device, λ, layer): turn, error and error/turn with their intervals over seeds."""
     lines = [
-        "| device | λ | layer | turn ∠(U, g) ° | device error ∠(U_dev, U) ° | error / turn | guard bumps |",
-        "|---|---|---|---|---|---|---|",
+        "| device | λ | layer | turn ∠(U, g) ° | device error ∠(U_dev, U) ° | error / turn | ‖U_dev‖ / ‖U‖ "
+        "| guard bumps |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         for name, d in r["layers"].items():
             lines.append(
                 f"| {r['device']} | {r['damping']:.3g} (× {r['damping_scale']:.3g}) | {name} | "
                 f"{_fmt(d['turn_deg'])} | {_fmt(d['error_deg'])} | {_fmt(d['error_over_turn'], 2)} | "
+                f"{_fmt(d['norm_ratio'], 2)} | "
                 f"{'/'.join(map(str, r['damping_bumps']))} |"
             )
     return "\n".join(lines)
