@@ -40,9 +40,13 @@ pair (i, j) by 1 - μ_ij, μ_ij = φ_i φ_j. The draw:
 - Symmetric always; **not guaranteed PSD** (the Gaussian A can push a slow mode's eigenvalue below 0 with
   probability ≈ Φ_N(-1/ε_i) for a mode of relative error ε_i: 4e-4 at ε = 0.3). The trajectory path is PSD.
 - Not modelled sample by sample: ADC quantization and output saturation act on each sample. ``adc_step`` adds
-  the additive-uniform-noise model of a quantizer of step Δq, + Δq²/12 on the diagonal of E[Ĉ] (valid when the
-  signal spans many LSBs, rms/Δq ≳ 2; the extra variance, ≈ 2 P_ii Δq²/(12 S), is not added). Saturation is
-  assumed not to bind (rms ≪ full scale).
+  the additive-uniform-noise model of a quantizer of step Δq, + Δq²/12 on the diagonal of E[Ĉ] (the extra
+  variance, ≈ 2 P_ii Δq²/(12 S), is not added). The model holds when the signal spans LSBs (for a Gaussian
+  signal of rms σ the quantization noise's moments depart from the uniform ones by ~exp(-2π²σ²/Δq²): 3e-9 at
+  σ = Δq); below :data:`ADC_MIN_RMS_LSB` LSBs on any observed channel the call is refused, so the caller runs
+  the trajectory (a 4-bit ADC over ±10 V reads the small factors of a K-FAC network as a constant: a zero
+  covariance, where the model would add Δq²/12 and inflate the inverse 10-20×). Saturation is assumed not to
+  bind (rms ≪ full scale).
 - **A mean** (a constant input u, e.g. op-amp offsets, and a readout ``offset`` o): x_k = m_k + z_k with the
   deterministic mean m_k = (I - Φ_B Φ^k) μ, μ = -M⁻¹u (from x(0) = 0; m_k = μ when stationary), and
   y_k = O x_k + o. Then Ĉ = O Ĉ_z Oᵀ + (1/S) Σ n_k n_kᵀ + (O Σ_k z_k n_kᵀ + transpose)/S, n_k = O m_k + o.
@@ -77,6 +81,10 @@ from thermotrain.models._linear_sde import LinearSDE, psd_factor
 __all__ = ["sample_covariance_readout", "wishart"]
 
 _WORK = torch.float64
+
+
+#: the least signal rms, in ADC steps, on every observed channel for the ADC's additive-uniform-noise model
+ADC_MIN_RMS_LSB = 1.0
 
 
 def _gamma(shape_param: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -262,6 +270,18 @@ def sample_covariance_readout(
         Pend = Pe * (1.0 - e_b * mu_n)
         sumPe = Sm1 * Pe - Pe * e_b * c_n
     mean_e = (P0e - mu * Pend + Sm1 * Qe) / (samples * one_minus_mu)
+    if adc_step > 0:
+        # the additive-uniform-noise model of the ADC needs the signal to span LSBs on every channel: a
+        # quantizer reads a fluctuation well below one LSB as a constant (covariance ~0, not + Δq²/12)
+        P_obs = to_real(Pe, V if O is None else O.to(cdt) @ V)
+        rms = torch.diagonal(P_obs, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+        worst = float((rms / adc_step).min())
+        if worst < ADC_MIN_RMS_LSB:
+            raise InputError(
+                f"sample_covariance_readout: a channel's signal rms is {worst:.2g} ADC steps (step "
+                f"{adc_step:.3g}) < {ADC_MIN_RMS_LSB:g}: the ADC's additive-uniform-noise model does not hold "
+                "there; use the trajectory path (it quantizes every sample)."
+            )
 
     # ---- real-basis factors of the Gaussian pieces
     L_Q = psd_factor(to_real(Qe))

@@ -266,3 +266,50 @@ def test_a_mean_path_matches_the_trajectory(burn):
     for name, (m, v, _) in (("fast", fast), ("trajectory", traj)):
         assert ((m - m0).abs() <= Z * (v / R).sqrt()).all(), f"{name} mean {m} vs exact {m0}"
     assert ((fast[1] - traj[1]).abs() <= Z * (se_fast**2 + se_traj**2).sqrt()).all(), "variances"
+
+
+def test_an_adc_coarser_than_the_signal_is_refused_and_the_trajectory_reads_it_as_a_constant():
+    """The additive-uniform-noise model of the ADC (+ Δq²/12 on the diagonal) needs the signal to span LSBs.
+    Below one LSB rms the law refuses (the caller then runs the trajectory), and the trajectory shows why: a
+    quantizer reads a fluctuation of 0.1 LSB rms as a constant, a sample covariance of 0 where the model would
+    give P + Δq²/12 (8× P here)."""
+    A = _spd([1.0, 2.0], seed=3)
+    kappa0 = 1e-4  # stationary rms ≈ sqrt(κ0/λ) ≈ 0.007-0.01
+    P = kappa0 * torch.linalg.inv(A)
+    step = 0.1  # LSB; rms / step ≈ 0.1
+    with pytest.raises(InputError, match="ADC steps"):
+        sample_covariance_readout(A, dt=1.0, samples=2000, kappa0=kappa0, adc_step=step)
+    # a step below the rms passes and adds Δq²/12 to the diagonal (in expectation)
+    fine = float(P.diagonal().sqrt().min()) / 2
+    C = sample_covariance_readout(
+        A,
+        dt=1.0,
+        samples=20000,
+        kappa0=kappa0,
+        adc_step=fine,
+        draws=50,
+        generator=torch.Generator().manual_seed(0),
+    ).mean(0)
+    torch.testing.assert_close(
+        C, P + fine**2 / 12 * torch.eye(2, dtype=F64), rtol=0.05, atol=0.02 * float(P.max())
+    )
+    # on a device: a 4-bit ADC over ±10 V and a small damped factor. The law falls back to the trajectory,
+    # which quantizes every sample: both simulators give the same estimate, 0 (the model alone gave ~16× the
+    # inverse for such factors). An 8-bit ADC leaves the law in use, with the trajectory's error size.
+    from thermotrain.models import inverse, load_profile, shipped_profile_path
+    from thermotrain.training._attribution import set_fields
+
+    rc8 = load_profile(shipped_profile_path("rc8"))
+    M = _spd([0.1, 0.2, 0.5, 1.0], seed=4) + 0.09 * torch.eye(4, dtype=F64)
+    exact = torch.linalg.inv(M)
+    for bits in (4, 8):
+        prof = set_fields(rc8, {"adc_bits": bits})
+        law, traj = (
+            inverse(M, backend=prof, simulator=sim, generator=torch.Generator().manual_seed(5)).inverse
+            for sim in ("law", "trajectory")
+        )
+        if bits == 4:
+            assert torch.equal(law, traj) and float(law.abs().max()) == 0.0
+        else:
+            e_law, e_traj = (float((x - exact).norm() / exact.norm()) for x in (law, traj))
+            assert not torch.equal(law, traj) and 0.5 * e_traj < e_law < 2 * e_traj < 0.6
