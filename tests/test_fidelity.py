@@ -80,3 +80,26 @@ def _rc8():
     from thermotrain.models import load_profile, shipped_profile_path
 
     return load_profile(shipped_profile_path("rc8"))
+
+
+def test_an_inverse_read_as_a_constant_is_counted_and_said_once(caplog) -> None:
+    """A 4-bit ADC over ±10 V cannot resolve a small damped factor's fluctuations: the inverse readout is 0 on
+    the diagonal (impossible for an SPD matrix's inverse); the solver counts it and warns once, naming the fix.
+    An 8-bit ADC resolves it: nothing counted."""
+    from thermotrain.training._attribution import set_fields
+    from thermotrain.training._solvers import AnalogSolver
+
+    M = _spd(4, 3) + 0.09 * torch.eye(4, dtype=torch.float64)
+    for bits, blind in ((4, 2), (8, 0)):
+        solver = AnalogSolver(
+            set_fields(_rc8(), {"adc_bits": bits}), generator=torch.Generator().manual_seed(0)
+        )
+        with caplog.at_level("WARNING", logger="thermotrain.training._solvers"):
+            caplog.clear()
+            for _ in range(2):
+                solver.inverse(M, floor=0.09)
+        assert solver.stats.blind_readouts == blind
+        warned = [r for r in caplog.records if "read as a constant" in r.getMessage()]
+        assert len(warned) == (1 if blind else 0)
+        if blind:
+            assert "more ADC bits" in warned[0].getMessage()

@@ -452,6 +452,7 @@ class KFACPreconditioner:
         return {
             "damping_bumps": st.damping_bumps,
             "extra_damping_max": st.extra_damping_max,
+            "blind_readouts": st.blind_readouts,
             "device_wall_time_tau": st.wall_time_tau,
             "digital_flops_between_calls": st.digital_flops,
             "device_simulation_s": st.simulation_s,

@@ -630,6 +630,8 @@ def _metrics(summaries: list[dict[str, Any]], k: int) -> dict[str, Any]:
     }
     if any("damping_bumps" in s for s in summaries):  # an analog device: times its damping guard raised λ
         metrics["damping_bumps"] = summarize([s.get("damping_bumps", 0) for s in summaries])
+    if any(s.get("blind_readouts") for s in summaries):  # inverse readouts with channels read as a constant
+        metrics["blind_readouts"] = summarize([s.get("blind_readouts", 0) for s in summaries])
     acc = metrics["test_accuracy"]
     return {"per_seed": acc["per_seed"], "mean": acc["mean"], "ci95": acc["ci95"], "metrics": metrics}
 

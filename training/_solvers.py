@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import logging
 import time
 import weakref
 from collections import OrderedDict
@@ -31,6 +32,8 @@ from thermotrain._errors import TrainingError
 from thermotrain.models import HardwareProfile, ReadoutConfig, ReadoutPlan
 from thermotrain.models._linalg import plan_context, recommended_readout
 from thermotrain.training._config import TILE_MAPPINGS
+
+log = logging.getLogger(__name__)
 
 #: how an AnalogSolver maps a matrix onto the device (see AnalogSolver)
 MAPPINGS = TILE_MAPPINGS
@@ -52,6 +55,8 @@ class SolverStats:
         wall_time_tau: the chip's wall time (τ): per round of tiles its longest tile.
         digital_flops: digital work between device calls (tiled solves' residuals and updates).
         simulation_s: wall-clock seconds this process spent simulating the device (not a device time).
+        blind_readouts: inverse readouts with a diagonal entry ≤ 0: channels the readout saw as a constant
+            (an ADC step above the signal), where an SPD matrix's inverse is > 0.
     """
 
     analog_time_tau: float = 0.0
@@ -63,11 +68,13 @@ class SolverStats:
     wall_time_tau: float = 0.0
     digital_flops: int = 0
     simulation_s: float = 0.0
+    blind_readouts: int = 0
 
     def reset(self) -> None:
         self.analog_time_tau, self.values_loaded, self.values_read, self.calls = 0.0, 0, 0, 0
         self.damping_bumps, self.extra_damping_max = 0, 0.0
         self.wall_time_tau, self.digital_flops, self.simulation_s = 0.0, 0, 0.0
+        self.blind_readouts = 0
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
@@ -478,7 +485,7 @@ class AnalogSolver(CurvatureSolver):
             )
             self._account_tiled(tiled, "inverse", M.shape[0])
             inv = tiled.value.to(M.dtype) * s
-            return 0.5 * (inv + inv.T)
+            return self._seen(0.5 * (inv + inv.T))
         result = self._call(
             models.inverse,
             M * s,
@@ -491,7 +498,23 @@ class AnalogSolver(CurvatureSolver):
         )
         self._account(result, "inverse", M.shape[0])
         inv = result.inverse.to(M.dtype) * s
-        return 0.5 * (inv + inv.T)
+        return self._seen(0.5 * (inv + inv.T))
+
+    def _seen(self, inv: torch.Tensor) -> torch.Tensor:
+        """Count (and say once) an inverse readout with channels read as a constant: a diagonal entry ≤ 0,
+        impossible for an SPD matrix's inverse, means the ADC step exceeded the signal there."""
+        blind = int((inv.diagonal() <= 0).sum())
+        if blind:
+            self.stats.blind_readouts += 1
+            if self.stats.blind_readouts == 1:
+                log.warning(
+                    "analog inverse: %d of %d channels read as a constant (estimate <= 0 on the diagonal): the "
+                    "ADC step exceeds the signal there, so K-FAC gets no curvature (nor update) from them. Use "
+                    "more ADC bits, a smaller ADC full scale, or a larger kappa0.",
+                    blind,
+                    inv.shape[0],
+                )
+        return inv
 
     def solve(
         self, M: torch.Tensor, B: torch.Tensor, x0: torch.Tensor | None = None, floor: float = 0.0
