@@ -39,9 +39,13 @@ GRADIENT_EXAMPLES = 512
 LOW_NOISE_ERROR = 0.01
 
 
-def angle_deg(a: torch.Tensor, b: torch.Tensor) -> float:
-    """The angle between two tensors seen as vectors (degrees; 0 for parallel)."""
-    c = float((a * b).sum() / (a.norm() * b.norm()))
+def angle_deg(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """The angle between two tensors seen as vectors (degrees; 0 for parallel); None when either is zero (a
+    device that read nothing gives no direction)."""
+    norms = float(a.norm() * b.norm())
+    if not norms > 0:
+        return None
+    c = float((a * b).sum()) / norms
     return math.degrees(math.acos(max(-1.0, min(1.0, c))))
 
 
@@ -110,7 +114,7 @@ def measure(
 ) -> dict[str, dict[str, float]]:
     """Per layer at damping ``lam``: turn = ∠(U, g) and error = ∠(U_dev, U) (degrees), their ratio, and
     ‖U_dev‖/‖U‖ (the step length the device gives relative to exact K-FAC's: the damping guard's extra
-    damping shortens it)."""
+    damping shortens it). A device update of 0 (every channel read as a constant) has no angle: None."""
     out = {}
     for name, (A, G) in factors.items():
         g = grads[name]
@@ -122,7 +126,7 @@ def measure(
         out[name] = {
             "turn_deg": turn,
             "error_deg": err,
-            "error_over_turn": err / turn if turn > 0 else None,
+            "error_over_turn": err / turn if (err is not None and turn) else None,
             "norm_ratio": float(Ud.norm() / U.norm()),
         }
     return out
@@ -246,9 +250,10 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
             sel = [r for r in rows if r["device"] == dev]
             xs = [r["damping"] for r in sel]
             s = [r["layers"][name]["error_over_turn"] for r in sel]
-            ys = [v["mean"] for v in s]
-            lo = [v["mean"] - (v["half_width"] or 0.0) for v in s]
-            hi = [v["mean"] + (v["half_width"] or 0.0) for v in s]
+            nan = float("nan")
+            ys = [nan if v["mean"] is None else v["mean"] for v in s]
+            lo = [y - (v["half_width"] or 0.0) for y, v in zip(ys, s, strict=True)]
+            hi = [y + (v["half_width"] or 0.0) for y, v in zip(ys, s, strict=True)]
             ax.plot(xs, ys, "o-", ms=3, color=f"C{i}", label=dev)
             ax.fill_between(xs, lo, hi, color=f"C{i}", alpha=0.15, lw=0)
         ax.axhline(1.0, color="k", lw=0.5)
