@@ -270,10 +270,11 @@ def sample_covariance_readout(
         Pend = Pe * (1.0 - e_b * mu_n)
         sumPe = Sm1 * Pe - Pe * e_b * c_n
     mean_e = (P0e - mu * Pend + Sm1 * Qe) / (samples * one_minus_mu)
+    left = V if O is None else O.to(cdt) @ V  # eigen coordinates -> observed channels
     if adc_step > 0:
         # the additive-uniform-noise model of the ADC needs the signal to span LSBs on every channel: a
         # quantizer reads a fluctuation well below one LSB as a constant (covariance ~0, not + Δq²/12)
-        P_obs = to_real(Pe, V if O is None else O.to(cdt) @ V)
+        P_obs = to_real(Pe, left)
         rms = torch.diagonal(P_obs, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
         worst = float((rms / adc_step).min())
         if worst < ADC_MIN_RMS_LSB:
@@ -307,7 +308,6 @@ def sample_covariance_readout(
     Xee = we[..., :, None] * we[..., None, :] - Pend
     fluct = (X0e - mu * Xee + Ue * (1.0 - mu * c_n / Sm1)) / (samples * one_minus_mu)
     C_e = mean_e + fluct
-    left = V if O is None else O.to(cdt) @ V
     C = to_real(C_e, left)
     off = torch.as_tensor(offset, dtype=_WORK, device=dev)
     if u_in is not None or bool((off != 0).any()):

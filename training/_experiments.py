@@ -379,17 +379,6 @@ def _run(name: str, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
 
         epochs, seeds = opts.get("epochs", DEFAULTS["epochs"]), opts.get("seeds", DEFAULTS["seeds"])
         return run_attribution(out, opts, protocol_from(opts, epochs, seeds))
-    if name == "kfac-fidelity":
-        from thermotrain.training._fidelity import run_fidelity
-
-        dataset, model = opts.get("dataset", "digits"), opts.get("model", "mlp")
-        base = TrainConfig(
-            dataset=dataset, model=model, batch_size=64, progress=False, subset=opts.get("subset")
-        )
-        protocol = protocol_from(opts, opts.get("epochs", 5), opts.get("seeds", 5))
-        return run_fidelity(
-            out, base, load_dataset(dataset, opts.get("subset")), protocol, _calibrated(opts.get("profile"))
-        )
     dataset = opts.get("dataset", "fashion-mnist" if name == "kfac-claims" else "digits")
     seeds = opts.get("seeds", 1 if name == "kfac-claims" else 3)
     epochs = opts.get("epochs", 3 if name == "kfac-claims" else 5)
@@ -399,6 +388,10 @@ def _run(name: str, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
     base = TrainConfig(dataset=dataset, model=model, batch_size=64, progress=progress, subset=subset)
     protocol = protocol_from(opts, epochs, seeds)
     data = load_dataset(dataset, subset)
+    if name == "kfac-fidelity":
+        from thermotrain.training._fidelity import run_fidelity
+
+        return run_fidelity(out, base, data, protocol, _calibrated(opts.get("profile")))
     backend = opts.get("backend", "ideal")  # the TNGD experiments' device
     _check_tngd_size(backend, model, data)
     on = {} if backend == "ideal" else {"backend": backend}

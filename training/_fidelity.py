@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from thermotrain._safeio import write_text_atomic
-from thermotrain.training._protocol import Arm, Protocol, split, summarize, write_results
+from thermotrain.training._protocol import Arm, Protocol, dumps, split, summarize, write_results
 
 #: multiples of digital K-FAC's selected λ at which the updates are compared
 DAMPING_SCALES = (1 / 3, 1.0, 3.0)
@@ -193,7 +193,7 @@ def run_fidelity(out: Path, base: Any, data: Any, protocol: Protocol, profile: A
     write_results(out, "kfac-fidelity", protocol, rows, result.failed, **extra)
     write_text_atomic(out / "results.md", markdown(rows) + "\n")
     payload = {"experiment": "kfac-fidelity", **extra, "rows": rows, "failed": {}, "runs": result.runs}
-    write_text_atomic(out / "kfac-fidelity.json", json.dumps(payload | {"runs": None}, indent=1, default=str))
+    write_text_atomic(out / "kfac-fidelity.json", dumps(payload | {"runs": None}))
     plot(
         rows,
         out / "kfac-fidelity.png",

@@ -415,7 +415,6 @@ class TNGDPreconditioner:
         #: wall-clock seconds spent simulating the device (ou_transition / the profile's device calls)
         self.simulation_s = 0.0
         self.last_step: dict[str, float] = {}
-        self._loaded = 0
         #: the (A, b) the device holds after the last evolution (None when nothing was loaded)
         self._held: _Load | None = None
 
@@ -546,14 +545,13 @@ class TNGDPreconditioner:
     ) -> tuple[torch.Tensor, int]:
         """x(t) in the caller's units: normalise (s, β), load, run the backend from the scaled warm start,
         rescale; the load is kept for a delay (``self._held``). Returns (x, GGN products)."""
-        self._held, self._loaded = None, 0
+        self._held = None
         if t == 0:
             return x0.clone(), 0
         if float(b.abs().max()) == 0.0:
             return torch.zeros_like(x0), 0
         load, products = self._load(A, dense, b)
         self._held = load
-        self._loaded = load.values_loaded
         x, used = self._run(load, x0, t)
         return x, products + used
 
@@ -601,7 +599,9 @@ class TNGDPreconditioner:
         ideal_loaded = bdz * (bdz + 2 * A.n) + A.n
         self.last_step = {
             "analog_time_tau": analog,
-            "values_loaded": float(ideal_loaded if c.backend == "ideal" else self._loaded),
+            "values_loaded": float(
+                ideal_loaded if c.backend == "ideal" else (self._held.values_loaded if self._held else 0)
+            ),
             "values_read": float(A.n),
             "ggn_products": float(products),
             "damping_bumps": float(self.damping_bumps - bumps0),
