@@ -45,8 +45,11 @@ pair (i, j) by 1 - μ_ij, μ_ij = φ_i φ_j. The draw:
   signal of rms σ the quantization noise's moments depart from the uniform ones by ~exp(-2π²σ²/Δq²): 3e-9 at
   σ = Δq); below :data:`ADC_MIN_RMS_LSB` LSBs on any observed channel the call is refused, so the caller runs
   the trajectory (a 4-bit ADC over ±10 V reads the small factors of a K-FAC network as a constant: a zero
-  covariance, where the model would add Δq²/12 and inflate the inverse 10-20×). Saturation is assumed not to
-  bind (rms ≪ full scale).
+  covariance, where the model would add Δq²/12 and inflate the inverse 10-20×). Clipping (the op-amp swing,
+  the ADC's range) is not modelled: ``clip`` names the level, and the call is refused when any observed
+  channel's headroom (clip − |stationary mean|) is below :data:`CLIP_MIN_HEADROOM_RMS` rms (a Gaussian clipped
+  at 4σ keeps all but 1.2e-4 of its variance; at 2σ it loses 23 %), so the caller runs the trajectory, which
+  clips every sample.
 - **A mean** (a constant input u, e.g. op-amp offsets, and a readout ``offset`` o): x_k = m_k + z_k with the
   deterministic mean m_k = (I - Φ_B Φ^k) μ, μ = -M⁻¹u (from x(0) = 0; m_k = μ when stationary), and
   y_k = O x_k + o. Then Ĉ = O Ĉ_z Oᵀ + (1/S) Σ n_k n_kᵀ + (O Σ_k z_k n_kᵀ + transpose)/S, n_k = O m_k + o.
@@ -85,6 +88,20 @@ _WORK = torch.float64
 
 #: the least signal rms, in ADC steps, on every observed channel for the ADC's additive-uniform-noise model
 ADC_MIN_RMS_LSB = 1.0
+#: the least headroom to the clipping level, in units of the channel's rms, for the law to ignore clipping
+CLIP_MIN_HEADROOM_RMS = 4.0
+
+
+def readout_law_args(readout: object) -> dict[str, float | None]:
+    """The law's view of a readout chain (:class:`~thermotrain.models._quantize.Readout` or None): its ADC step,
+    offset and clipping level (the smaller of the swing and the ADC's full scale; None = never clips)."""
+    adc = getattr(readout, "adc", None)
+    levels = [v for v in (getattr(readout, "saturation", None), getattr(adc, "full_scale", None)) if v]
+    return {
+        "adc_step": 0.0 if adc is None else float(adc.step),
+        "offset": float(getattr(readout, "offset", 0.0)),
+        "clip": min(levels) if levels else None,
+    }
 
 
 def _gamma(shape_param: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -147,6 +164,7 @@ def sample_covariance_readout(
     min_decorrelations: float = 10.0,
     max_condition: float = 1e8,
     offset: Tensor | float = 0.0,
+    clip: float | None = None,
 ) -> Tensor:
     """Draw Ĉ = (1/S) Σ_{k<S} y_k y_kᵀ, y_k = O x(B + kΔ), without simulating the S samples (law and fidelity:
     module docstring).
@@ -169,11 +187,13 @@ def sample_covariance_readout(
         max_condition: refuse a non-normal drift whose eigenvector matrix has ‖V‖_F ‖V⁻¹‖_F above this.
         offset: a constant added to every read sample, y_k = O x_k + offset (a readout offset; V), a float or
             [n_obs].
+        clip: the level at which read samples clip (same unit as y; None = never): refused when a channel
+            comes within :data:`CLIP_MIN_HEADROOM_RMS` rms of it (the law does not model clipping).
     Returns:
         [*(draws,), *batch, n_obs, n_obs] in the SDE's (or A's) dtype and device, symmetric (not always PSD).
     Raises:
         InputError naming the value and the fix (unstable or near-defective drift, too few decorrelation
-        times, bad shapes).
+        times, an ADC coarser than the signal, a signal near the clipping level, bad shapes).
     Cost: O(N³) independent of S (see the module docstring).
     """
     dt = check_float("dt", dt, minimum=0.0, strict_min=True, unit="tau")
@@ -181,6 +201,8 @@ def sample_covariance_readout(
     if burn_in is not None:
         burn_in = check_float("burn_in", burn_in, minimum=0.0, unit="tau")
     check_float("adc_step", adc_step, minimum=0.0)
+    if clip is not None:
+        clip = check_float("clip", clip, minimum=0.0, strict_min=True)
     if draws is not None:
         draws = check_int("draws", draws, minimum=1)
     if isinstance(sde_or_A, LinearSDE):
@@ -271,11 +293,24 @@ def sample_covariance_readout(
         sumPe = Sm1 * Pe - Pe * e_b * c_n
     mean_e = (P0e - mu * Pend + Sm1 * Qe) / (samples * one_minus_mu)
     left = V if O is None else O.to(cdt) @ V  # eigen coordinates -> observed channels
+    off = torch.as_tensor(offset, dtype=_WORK, device=dev)
+    if adc_step > 0 or clip is not None:
+        rms = torch.diagonal(to_real(Pe, left), dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+    if clip is not None:
+        level = off.expand(rms.shape)
+        if u_in is not None:
+            mu_st = -torch.linalg.solve(M, u_in.expand(*M.shape[:-1])[..., None])[..., 0]
+            level = level + (mu_st if O is None else mu_st @ O.mT)
+        headroom = float(((clip - level.abs()) / rms.clamp_min(1e-300)).min())
+        if headroom < CLIP_MIN_HEADROOM_RMS:
+            raise InputError(
+                f"sample_covariance_readout: a channel comes within {headroom:.2g} rms of the clipping level "
+                f"{clip:.3g} (< {CLIP_MIN_HEADROOM_RMS:g}): the law does not model clipping; use the trajectory "
+                "path (it clips every sample)."
+            )
     if adc_step > 0:
         # the additive-uniform-noise model of the ADC needs the signal to span LSBs on every channel: a
         # quantizer reads a fluctuation well below one LSB as a constant (covariance ~0, not + Δq²/12)
-        P_obs = to_real(Pe, left)
-        rms = torch.diagonal(P_obs, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
         worst = float((rms / adc_step).min())
         if worst < ADC_MIN_RMS_LSB:
             raise InputError(
@@ -309,7 +344,6 @@ def sample_covariance_readout(
     fluct = (X0e - mu * Xee + Ue * (1.0 - mu * c_n / Sm1)) / (samples * one_minus_mu)
     C_e = mean_e + fluct
     C = to_real(C_e, left)
-    off = torch.as_tensor(offset, dtype=_WORK, device=dev)
     if u_in is not None or bool((off != 0).any()):
         C = C + _mean_terms(M, u_in, off, lam, V, Vinv, Pe, O, dt, samples, burn_in, lead, generator, to_real)
     if adc_step > 0:

@@ -30,6 +30,7 @@ from torch import Tensor
 from thermotrain._args import check_choice, check_float, check_int
 from thermotrain._errors import CircuitError, InputError
 from thermotrain.models import _rng
+from thermotrain.models._fast_readout import readout_law_args, sample_covariance_readout
 from thermotrain.models._linear_sde import (
     psd_factor,
     simulate,
@@ -237,8 +238,6 @@ def _law_or_none(
 ) -> Tensor | None:
     """The covariance readout drawn from its law, or ``None`` where the law refuses (the caller then runs the
     trajectory)."""
-    from thermotrain.models._fast_readout import sample_covariance_readout
-
     try:
         return sample_covariance_readout(sde_or_A, dt=dt, samples=samples, burn_in=burn_in, **kwargs)
     except InputError:
@@ -505,7 +504,6 @@ def inverse(
                 A, generator=generator, kappa0=kappa0, rounding=cfg.rounding, min_eigenvalue=lambda_floor
             )
             sde = inst.sde
-            adc = getattr(inst.readout, "adc", None)
             C = (
                 _law_or_none(
                     sde,
@@ -514,8 +512,7 @@ def inverse(
                     None if stationary else start,
                     observe=inst.observe,
                     generator=generator,
-                    adc_step=0.0 if adc is None else float(adc.step),
-                    offset=float(getattr(inst.readout, "offset", 0.0)),
+                    **readout_law_args(inst.readout),
                 )
                 if fast
                 else None

@@ -423,7 +423,7 @@ def _law_round(
     """Inverses of a group of equal-size blocks, each on its tile's device (``devices``, :func:`on_tile`),
     from one batched draw of the covariance readout's law, or None where the law refuses (the caller then
     runs each tile's trajectory)."""
-    from thermotrain.models._fast_readout import sample_covariance_readout
+    from thermotrain.models._fast_readout import readout_law_args, sample_covariance_readout
 
     stack = torch.stack(group)
     try:
@@ -456,7 +456,6 @@ def _law_round(
                 torch.stack([i.sde.D for i in insts]),
                 torch.stack([i.sde.u for i in insts]),  # op-amp offsets: the law adds the mean path
             )
-            adc = getattr(insts[0].readout, "adc", None)
             C = sample_covariance_readout(
                 sde,
                 dt=plan.dt,
@@ -464,8 +463,7 @@ def _law_round(
                 burn_in=plan.burn_in,
                 observe=insts[0].observe,
                 generator=generator,
-                adc_step=0.0 if adc is None else float(adc.step),
-                offset=float(getattr(insts[0].readout, "offset", 0.0)),
+                **readout_law_args(insts[0].readout),
             )
             alpha = torch.tensor([i.matrix_scale for i in insts], dtype=C.dtype, device=C.device)
             total = total + alpha[:, None, None] * C / insts[0].kappa0 / cfg.roundings

@@ -313,3 +313,43 @@ def test_an_adc_coarser_than_the_signal_is_refused_and_the_trajectory_reads_it_a
         else:
             e_law, e_traj = (float((x - exact).norm() / exact.norm()) for x in (law, traj))
             assert not torch.equal(law, traj) and 0.5 * e_traj < e_law < 2 * e_traj < 0.6
+
+
+def test_a_signal_near_the_clipping_level_is_refused_and_the_trajectory_clips_it():
+    """The law does not model clipping (the op-amp swing, the ADC's range): within CLIP_MIN_HEADROOM_RMS rms of
+    the clipping level it refuses, and the caller's trajectory clips every sample. A Gaussian clipped at 1.5 σ
+    keeps ~0.69 of its variance, so the trajectory's inverse reads well below the unclipped law's."""
+    from thermotrain.models import inverse, load_profile, shipped_profile_path
+    from thermotrain.models._fast_readout import CLIP_MIN_HEADROOM_RMS
+    from thermotrain.training._attribution import set_fields
+
+    A = _spd([1.0, 2.0], seed=3)
+    kappa0 = 1e-2
+    rms = float((kappa0 * torch.linalg.inv(A)).diagonal().sqrt().max())
+    args = {"dt": 1.0, "samples": 2000, "kappa0": kappa0}
+    with pytest.raises(InputError, match="clipping level"):
+        sample_covariance_readout(A, clip=(CLIP_MIN_HEADROOM_RMS - 0.5) * rms, **args)
+    sample_covariance_readout(A, clip=(CLIP_MIN_HEADROOM_RMS + 0.5) * rms, **args)
+    # an offset eats the headroom: the same clip level with the mean moved by 1 rms is refused
+    with pytest.raises(InputError, match="clipping level"):
+        sample_covariance_readout(A, clip=(CLIP_MIN_HEADROOM_RMS + 0.5) * rms, offset=rms, **args)
+    # on a device: rc8's channels here have rms 0.12-0.17 V; a ±0.25 V swing clips them at ~1.5-2 σ
+    rc8 = load_profile(shipped_profile_path("rc8"))
+    M = _spd([0.1, 0.2, 0.5, 1.0], seed=4) + 0.09 * torch.eye(4, dtype=F64)
+    exact = torch.linalg.inv(M)
+    runs = {}
+    for swing in (10.0, 0.25):
+        prof = set_fields(rc8, {"component_stats.output_full_scale_v": swing})
+        runs[swing] = [
+            inverse(M, backend=prof, simulator=sim, generator=torch.Generator().manual_seed(5)).inverse
+            for sim in ("law", "trajectory")
+        ]
+    law, traj = runs[0.25]
+    assert torch.equal(law, traj)  # the law refused: both are the trajectory
+    wide_law, wide_traj = runs[10.0]
+    assert not torch.equal(wide_law, wide_traj)  # the law in use at the full swing
+    # same seed, same samples before the clip: clipping at c σ keeps 1 - 2Q(c) - 2cφ(c) + 2c²Q(c) of a
+    # channel's variance, 0.77 at c = 1.47 and 0.93 at c = 2.07 (this range here), and the read trace follows
+    ratio = float(torch.trace(traj) / torch.trace(wide_traj))
+    assert 0.75 < ratio < 0.95
+    assert float((wide_traj - exact).norm() / exact.norm()) < 0.3  # unclipped, the readout's own error
