@@ -60,7 +60,11 @@ def check_float(
     u = f" {unit}" if unit else ""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputError(f"{name}={value!r} must be a number{u}, not {type(value).__name__}.")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond the float range (a JSON file may hold one)
+        digits = str(value)
+        raise InputError(f"{name}={digits[:12]}… ({len(digits)} digits){u} must be finite.") from None
     if not math.isfinite(value):
         raise InputError(f"{name}={value!r}{u} must be finite.")
     if minimum is not None and (value <= minimum if strict_min else value < minimum):
