@@ -80,7 +80,8 @@ COMPONENT_STATS_DEFAULTS: dict[str, Any] = {
     "coupling_bits": None,  # magnitude bits of each coupling (2^b - 1 nonzero levels; sign by routing); None = continuous
     "coupling_full_scale": 1.0,  # largest |A_hw,ij| in units of g0 = 1/R (RC) or c0 (RLC)
     "input_full_scale_v": 1.0,  # range of the b DAC (V)
-    "output_full_scale_v": 10.0,  # op-amp output swing = ADC range (V)
+    "output_full_scale_v": 10.0,  # op-amp output swing (V): every read sample clips here
+    "adc_full_scale_v": None,  # ADC range referred to the cell output (V; a gain stage); None = the swing
     "parasitic_capacitance_f": 0.0,  # per node to ground (F); RLC only in the n-state model
     "opamp_gain": None,  # open-loop DC gain A0; None = ideal (RC only)
     "opamp_gbw_hz": None,  # gain-bandwidth product (Hz); RC: the amplifiers' first-order lag (instantiate)
@@ -104,6 +105,7 @@ _ADDED_STATS = (
     "switch_resistance_ohm",
     "inductor_capacitance_f",
     "inductor_resistance_ohm",
+    "adc_full_scale_v",
 )
 
 #: Fitted corrections that :meth:`HardwareProfile.instantiate` applies (identity values).
@@ -364,7 +366,7 @@ class HardwareProfile:
         tau_s: the time unit τ (s); RC: τ = R C.
         kappa0: noise level κ0 (V²): the ideal stationary covariance is κ0 A_hw⁻¹.
         dac_bits: resolution of the b DAC (None = ideal).
-        adc_bits: ADC resolution at readout over ±output_full_scale_v (None = ideal).
+        adc_bits: ADC resolution at readout over ±adc_full_scale_v (the swing when not set; None = ideal).
         adc_rate_hz: ADC sampling rate (None = unlimited); sets the shortest sample interval 1/(rate τ) τ.
         noise_interval_s: sample interval of the noise source (SPICE TRNOISE NT; None = white).
         fitted: calibration corrections, exactly the keys of :data:`FITTED_DEFAULTS`.
@@ -458,6 +460,7 @@ class HardwareProfile:
             )
         _number(cs, "opamp_gain", "component_stats", lo=1.0, allow_none=True)
         _number(cs, "opamp_gbw_hz", "component_stats", lo=1e-300, allow_none=True)
+        _number(cs, "adc_full_scale_v", "component_stats", lo=1e-300, allow_none=True)
         _number(cs, "noise_bandwidth_hz", "component_stats", lo=1e-300, allow_none=True)
         _bits(cs["coupling_bits"], "component_stats.coupling_bits", lo=1)
         if cs["coupling_bits"] is not None and cs["coupling_bits"] > 52:
@@ -581,9 +584,13 @@ class HardwareProfile:
         return self.readout
 
     def readout_chain(self) -> Readout:
-        """Readout chain: clip at ±output_full_scale_v, then the ADC (adc_bits) over the same range."""
-        fs = float(self.component_stats["output_full_scale_v"])
-        return Readout(adc=None if self.adc_bits is None else Quantizer(self.adc_bits, fs), saturation=fs)
+        """Readout chain: clip at ±output_full_scale_v (the swing), then the ADC (adc_bits) over
+        ±adc_full_scale_v referred to the cell output (a gain stage of swing / range before the converter; it
+        clips at its own range too), the swing when not set."""
+        cs = self.component_stats
+        swing = float(cs["output_full_scale_v"])
+        fs = swing if cs.get("adc_full_scale_v") is None else float(cs["adc_full_scale_v"])
+        return Readout(adc=None if self.adc_bits is None else Quantizer(self.adc_bits, fs), saturation=swing)
 
     def summary(self) -> str:
         """A printout of the effective settings (ideal values marked)."""

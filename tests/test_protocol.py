@@ -397,6 +397,7 @@ def test_kfac_quantization_builds_every_block_from_the_calibrated_profile(tmp_pa
     assert arms[0].label == "digital" and arms[0].tune_with is None
     n = len(ex.QUANT_BITS) * len(ex.QUANT_TOLERANCES) * 2 + len(ex.QUANT_LOW_NOISE_BITS) * 2
     n += len(ex.QUANT_ADC_BITS) + len(ex.QUANT_DAMPING_SCALES) * (1 + len(ex.QUANT_DAMPING_BITS))
+    n += len(ex.QUANT_ADC_RANGE_BITS) * len(ex.QUANT_ADC_RANGES)
     tuned = 1 + len(ex.QUANT_TUNED_BITS) + len(ex.QUANT_TUNED_ADC_BITS)
     assert len(arms) == 1 + n + tuned and len(by) == len(arms)
     # every row shares digital K-FAC's selection except the last block, tuned on its own device
@@ -418,6 +419,18 @@ def test_kfac_quantization_builds_every_block_from_the_calibrated_profile(tmp_pa
     own = f"couplings {base.component_stats['coupling_bits']} bit, tol {100 * base.component_stats['tolerance']:g}%"
     adc = device(f"ADC 6 bit ({own})")
     assert adc.adc_bits == 6 and adc.component_stats == base.component_stats
+    # the ADC-range rows: a gain stage, the range a stated multiple of the signal scale sqrt(κ0·s)
+    sigma = (base.kappa0 * base.fitted["noise_scale"]) ** 0.5
+    ranged = [a for a in arms if " V (" in a.label]
+    assert len(ranged) == len(ex.QUANT_ADC_RANGE_BITS) * len(ex.QUANT_ADC_RANGES)
+    for a in ranged:
+        p = load_profile(Path(a.settings["backend"]))
+        fs = p.component_stats["adc_full_scale_v"]
+        m = float(a.label.split("(")[1].split(" σ0")[0])
+        assert fs == pytest.approx(m * sigma, rel=5e-3) and f"±{fs:g} V" in a.label
+        assert p.adc_bits in ex.QUANT_ADC_RANGE_BITS and f"ADC {p.adc_bits} bit" in a.label
+        rest = {k: v for k, v in p.component_stats.items() if k != "adc_full_scale_v"}
+        assert rest == {k: v for k, v in base.component_stats.items() if k != "adc_full_scale_v"}
     lam = by["8 bit, tol 1%, λ × 3"]
     assert (
         lam.scale == {"damping": 3.0} and lam.settings["backend"] == by["8 bit, tol 1%"].settings["backend"]

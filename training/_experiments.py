@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -531,6 +532,11 @@ QUANT_DAMPING_SCALES = (1 / 3, 3.0)
 QUANT_DAMPING_BITS = (4, 8)
 QUANT_TUNED_BITS = (4,)
 QUANT_TUNED_ADC_BITS = (4,)
+#: ADC ranges (component_stats.adc_full_scale_v) as multiples of the covariance readout's signal scale
+#: sqrt(κ0·noise_scale) (a channel's rms at a normalized factor's unit eigenvalue: 0.1 V on rc8, the K-FAC
+#: factors' channels read 0.1-0.3 V), for :data:`QUANT_ADC_RANGE_BITS`
+QUANT_ADC_RANGES = (4.0, 10.0, 25.0)
+QUANT_ADC_RANGE_BITS = (4, 6)
 
 
 def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
@@ -545,6 +551,8 @@ def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
       :data:`QUANT_LOW_NOISE_ERROR` (100× the analog time), nearest and randomized: where the coupling
       rounding, not the readout noise, should set the error;
     - ADC bits :data:`QUANT_ADC_BITS` over the profile's ±full scale, on its own couplings and tolerance;
+    - ADC bits :data:`QUANT_ADC_RANGE_BITS` over ranges :data:`QUANT_ADC_RANGES` × the signal scale
+      sqrt(κ0·noise_scale) (a gain stage before the ADC): what a range matched to the signal recovers;
     - λ × :data:`QUANT_DAMPING_SCALES` for digital K-FAC and for :data:`QUANT_DAMPING_BITS` coupling bits
       at 1 % tolerance: how the damping and the rounding interact (the damping guard's bumps are reported);
     - the device in the loop: the profile as given, :data:`QUANT_TUNED_BITS` coupling bits (1 % tolerance)
@@ -586,6 +594,12 @@ def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
     adcs = {adc: device({"adc_bits": adc}, f"adc{adc}") for adc in QUANT_ADC_BITS}
     for adc, on in adcs.items():
         arms.append(Arm(f"ADC {adc} bit ({own})", on, tune_with=digital))
+    sigma = math.sqrt(profile.kappa0 * float(profile.fitted["noise_scale"]))
+    for adc in QUANT_ADC_RANGE_BITS:
+        for m in QUANT_ADC_RANGES:
+            fs = float(f"{m * sigma:.3g}")
+            on = device({"adc_bits": adc, "component_stats.adc_full_scale_v": fs}, f"adc{adc}_fs{fs:g}")
+            arms.append(Arm(f"ADC {adc} bit over ±{fs:g} V ({m:g} σ0)", on, tune_with=digital))
     for m in QUANT_DAMPING_SCALES:
         tag = f"λ × {m:.3g}"
         arms.append(Arm(f"digital, {tag}", {"optimizer": "kfac"}, tune_with=digital, scale={"damping": m}))

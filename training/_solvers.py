@@ -510,7 +510,8 @@ class AnalogSolver(CurvatureSolver):
                 log.warning(
                     "analog inverse: %d of %d channels read as a constant (estimate <= 0 on the diagonal): the "
                     "ADC step exceeds the signal there, so K-FAC gets no curvature (nor update) from them. Use "
-                    "more ADC bits, a smaller ADC full scale, or a larger kappa0.",
+                    "more ADC bits, a smaller ADC range (component_stats.adc_full_scale_v; the covariance signal is ~sqrt(kappa0) "
+                    "V rms per channel, so a range near 10 sqrt(kappa0) fits it), or a larger kappa0.",
                     blind,
                     inv.shape[0],
                 )

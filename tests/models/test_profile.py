@@ -108,6 +108,29 @@ def test_unknown_or_invalid_values_are_refused(tmp_path: Path) -> None:
         HardwareProfile.from_spec("rlc", capacitor_esr_ohm=-1.0)
 
 
+def test_the_adc_range_is_its_own_field_and_defaults_to_the_swing(tmp_path: Path) -> None:
+    """``adc_full_scale_v`` (a gain stage before the ADC): the ADC quantizes over its own range, the swing still
+    clips; a profile written before the field reads it as the swing (the model it was made with)."""
+    old = dataclasses.asdict(profile())
+    del old["component_stats"]["adc_full_scale_v"]
+    p = load_profile(write(tmp_path, old))
+    assert p.component_stats["adc_full_scale_v"] is None
+    chain = p.readout_chain()
+    assert chain.adc is not None and chain.adc.full_scale == chain.saturation == 10.0
+    q = HardwareProfile.from_spec("rc", adc_bits=4, adc_full_scale_v=1.0)
+    chain = q.readout_chain()
+    assert chain.adc is not None and (chain.adc.full_scale, chain.adc.step, chain.saturation) == (
+        1.0,
+        1 / 7,
+        10.0,
+    )
+    assert load_profile(save_profile(q, tmp_path / "q.json")) == q
+    assert "adc_full_scale_v" in q.summary()
+    for bad in (0.0, -1.0, "1 V"):
+        with pytest.raises(ProfileError, match="component_stats.adc_full_scale_v"):
+            HardwareProfile.from_spec("rc", adc_full_scale_v=bad)
+
+
 def test_profile_is_immutable_and_owns_its_dicts() -> None:
     stats = {**profile().component_stats}
     p = dataclasses.replace(profile(), component_stats=stats)
@@ -153,6 +176,10 @@ def test_shipped_profiles_recommend_their_readout(tmp_path: Path) -> None:
     [
         ({"target_eror": 0.3}, r"readout: unknown field\(s\) \['target_eror'\]"),
         ({"target_error": -1}, "ReadoutConfig.target_error=-1"),
+        (
+            {"target_error": 10**400},
+            r"ReadoutConfig.target_error=100000000000… \(401 digits\) must be finite",
+        ),
         ({"target_error": "0.3"}, "ReadoutConfig.target_error='0.3'"),
         ({"roundings": True}, "ReadoutConfig.roundings=True"),
         ({"mode": "cov"}, "ReadoutConfig.mode='cov'"),
