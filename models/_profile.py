@@ -583,6 +583,13 @@ class HardwareProfile:
         """The readout this device recommends (:attr:`readout`), None for the library's defaults."""
         return self.readout
 
+    @property
+    def signal_scale_v(self) -> float:
+        """sqrt(κ0·noise_scale) (V): the stationary rms of a channel whose mode relaxes at rate 1/τ — the scale
+        of the covariance readout's signal, whose matrices are loaded at full scale (0.1 V on rc8; a K-FAC
+        factor's channels read 0.1-0.3 V). An ADC range a few to tens of times this fits the signal."""
+        return math.sqrt(self.kappa0 * float(self.fitted["noise_scale"]))
+
     def readout_chain(self) -> Readout:
         """Readout chain: clip at ±output_full_scale_v (the swing), then the ADC (adc_bits) over
         ±adc_full_scale_v referred to the cell output (a gain stage of swing / range before the converter; it

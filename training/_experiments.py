@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -594,7 +593,7 @@ def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
     adcs = {adc: device({"adc_bits": adc}, f"adc{adc}") for adc in QUANT_ADC_BITS}
     for adc, on in adcs.items():
         arms.append(Arm(f"ADC {adc} bit ({own})", on, tune_with=digital))
-    sigma = math.sqrt(profile.kappa0 * float(profile.fitted["noise_scale"]))
+    sigma = profile.signal_scale_v
     for adc in QUANT_ADC_RANGE_BITS:
         for m in QUANT_ADC_RANGES:
             fs = float(f"{m * sigma:.3g}")

@@ -15,7 +15,8 @@ layer (its bias as the last column) and λ = the selected λ × :data:`DAMPING_S
   ‖U_dev‖/‖U‖, the device's step length relative to exact K-FAC's.
 
 Devices (:func:`devices`): the ideal device (readout noise only), the profile as given (its tiles), the same
-parts on one monolithic device (no tile boundary cuts a factor), 4 coupling bits, a 4-bit ADC, and 12 bits
+parts on one monolithic device (no tile boundary cuts a factor), 4 coupling bits, a 4-bit ADC over the swing
+and over a range of :data:`ADC_RANGE` × the signal scale (a gain stage before the converter), and 12 bits
 with no tolerance at a 10× lower readout error (what is left when rounding and noise are small).
 Each metric is reported per seed with its mean and 95 % t-interval over seeds.
 """
@@ -37,6 +38,8 @@ DAMPING_SCALES = (1 / 3, 1.0, 3.0)
 #: validation examples in the gradient the updates precondition
 GRADIENT_EXAMPLES = 512
 LOW_NOISE_ERROR = 0.01
+#: the matched ADC row's range, in units of the profile's signal scale sqrt(κ0·noise_scale)
+ADC_RANGE = 10.0
 
 
 def angle_deg(a: torch.Tensor, b: torch.Tensor) -> float | None:
@@ -55,12 +58,18 @@ def devices(profile: Any) -> list[tuple[str, Any, dict[str, Any]]]:
 
     stats = profile.component_stats
     own = f"{stats.get('coupling_bits') or 'ideal'} bit, tol {100 * stats.get('tolerance', 0.0):g}%"
+    fs = float(f"{ADC_RANGE * profile.signal_scale_v:.3g}")
     return [
         ("ideal device (readout noise only)", "ideal", {}),
         (f"{profile.name} as given ({own}, its tiles)", profile, {}),
         (f"{profile.name}, one monolithic device", profile, {"mapping": "monolithic"}),
         ("4 coupling bits, tol 1%", set_fields(profile, {"component_stats.coupling_bits": 4}), {}),
         (f"ADC 4 bit ({own})", set_fields(profile, {"adc_bits": 4}), {}),
+        (
+            f"ADC 4 bit over ±{fs:g} V ({ADC_RANGE:g} σ0)",
+            set_fields(profile, {"adc_bits": 4, "component_stats.adc_full_scale_v": fs}),
+            {},
+        ),
         (
             f"12 bit, tol 0%, readout error {LOW_NOISE_ERROR:g}",
             set_fields(profile, {"component_stats.coupling_bits": 12, "component_stats.tolerance": 0.0}),
