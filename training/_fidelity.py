@@ -269,6 +269,11 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.set(
             xscale="log", xlabel="damping λ", ylabel="device error / curvature turn", title=f"layer {name}"
         )
+        lams = sorted(
+            {r["damping"] for r in rows}
+        )  # the measured λ as the only ticks (log minor labels collide)
+        ax.set_xticks(lams, [f"{v:.3g}" for v in lams])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.grid(lw=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, frameon=False)
