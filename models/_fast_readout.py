@@ -48,7 +48,7 @@ pair (i, j) by 1 - μ_ij, μ_ij = φ_i φ_j. The draw:
   covariance, where the model would add Δq²/12 and inflate the inverse 10-20×). Clipping (the op-amp swing,
   the ADC's range) is not modelled: ``clip`` names the level, and the call is refused when any observed
   channel's headroom (clip − |stationary mean|) is below :data:`CLIP_MIN_HEADROOM_RMS` rms (a Gaussian clipped
-  at 4σ keeps all but 1.2e-4 of its variance; at 2σ it loses 23 %), so the caller runs the trajectory, which
+  at 4σ keeps all but 1.2e-4 of its variance; at 2σ it loses 8 %, at 1.5σ 22 %), so the caller runs the trajectory, which
   clips every sample.
 - **A mean** (a constant input u, e.g. op-amp offsets, and a readout ``offset`` o): x_k = m_k + z_k with the
   deterministic mean m_k = (I - Φ_B Φ^k) μ, μ = -M⁻¹u (from x(0) = 0; m_k = μ when stationary), and

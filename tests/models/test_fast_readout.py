@@ -318,7 +318,7 @@ def test_an_adc_coarser_than_the_signal_is_refused_and_the_trajectory_reads_it_a
 def test_a_signal_near_the_clipping_level_is_refused_and_the_trajectory_clips_it():
     """The law does not model clipping (the op-amp swing, the ADC's range): within CLIP_MIN_HEADROOM_RMS rms of
     the clipping level it refuses, and the caller's trajectory clips every sample. A Gaussian clipped at 1.5 σ
-    keeps ~0.69 of its variance, so the trajectory's inverse reads well below the unclipped law's."""
+    keeps 0.78 of its variance, so the clipped trajectory's inverse reads below the same samples unclipped."""
     from thermotrain.models import inverse, load_profile, shipped_profile_path
     from thermotrain.models._fast_readout import CLIP_MIN_HEADROOM_RMS
     from thermotrain.training._attribution import set_fields
