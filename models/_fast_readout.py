@@ -294,12 +294,13 @@ def sample_covariance_readout(
     mean_e = (P0e - mu * Pend + Sm1 * Qe) / (samples * one_minus_mu)
     left = V if O is None else O.to(cdt) @ V  # eigen coordinates -> observed channels
     off = torch.as_tensor(offset, dtype=_WORK, device=dev)
+    # the stationary mean μ = -M⁻¹u [..., N]: the clipping headroom and the mean path's terms
+    mu_st = None if u_in is None else -torch.linalg.solve(M, u_in.expand(*M.shape[:-1])[..., None])[..., 0]
     if adc_step > 0 or clip is not None:
         rms = torch.diagonal(to_real(Pe, left), dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
     if clip is not None:
         level = off.expand(rms.shape)
-        if u_in is not None:
-            mu_st = -torch.linalg.solve(M, u_in.expand(*M.shape[:-1])[..., None])[..., 0]
+        if mu_st is not None:
             level = level + (mu_st if O is None else mu_st @ O.mT)
         headroom = float(((clip - level.abs()) / rms.clamp_min(1e-300)).min())
         if headroom < CLIP_MIN_HEADROOM_RMS:
@@ -344,16 +345,15 @@ def sample_covariance_readout(
     fluct = (X0e - mu * Xee + Ue * (1.0 - mu * c_n / Sm1)) / (samples * one_minus_mu)
     C_e = mean_e + fluct
     C = to_real(C_e, left)
-    if u_in is not None or bool((off != 0).any()):
-        C = C + _mean_terms(M, u_in, off, lam, V, Vinv, Pe, O, dt, samples, burn_in, lead, generator, to_real)
+    if mu_st is not None or bool((off != 0).any()):
+        C = C + _mean_terms(mu_st, off, lam, V, Vinv, Pe, O, dt, samples, burn_in, lead, generator, to_real)
     if adc_step > 0:
         C = C + (adc_step**2 / 12.0) * torch.eye(C.shape[-1], dtype=_WORK, device=dev)
     return C.to(out_dtype)
 
 
 def _mean_terms(
-    M: Tensor,
-    u: Tensor | None,
+    mu_st: Tensor | None,
     offset: Tensor,
     lam: Tensor,
     V: Tensor,
@@ -373,7 +373,8 @@ def _mean_terms(
         Ĉ_y - O Ĉ_z Oᵀ = (1/S) Σ n_k n_kᵀ + O z̄ n̄ᵀ + n̄ z̄ᵀ Oᵀ,   n_k = O m_k + o,
 
     the first term exact, the cross term with z̄ = (1/S) Σ z_k drawn from its exact Gaussian law
-    (independently: it is uncorrelated with every quadratic part) and n_k replaced by its average n̄."""
+    (independently: it is uncorrelated with every quadratic part) and n_k replaced by its average n̄.
+    ``mu_st``: the stationary mean -M⁻¹u [..., N] (None for u = 0)."""
     cdt = lam.dtype
     N = lam.shape[-1]
     dev = lam.device
@@ -385,11 +386,10 @@ def _mean_terms(
     s = lam[..., :, None] + lam[..., None, :]
     g_mu = -torch.expm1(s * (S * dt)) / -torch.expm1(s * dt)  # Σ_{k<S} (φ_i φ_j)^k
     beta = torch.zeros_like(lam) if burn_in is None else torch.exp(lam * burn_in)
-    if u is None:
+    if mu_st is None:
         mt = torch.zeros(lam.shape, dtype=cdt, device=dev)
     else:
-        mu_st = -torch.linalg.solve(M, u.expand(*M.shape[:-1])[..., None])  # stationary mean [..., N, 1]
-        mt = (Vinv @ mu_st.to(cdt))[..., 0]
+        mt = (Vinv @ mu_st.to(cdt)[..., None])[..., 0]
     bg = beta * g / Sf
     mbar_e = mt * (1.0 - bg)
     G_e = (mt[..., :, None] * mt[..., None, :]) * (

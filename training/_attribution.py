@@ -243,6 +243,15 @@ def get_field(profile: Any, path: str) -> Any:
     return getattr(profile, head)[tail]
 
 
+def adc_over_range(profile: Any, bits: int, multiple: float) -> tuple[str, Any]:
+    """(label, profile): ``profile`` with a ``bits``-bit ADC whose range (a gain stage before it,
+    ``component_stats.adc_full_scale_v``) is ``multiple`` × its signal scale sqrt(κ0·noise_scale), rounded to
+    3 significant digits."""
+    fs = float(f"{multiple * profile.signal_scale_v:.3g}")
+    label = f"ADC {bits} bit over ±{fs:g} V ({multiple:g} σ0)"
+    return label, set_fields(profile, {"adc_bits": bits, "component_stats.adc_full_scale_v": fs})
+
+
 def set_fields(profile: Any, values: Mapping[str, Any]) -> Any:
     """A copy of ``profile`` (a :class:`~thermotrain.models.HardwareProfile`) with the dotted fields of
     ``values`` replaced (``dataclasses.replace``; the profile's own checks run on the copy)."""

@@ -559,7 +559,7 @@ def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
       grid, validation): whether tuning with the device recovers what the shared selection loses.
     """
     from thermotrain.models import load_profile, save_profile, shipped_profile_path
-    from thermotrain.training._attribution import set_fields
+    from thermotrain.training._attribution import adc_over_range, set_fields
 
     if profile is None:
         profile = load_profile(shipped_profile_path("rc8"))
@@ -593,12 +593,12 @@ def _kfac_quantization(out: Path, profile: Any) -> tuple[list[Arm], str]:
     adcs = {adc: device({"adc_bits": adc}, f"adc{adc}") for adc in QUANT_ADC_BITS}
     for adc, on in adcs.items():
         arms.append(Arm(f"ADC {adc} bit ({own})", on, tune_with=digital))
-    sigma = profile.signal_scale_v
     for adc in QUANT_ADC_RANGE_BITS:
         for m in QUANT_ADC_RANGES:
-            fs = float(f"{m * sigma:.3g}")
-            on = device({"adc_bits": adc, "component_stats.adc_full_scale_v": fs}, f"adc{adc}_fs{fs:g}")
-            arms.append(Arm(f"ADC {adc} bit over ±{fs:g} V ({m:g} σ0)", on, tune_with=digital))
+            label, ranged = adc_over_range(profile, adc, m)
+            fs = ranged.component_stats["adc_full_scale_v"]
+            path = save_profile(ranged, out / f"profile_adc{adc}_fs{fs:g}.json")
+            arms.append(Arm(label, thermo | {"backend": str(path)}, tune_with=digital))
     for m in QUANT_DAMPING_SCALES:
         tag = f"λ × {m:.3g}"
         arms.append(Arm(f"digital, {tag}", {"optimizer": "kfac"}, tune_with=digital, scale={"damping": m}))

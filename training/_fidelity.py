@@ -54,22 +54,17 @@ def angle_deg(a: torch.Tensor, b: torch.Tensor) -> float | None:
 
 def devices(profile: Any) -> list[tuple[str, Any, dict[str, Any]]]:
     """(label, backend, solver options) of the compared devices, derived from ``profile``."""
-    from thermotrain.training._attribution import set_fields
+    from thermotrain.training._attribution import adc_over_range, set_fields
 
     stats = profile.component_stats
     own = f"{stats.get('coupling_bits') or 'ideal'} bit, tol {100 * stats.get('tolerance', 0.0):g}%"
-    fs = float(f"{ADC_RANGE * profile.signal_scale_v:.3g}")
     return [
         ("ideal device (readout noise only)", "ideal", {}),
         (f"{profile.name} as given ({own}, its tiles)", profile, {}),
         (f"{profile.name}, one monolithic device", profile, {"mapping": "monolithic"}),
         ("4 coupling bits, tol 1%", set_fields(profile, {"component_stats.coupling_bits": 4}), {}),
         (f"ADC 4 bit ({own})", set_fields(profile, {"adc_bits": 4}), {}),
-        (
-            f"ADC 4 bit over ±{fs:g} V ({ADC_RANGE:g} σ0)",
-            set_fields(profile, {"adc_bits": 4, "component_stats.adc_full_scale_v": fs}),
-            {},
-        ),
+        (*adc_over_range(profile, 4, ADC_RANGE), {}),
         (
             f"12 bit, tol 0%, readout error {LOW_NOISE_ERROR:g}",
             set_fields(profile, {"component_stats.coupling_bits": 12, "component_stats.tolerance": 0.0}),
@@ -269,9 +264,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.set(
             xscale="log", xlabel="damping λ", ylabel="device error / curvature turn", title=f"layer {name}"
         )
-        lams = sorted(
-            {r["damping"] for r in rows}
-        )  # the measured λ as the only ticks (log minor labels collide)
+        # the measured λ as the only ticks (log-scale minor labels collide)
+        lams = sorted({r["damping"] for r in rows})
         ax.set_xticks(lams, [f"{v:.3g}" for v in lams])
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.grid(lw=0.3)
