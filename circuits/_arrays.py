@@ -54,7 +54,11 @@ from thermotrain.circuits._targets import (
     tolerance_factors,
 )
 
-ZERO_ENTRY = 1e-12  # |A_dev| below this is an absent coupling (no part placed)
+#: |A_dev| at or below this is an absent OFF-diagonal coupling (no part placed). A_dev = A / max|A|, and for
+#: an SPD A the largest |entry| is a diagonal one, so this is relative to the matrix's scale (its largest
+#: self term): roundoff-sized couplings are dropped, tiny but real ones reach the range check and are
+#: refused. A diagonal entry (a cell's own leak) is never dropped (RC: the range check; RLC: the row sums).
+ZERO_ENTRY = 1e-12
 
 
 def _as_tuple2(A: np.ndarray) -> tuple[tuple[float, ...], ...]:
@@ -119,6 +123,23 @@ class ArraySpec(abc.ABC):
         A = self.target / self.matrix_scale
         n = self.nonideal
         return quantize_entries(A, bits=n.coupling_bits, bank=n.coupling_bank, full_scale=1.0)
+
+    def _refuse_indefinite(self, A: np.ndarray) -> None:
+        """Refuse a programmed ``A_dev`` that the coupling resolution rounded to a matrix that is not positive
+        definite (the target is SPD, checked on construction): the array it programs would be unstable, and
+        a netlist of it would simulate a divergence, not the target. A diagonal entry rounded to zero is
+        left to the builders, whose message names the cell."""
+        if self.nonideal.coupling_bits is None and self.nonideal.coupling_bank is None:
+            return  # unrounded: A_dev = target / max|target|, SPD
+        if not np.all(np.diag(A) > 0):
+            return
+        lam = float(np.linalg.eigvalsh(0.5 * (A + A.T))[0])
+        if lam <= 0:
+            raise CircuitError(
+                f"rounded to the coupling resolution, A_dev (max|A_dev| = 1) is not positive definite (smallest "
+                f"eigenvalue {lam:.3g}; the target's is {float(np.linalg.eigvalsh(self.target)[0]) / self.matrix_scale:.3g}): "
+                "the array would be unstable. Use more coupling bits or add damping."
+            )
 
     @property
     @abc.abstractmethod
@@ -337,6 +358,17 @@ class RCArraySpec(ArraySpec):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 < v <= 15):
                 raise CircuitError(f"{name} = {v!r} V must be in (0, 15].")
+        if np.any(self.b_vector):
+            # A_dev and the DAC voltages are normalised, so any scale of A and b is representable -- unless
+            # b / max|A| (the scale of x = A^-1 b) leaves float64: then the DACs would get 0 V or nan
+            with np.errstate(all="ignore"):
+                bd, vs = self.b_vector / self.matrix_scale, self.voltage_scale
+            if not (np.any(bd) and np.all(np.isfinite(bd)) and math.isfinite(vs) and vs > 0):
+                raise CircuitError(
+                    f"b (max|b| = {np.abs(self.b_vector).max():.3g}) against A (max|A| = {self.matrix_scale:.3g}): "
+                    "the scale of x = A^-1 b is outside float64's range, so the DAC voltages would be 0 V or "
+                    "not finite; rescale b (x scales with it)."
+                )
 
     @property
     def time_constant(self) -> float:
@@ -361,6 +393,7 @@ class RCArraySpec(ArraySpec):
     def build(self, seed: int = 0) -> Circuit:
         n, ni = self.size, self.nonideal
         A = self.device_matrix
+        self._refuse_indefinite(A)
         T = ni.temperature or None
         gu = 1.0 / self.unit_resistance
         vdac = -self.voltage_scale * self.b_vector / self.matrix_scale
@@ -374,14 +407,32 @@ class RCArraySpec(ArraySpec):
             passive.append(Capacitor(f"Cf{i}", s, o, self.capacitance))
             for j in range(n):
                 a = A[i, j]
-                if abs(a) <= ZERO_ENTRY:
+                if i == j:
+                    # the cell's own leak: never dropped as "zero" (without it the integrator has no
+                    # restoring term and the array is unstable); the range check refuses a tiny one
+                    if a <= 0:
+                        raise CircuitError(
+                            f"A_dev[{i},{i}] = {a:.3g}: cell {i}'s self term (A[{i},{i}] = "
+                            f"{self.target[i, i]:.4g}) rounds to zero at the coupling resolution, which would "
+                            "leave that integrator without a leak (an unstable array). Use more coupling bits "
+                            "or add damping."
+                        )
+                    hint = (
+                        "A diagonal entry this small relative to max|A| cannot be placed (without it the "
+                        "array is unstable): add damping or choose a smaller unit_resistance."
+                    )
+                elif abs(a) <= ZERO_ENTRY:
                     continue
+                else:
+                    hint = (
+                        "Entries this small relative to max|A| need a larger unit_resistance range: rescale "
+                        "A, zero the entry, or add damping."
+                    )
                 r = check_range(
                     "ohms",
                     f"crossbar resistor R{i}_{j} (A_dev[{i},{j}] = {a:.3g})",
                     1.0 / (gu * abs(a)),
-                    "Entries this small relative to max|A| need a larger unit_resistance range: rescale A, "
-                    "zero the entry, or add damping.",
+                    hint,
                 )
                 src = f"o{j}" if a > 0 else f"ob{j}"
                 # the crossbar switch's on-resistance in series: no node between, so one resistor R + R_on
@@ -489,9 +540,11 @@ class RLCArraySpec(ArraySpec):
         rows = A.sum(axis=1)
         if np.any(rows <= ZERO_ENTRY):
             i = int(np.argmin(rows))
+            total = rows[i] * self.matrix_scale
+            how = "<= 0" if rows[i] <= 0 else f"~ 0 (at most {ZERO_ENTRY:g} of max|A|)"
             raise CircuitError(
-                f"row {i} of A sums to {rows[i] * self.matrix_scale:.4g} <= 0: cell {i} would need a negative "
-                "capacitor to ground. Add damping (lambda > |row sum|) or use the RC family."
+                f"row {i} of A sums to {total:.4g} {how}: cell {i} would need a zero or negative capacitor to "
+                "ground. Add damping (lambda > |row sum|) or use the RC family."
             )
 
     @property
@@ -520,6 +573,7 @@ class RLCArraySpec(ArraySpec):
     def build(self, seed: int = 0) -> Circuit:
         n, ni = self.size, self.nonideal
         A = self.device_matrix
+        self._refuse_indefinite(A)
         Cm = self.unit_capacitance * A
         T = ni.temperature or None
         R = self.series_resistance

@@ -107,7 +107,8 @@ class Scaling:
 
     @property
     def kappa0_x(self) -> float:
-        return self.kappa0 * self.matrix_scale / self.voltage_scale**2
+        v = self.voltage_scale  # divided twice, not squared: v**2 leaves float64 for |log10 v| > 154
+        return (self.kappa0 / v) * (self.matrix_scale / v)
 
 
 # Realistic component ranges (stated in docs/physics.md); values outside raise CircuitError.

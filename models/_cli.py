@@ -129,7 +129,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lag", type=positive_float, default=0.5, help="identification lag (tau, > 0; RC family)")
     add_spice_run_arguments(p, CalibrationSettings)
     p.add_argument(
-        "--overwrite", action="store_true", help="replace an existing profile (--out) and report folder"
+        "--overwrite",
+        action="store_true",
+        help="replace an existing profile (--out) and the report folder an earlier run wrote (a folder of other files is refused)",
     )
     p.add_argument(
         "--mle",

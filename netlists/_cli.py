@@ -220,6 +220,11 @@ def _netlist(args: argparse.Namespace) -> int:
         f"{circuit.title}: {len(circuit.elements)} elements, {len(circuit.noise_sources())} noise sources, "
         f"tau = {circuit.time_constant:.4g} s, NT = {circuit.noise_interval:.4g} s"
     )
+    sc = spec.scaling
+    print(
+        f"scaling: A = {sc.matrix_scale:.4g} x A_dev (units of A; max|A_dev| = 1), "
+        f"V = {sc.voltage_scale:.4g} V per unit of x, Cov x = {sc.kappa0_x:.4g} x A^-1 (kappa0 = {sc.kappa0:.4g} V^2)"
+    )
     print("non-idealities:\n" + spec.nonideal.describe())
     return 0
 
@@ -361,7 +366,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--save-traces", action="store_true", help="also write DIR/traces.npz (for `calibrate --from DIR`)"
     )
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier thermotrain run in --out (a folder of other files is refused)",
+    )
     p.set_defaults(func=_validate)
 
     p = sub.add_parser(
@@ -395,5 +404,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--trusted", action="store_true", help="skip the netlist check (only for files you wrote yourself)"
     )
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier thermotrain run in --out (a folder of other files is refused)",
+    )
     p.set_defaults(func=_simulate)

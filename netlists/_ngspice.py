@@ -353,7 +353,7 @@ def _noise_grid(
 
 
 def _ic_lines(
-    netlist: Netlist, nodes: tuple[str, ...], initial_conditions: Mapping[str, float] | None
+    netlist: Netlist, nodes: tuple[str, ...] | None, initial_conditions: Mapping[str, float] | None
 ) -> list[str]:
     """``.ic v(node)=V`` lines (used with ``uic``: the run starts from these node voltages, capacitor
     voltages follow from them, inductor currents start at 0). Node names are checked against the strict
@@ -364,11 +364,11 @@ def _ic_lines(
         raise InputError(
             f"initial_conditions must be a mapping node -> V, not {type(initial_conditions).__name__}."
         )
-    known = {n.lower() for n in nodes}
+    known = None if nodes is None else {n.lower() for n in nodes}
     lines = []
     for node, v in initial_conditions.items():
         check_name("initial condition node", node, node=True)
-        if known and node.lower() not in known:
+        if known is not None and node.lower() not in known:
             raise InputError(f"initial condition for {node!r}: not a node of {netlist.title!r}.")
         value = check_float(f"initial condition v({node})", v, unit="V")
         lines.append(f".ic v({node})={format_number(value)}")
@@ -447,23 +447,34 @@ def _check_timeout(timeout: float) -> None:
     check_float("timeout", timeout, minimum=0.0, strict_min=True, unit="s")
 
 
-def _checked_body(netlist: Netlist) -> tuple[str, tuple[str, ...]]:
+def _checked_body(netlist: Netlist) -> tuple[str, tuple[str, ...] | None]:
     """The text ngspice will run and the netlist's top-level nodes: the canonical text of the allowlist
-    parser (data files allowed: the netlist's own noise and external files), or, for a trusted netlist,
-    its raw text after a warning line on stderr."""
+    parser (data files allowed: the netlist's own noise and external files) and the nodes it found (empty:
+    the netlist has no element), or, for a trusted netlist, its raw text after a warning line on stderr and
+    the nodes it lists (None when it lists none: unknown, not checked)."""
     if not isinstance(netlist, Netlist):
         raise InputError(
             f"netlist must be a Netlist (write_netlist / load_netlist), not {type(netlist).__name__}."
         )
     if netlist.trusted:
+        lines = netlist.text.lstrip("\ufeff").splitlines()[1:]  # line 1 is the title
+        if not any(ln.strip() and ln.lstrip()[0] != "*" and ln.strip().lower() != ".end" for ln in lines):
+            raise InputError(
+                f"netlist {netlist.title!r} holds no card after its title line (only blanks, comments, .end): "
+                "there is nothing to simulate; pass a netlist with elements (e.g. 'R1 a 0 1k')."
+            )
         warn_trusted(f"netlist {netlist.title!r}")
-        return netlist.text, netlist.nodes
+        return netlist.text, (netlist.nodes or None)
     provided = [*netlist.noise_files, *(name for name, _ in netlist.external_files)]
     checked = parse_netlist(netlist.text, source=f"netlist {netlist.title!r}", provided_files=provided)
     return checked.text, checked.nodes
 
 
-def _check_probes(netlist: Netlist, nodes: tuple[str, ...], probes: Sequence[str] | None) -> tuple[str, ...]:
+def _check_probes(
+    netlist: Netlist, nodes: tuple[str, ...] | None, probes: Sequence[str] | None
+) -> tuple[str, ...]:
+    """The probes to read, each a node of the netlist (``nodes`` None: unknown, names checked only); an
+    empty ``nodes`` (a netlist without elements) is refused before ngspice runs."""
     if isinstance(probes, str):
         raise InputError(f"probes={probes!r} must be a sequence of node names, not one string.")
     chosen = tuple(netlist.probes if probes is None else probes)
@@ -471,7 +482,12 @@ def _check_probes(netlist: Netlist, nodes: tuple[str, ...], probes: Sequence[str
         raise InputError(f"no probes: netlist {netlist.title!r} has no outputs; pass probes=[node, ...].")
     for p in chosen:
         check_name("probe", p, node=True)
-    if nodes:
+    if nodes is not None and not nodes:
+        raise InputError(
+            f"netlist {netlist.title!r} has no element cards (no nodes), so there is nothing to simulate "
+            f"and no node {chosen[0]!r} to probe; pass a netlist with elements (e.g. 'R1 a 0 1k')."
+        )
+    if nodes is not None:
         known = {n.lower() for n in nodes}
         unknown = [p for p in chosen if p.lower() not in known]
         if unknown:

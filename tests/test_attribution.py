@@ -107,7 +107,15 @@ def test_nonideality_names_are_checked() -> None:
     with pytest.raises(InputError, match=r"--nonidealities='bits'.*unknown name\(s\) 'bits'.*coupling_bits"):
         attr.parse_nonidealities("bits")
     with pytest.raises(InputError, match="no name"):
-        attr.parse_nonidealities(",")
+        attr.parse_nonidealities("")
+    for text, words in (
+        (",", "item 1 of 2 is empty"),
+        ("adc_bits,,adc_bits", "item 2 of 3 is empty"),
+        ("adc_bits,", "item 2 of 2 is empty"),
+        ("adc_bits,tolerance,adc_bits", "'adc_bits' is named twice"),
+    ):
+        with pytest.raises(InputError, match=f"--nonidealities={text!r}: {words}"):
+            attr.parse_nonidealities(text)
     assert check_options("attribution", {"nonidealities": "tolerance"}) == {"nonidealities": "tolerance"}
     with pytest.raises(InputError, match="does not use --lr-grid"):
         check_options("attribution", {"lr_grid": "1,3"})

@@ -201,6 +201,7 @@ def _cli(monkeypatch, capsys, rank: int, args: list[str]) -> tuple[int, str]:
     [
         (["--batch-size", "63"], ["--batch-size 63", "2 processes", "multiple of 2"]),
         (["--optimizer", "tngd"], ["--optimizer tngd", "data-parallel", "sgd, adam, kfac"]),
+        (["--delay", "5"], ["--optimizer kfac does not read --delay 5"]),
     ],
 )
 def test_bad_settings_are_one_line_from_rank_0_only(tmp_path, monkeypatch, capsys, flags, words) -> None:

@@ -94,11 +94,42 @@ def test_select_picks_the_best_validation_row_skipping_failures() -> None:
 
 
 def test_grids_are_checked_and_normalised() -> None:
-    assert parse_grid("lr_grid", "3, 0.3,1,1") == (0.3, 1.0, 3.0)
+    assert parse_grid("lr_grid", "3, 0.3,1") == (0.3, 1.0, 3.0)
     assert parse_grid("lr_grid", [1, 2]) == (1.0, 2.0)
     for bad in ("", "0,1", "a", "1,-2", "nan", [True]):
         with pytest.raises(InputError, match="--lr-grid"):
             parse_grid("lr_grid", bad)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("1,,2", "item 2 of 3 is empty"),
+        ("1,", "item 2 of 2 is empty"),
+        (",1", "item 1 of 2 is empty"),
+        ("1, ,2", "item 2 of 3 is empty"),
+        ("3, 0.3,1,1", "the multiplier 1 is given twice"),
+        ("1,1.0", "the multiplier 1 is given twice (as '1' and '1.0')"),
+    ],
+)
+def test_a_grid_with_an_empty_item_or_a_repeat_is_refused_not_trimmed(capsys, text: str, words: str) -> None:
+    """``--lr-grid 1,,2`` once ran [1, 2] and ``1,`` one value: the grid run must be the grid written."""
+    with pytest.raises(InputError, match="--lr-grid=") as info:
+        parse_grid("lr_grid", text)
+    assert words in str(info.value) and repr(text) in str(info.value)
+    with pytest.raises(InputError, match="given twice"):
+        parse_grid("damping_grid", [0.3, 0.3])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["experiment", "optimizers", "--lr-grid", text])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert f"argument --lr-grid: {text!r}: {words}" in err, err
+
+
+def test_grid_text_is_exact_so_close_multipliers_stay_apart() -> None:
+    assert proto.grid_text((0.3, 1.0, 3.0)) == "0.3,1,3"
+    close = parse_grid("lr_grid", "1.0000001,1.0000002")
+    assert parse_grid("lr_grid", proto.grid_text(close)) == close
     grid = Protocol().grid(Arm("k", {"optimizer": "kfac"}))
     assert grid == {"lr": (0.015, 0.05, 0.15), "damping": (0.09, 0.3, 0.9)}  # × DEFAULT_LR/DEFAULT_DAMPING
     assert len(Protocol().grid(Arm("s", {"optimizer": "sgd"}))["lr"]) >= 5

@@ -197,7 +197,13 @@ def parse_nonidealities(value: Any) -> list[str]:
     """
     flag = "--nonidealities"
     if isinstance(value, str):
-        items = [s.strip() for s in value.split(",") if s.strip()]
+        items = [s.strip() for s in value.split(",")] if value.strip() else []
+        empty = [i for i, item in enumerate(items, 1) if not item]
+        if empty:
+            raise InputError(
+                f"{flag}={value!r}: item {empty[0]} of {len(items)} is empty (a stray comma); give the names "
+                "separated by single commas, e.g. coupling_bits,adc_bits."
+            )
     elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
         items = list(value)
     else:
@@ -208,6 +214,9 @@ def parse_nonidealities(value: Any) -> list[str]:
     if unknown or not items:
         what = f"unknown name(s) {', '.join(map(repr, unknown))}" if unknown else "no name"
         raise InputError(f"{flag}={value!r}: {what}; choose from {', '.join(_BY_KEY)} (or all).")
+    twice = next((k for i, k in enumerate(items) if k in items[:i]), None)
+    if twice is not None:
+        raise InputError(f"{flag}={value!r}: {twice!r} is named twice; name each non-ideality once.")
     return [k for k in _BY_KEY if k in items]
 
 

@@ -11,6 +11,10 @@ Both take ``--config FILE.toml``: keys are the flags' destinations (``batch_size
 flags' own types; a flag given on the command line overrides the file; an unknown key is refused. The
 effective config is written to ``OUT/config.toml`` when the run ends (also when it diverged or some runs of
 an experiment failed) and is itself a valid ``--config``.
+
+As ``experiment`` refuses an option the experiment does not use, ``train`` refuses a value set on the command
+line or in ``--config`` (away from its default) that the chosen optimizer does not read (``--delay`` for
+adam, ``--analog-time`` for digital K-FAC; :data:`~thermotrain.training._config.READ_BY`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from thermotrain._args import (
     arg_float_or,
     arg_int,
     config_actions,
+    explicit_flags,
+    flag_name,
     load_toml_config,
     namespace_to_dataclass,
     positive_float,
@@ -37,10 +43,10 @@ from thermotrain._args import (
     toml_config_text,
     track_explicit_flags,
 )
-from thermotrain._errors import DivergedError
+from thermotrain._errors import DivergedError, InputError
 from thermotrain._safeio import write_text_atomic
-from thermotrain.training._config import TrainConfig
-from thermotrain.training._distributed import SettingsError, launch_from_env
+from thermotrain.training._config import KFAC_DEVICE_FIELDS, TrainConfig, ignored_fields
+from thermotrain.training._distributed import SettingsError, check_settings, launch_from_env
 from thermotrain.training._experiments import EXPERIMENTS, OPTION_NAMES, ExperimentFailed
 from thermotrain.training._harness import train
 from thermotrain.training._protocol import (
@@ -72,23 +78,20 @@ _CONFIG_HELP = (
 
 def _grid_arg(text: str) -> str:
     """argparse type: comma-separated multipliers > 0, returned in the normal form ``0.3,1,3``."""
-    from thermotrain._errors import InputError
-
     try:
         return grid_text(parse_grid("grid", text))
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc).partition(": ")[2] or str(exc)) from None
+    except InputError as exc:  # argparse names the flag; the message keeps the value
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--grid=").rstrip(".")) from None
 
 
 def _nonidealities_arg(text: str) -> str:
     """argparse type: non-ideality names of ``experiment attribution``, returned as ``a,b`` in order."""
-    from thermotrain._errors import InputError
     from thermotrain.training._attribution import parse_nonidealities
 
     try:
         return ",".join(parse_nonidealities(text))
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc).partition(": ")[2] or str(exc)) from None
+    except InputError as exc:  # argparse names the flag; the message keeps the value
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--nonidealities=").rstrip(".")) from None
 
 
 def _grid_help(what: str, grid: tuple[float, ...], defaults: str) -> str:
@@ -211,7 +214,7 @@ _EXPERIMENT_HELP = {
     "profile, a shipped name (rc8) or a JSON path (one cell per parameter: networks of at most 4096 parameters) "
     "(default ideal)",
     "lr_schedule": "lr schedule of every run, tuning runs included (default cosine)",
-    "damping": "K-FAC damping λ (> 0; default 0.1)",
+    "damping": "K-FAC damping λ (> 0, <= 1e6; default 0.1)",
     "inv_update_steps": "K-FAC inverse interval (default 10)",
     "pd_guard": "retry a matrix the hardware refuses with more damping (reported; default on, as in train; "
     "--no-pd-guard reports the refusal as a failed run instead)",
@@ -220,11 +223,50 @@ _EXPERIMENT_HELP = {
 }
 
 
+_FROM_FILE = "_thermotrain_config_keys"  # on the namespace: the keys --config set (the command line did not)
+
+
 def _with_config(command: str, args: argparse.Namespace) -> argparse.Namespace:
     """``args`` with the values of ``--config FILE`` filled in where the command line gave no flag."""
     if getattr(args, "config", None):
-        apply_config(args, load_toml_config(args.config, _CONFIG_KEYS[command]))
+        values = load_toml_config(args.config, _CONFIG_KEYS[command])
+        apply_config(args, values)
+        setattr(args, _FROM_FILE, sorted(set(values) - explicit_flags(args)))
     return args
+
+
+def _setting(name: str, value: Any, config: str | None = None) -> str:
+    """A value of field ``name`` as its flag (``--delay 5``, ``--no-pd-guard``, ``--kl-clip off``) or, with
+    ``config`` (the file), as its key there (``delay = 5.0 (in --config FILE)``, ``kl_clip = "off"``)."""
+    if config is not None:
+        text = toml_config_text({name: value}, _CONFIG_KEYS["train"]).strip()
+        return f"{text} (in --config {config})"
+    if isinstance(value, bool):
+        return flag_name(name) if value else "--no-" + flag_name(name)[2:]
+    shown = "off" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{flag_name(name)} {shown}"
+
+
+def refuse_ignored_settings(cfg: TrainConfig, args: argparse.Namespace) -> None:
+    """Refuse, in one line, a value the user set -- a flag on the command line or a key of ``--config``, away
+    from the field's default -- that the run does not read (``ignored_fields``): ``train --optimizer adam
+    --delay 5`` would otherwise train plain Adam and record delay = 5 in its config. A default value
+    (``--backend exact``, the keys of an earlier run's config.toml) passes; TrainConfig itself (the Python
+    API, the demo, the experiments) does not refuse."""
+    ignored = ignored_fields(cfg)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    from_file = set(getattr(args, _FROM_FILE, ()))
+    given = explicit_flags(args) | from_file
+    bad = [k for k in ignored if k in given and getattr(cfg, k) != defaults[k]]
+    if not bad:
+        return
+    shown = [_setting(k, getattr(cfg, k), args.config if k in from_file else None) for k in bad]
+    run = f"--optimizer {cfg.optimizer}"
+    if cfg.optimizer == "kfac" and any(k in KFAC_DEVICE_FIELDS for k in bad):
+        run += " on --backend exact (digital K-FAC)"
+    what = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+    readers = "; ".join(f"{flag_name(k)} is for {ignored[k]}" for k in bad)
+    raise InputError(f"{run} does not read {what} ({readers}); drop {'it' if len(bad) == 1 else 'them'}.")
 
 
 def _write_config(command: str, out: str | Path, values: dict[str, Any], header: str) -> None:
@@ -243,11 +285,19 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     cfg = namespace_to_dataclass(TrainConfig, _with_config("train", args))
+    launch = launch_from_env()  # under torchrun only rank 0 writes and prints (docs/distributed.md)
+    try:
+        if launch is not None:  # what a data-parallel run cannot train at all is named first
+            check_settings(cfg.optimizer, cfg.batch_size, launch.world_size)
+        refuse_ignored_settings(cfg, args)
+    except InputError:
+        if launch is not None and launch.rank != 0:
+            raise SystemExit(1) from None  # rank 0 prints the same line
+        raise
     if args.threads:
         torch.set_num_threads(args.threads)
     values = train_config_values(cfg, args.threads)
     header = "thermotrain train --config config.toml: the effective config of this run"
-    launch = launch_from_env()  # under torchrun only rank 0 writes and prints (docs/distributed.md)
     if launch is not None and launch.rank != 0:
         logging.getLogger().setLevel(logging.WARNING)
         try:
@@ -346,7 +396,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train one network; writes OUT/metrics.jsonl, OUT/checkpoint.pt + checkpoint.json after "
         'every epoch and OUT/summary.json at the end ("status": "completed" or "diverged") and prints the '
         "summary's headline as one JSON line. Exit status 4: the run diverged (non-finite loss or gradient, "
-        "or a loss far above the untrained model's). Under torchrun (torchrun --nproc-per-node N -m thermotrain "
+        "or a loss far above the untrained model's). A run that fails before its first step leaves nothing in "
+        "OUT. A flag the chosen optimizer does not read is refused. Under torchrun (torchrun --nproc-per-node N -m thermotrain "
         "train ...) it trains data-parallel and only rank 0 writes (docs/distributed.md). Units in [brackets]; "
         "τ is the device's time constant.",
     )
@@ -395,7 +446,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace OUT (when the experiment finishes) if it holds files",
+        help="replace OUT (when the experiment finishes) if an earlier thermotrain run wrote it (a folder of other files is refused, never deleted)",
     )
     _add_experiment_options(e)
     _CONFIG_KEYS["experiment"] = config_actions(e, OPTION_NAMES)

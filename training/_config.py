@@ -35,10 +35,12 @@ __all__ = [
     "DEFAULT_DAMPING",
     "DEFAULT_KAPPA0",
     "DEFAULT_LR",
+    "MAX_DAMPING",
     "OPTIMIZERS",
     "ConfigError",
     "TrainConfig",
     "check_device",
+    "ignored_fields",
 ]
 
 OPTIMIZERS = ("sgd", "adam", "kfac", "ngd-cg", "ngd", "tngd", "tngd-adam")
@@ -56,10 +58,49 @@ DEFAULT_KAPPA0 = 1e-2  # device noise when neither the user nor a hardware profi
 #: K-FAC's λ = 0.3 was chosen on validation splits (docs/results.md, "K-FAC damping"): Fashion-MNIST 1 epoch
 #: 87.3 % (0.1: 86.1 %, 1.0: 87.0 %), digits 3 epochs 95.7 % (0.1: 95.6 %), 3 seeds each.
 DEFAULT_DAMPING = {"kfac": 3e-1, "ngd-cg": 1e-2, "ngd": 1e-2, "tngd": 3e-2, "tngd-adam": 3e-2}
+#: The largest damping λ accepted. Far above the curvature every preconditioned update is ≈ gradient/λ: at
+#: λ = 1e6 kfac, ngd, ngd-cg and tngd (digits, 200 examples, 1 epoch) end exactly where the untrained model
+#: starts. Larger values only overflow: TNGD's float32 device state from λ ≈ 1e19 (its warm start is scaled
+#: by λ̂_max ≈ λ and multiplied by A ≈ λI), K-FAC's factors beyond float32's 3e38.
+MAX_DAMPING = 1e6
 #: how a factor wider than a tile is mapped (training._solvers.MAPPINGS; see AnalogSolver)
 TILE_MAPPINGS = ("auto", "monolithic", "tiles", "gauss-seidel", "block-jacobi", "block-diagonal")
 
 _DEVICE = re.compile(r"^(cpu|cuda|cuda:(0|[1-9][0-9]{0,3}))$")
+
+_TNGD = ("tngd", "tngd-adam")
+#: The optimizers that read a :class:`TrainConfig` field (a field not listed is read by every optimizer).
+#: ``thermotrain train`` refuses a value set for an optimizer that ignores it (:func:`ignored_fields`).
+READ_BY: dict[str, tuple[str, ...]] = {
+    "backend": ("kfac", *_TNGD),
+    "damping": ("kfac", "ngd-cg", "ngd", *_TNGD),
+    "analog_time": ("kfac", *_TNGD),
+    "delay": _TNGD,
+    "kappa0": ("kfac", *_TNGD),
+    "pd_guard": ("kfac", *_TNGD),
+    "tngd_warm_start": _TNGD,
+    "cg_iters": ("ngd-cg",),
+    **dict.fromkeys(
+        (
+            *("readout_error", "analog_dt", "rounding", "readout_simulator", "roundings", "tile_mapping"),
+            *("cells_per_tile", "kfac_mode", "inv_update_steps", "kl_clip"),
+        ),
+        ("kfac",),
+    ),
+}
+#: The K-FAC fields only a device reads: digital K-FAC (backend ``exact``) ignores them.
+KFAC_DEVICE_FIELDS = (
+    "analog_time",
+    "readout_error",
+    "kappa0",
+    "analog_dt",
+    "rounding",
+    "readout_simulator",
+    "roundings",
+    "pd_guard",
+    "tile_mapping",
+    "cells_per_tile",
+)
 
 
 class ConfigError(InputError, TrainingError):
@@ -85,6 +126,21 @@ def check_device(value: Any, name: str = "device") -> str:
                 f"cuda:{torch.cuda.device_count() - 1}."
             )
     return value
+
+
+def ignored_fields(cfg: TrainConfig) -> dict[str, str]:
+    """The fields of ``cfg`` that its run does not read (``READ_BY``; for ``kfac`` on backend ``exact`` also
+    ``KFAC_DEVICE_FIELDS``), each with the settings that do read it (e.g. ``"tngd, tngd-adam"``)."""
+    out = {}
+    for name, users in READ_BY.items():
+        device = name in KFAC_DEVICE_FIELDS
+        digital_kfac = cfg.optimizer == "kfac" and cfg.backend == "exact" and device
+        if cfg.optimizer not in users or digital_kfac:
+            out[name] = ", ".join(
+                "kfac on a device backend (ideal, rc8 or a profile)" if u == "kfac" and device else u
+                for u in users
+            )
+    return out
 
 
 def _opt(default: Any, help: str, unit: str | None = None, **flag: Any) -> Any:
@@ -152,9 +208,15 @@ def _validate(cfg: TrainConfig) -> None:
         put("lr", _field("lr", check_float, cfg.lr, minimum=0.0, strict_min=True))
     if cfg.damping is not None:
         try:
-            put("damping", check_float("damping", cfg.damping, minimum=0.0, strict_min=True))
+            put(
+                "damping",
+                check_float("damping", cfg.damping, minimum=0.0, strict_min=True, maximum=MAX_DAMPING),
+            )
         except InputError:
-            raise ConfigError(f"damping must be > 0 (e.g. 1e-3 … 1e-1); got {cfg.damping!r}.") from None
+            raise ConfigError(
+                f"damping must be > 0 and <= {MAX_DAMPING:g} (e.g. 1e-3 … 1; a larger λ only shrinks every "
+                f"update to about gradient/λ); got {cfg.damping!r}."
+            ) from None
     if cfg.kl_clip is not None:
         put("kl_clip", _field("kl_clip", check_float, cfg.kl_clip, minimum=0.0, strict_min=True, unit="nats"))
     if cfg.kappa0 is not None:
@@ -190,8 +252,8 @@ def _validate(cfg: TrainConfig) -> None:
         and cfg.analog_time <= 0
     ):
         raise ConfigError(
-            f"TrainConfig.analog_time={cfg.analog_time!r} tau: thermodynamic K-FAC (backend {cfg.backend!r}) "
-            "needs a device time > 0 per inverse/solve (e.g. 50 … 4000 tau)."
+            f"--analog-time {cfg.analog_time:g}: thermodynamic K-FAC (--backend {cfg.backend}) needs a device "
+            "time > 0 τ per inverse/solve (e.g. 50 … 4000, or auto); for digital K-FAC use --backend exact."
         )
     for name in ("pd_guard", "tngd_warm_start", "resume", "overwrite", "progress"):
         _flag(name, getattr(cfg, name))
@@ -219,7 +281,7 @@ class TrainConfig:
         seed: seeds model initialisation, data order and device noise.
         batch_size: examples per step.
         lr: learning rate of the outer optimizer (``None``: per-optimizer default, ``DEFAULT_LR``).
-        damping: λ of the second-order methods (``None``: ``DEFAULT_DAMPING``).
+        damping: λ of the second-order methods, in (0, ``MAX_DAMPING``] (``None``: ``DEFAULT_DAMPING``).
         analog_time: device time per inverse/solve (thermodynamic K-FAC) or per step (TNGD), in τ, or
             ``"auto"`` (default): K-FAC picks per loaded matrix the time that reaches ``readout_error``
             (:class:`thermotrain.models.ReadoutConfig`); TNGD runs its tuned ``TNGDConfig.analog_time`` (20 τ).
@@ -280,7 +342,10 @@ class TrainConfig:
         None, "learning rate (> 0; default per optimizer)", "dimensionless", type=positive_float
     )
     damping: float | None = _opt(
-        None, "damping λ of K-FAC/NGD/TNGD (> 0; default per optimizer)", "dimensionless", type=positive_float
+        None,
+        f"damping λ of K-FAC/NGD/TNGD (> 0, <= {MAX_DAMPING:g}; default per optimizer)",
+        "dimensionless",
+        type=arg_float(0.0, MAX_DAMPING, strict_min=True),
     )
     analog_time: float | str = _opt(
         "auto",

@@ -77,6 +77,7 @@ from thermotrain._args import check_choice, check_float, check_int
 from thermotrain._errors import InputError, ThermotrainError, TrainingError
 from thermotrain._html import experiment_report
 from thermotrain._safeio import output_dir, read_text, write_text_atomic
+from thermotrain.training._config import MAX_DAMPING
 from thermotrain.training._data import DATASETS, load_dataset
 from thermotrain.training._harness import TrainConfig
 from thermotrain.training._nets import MODELS
@@ -191,7 +192,8 @@ def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
         elif key == "analog_time" and value == "auto":
             checked[key] = value
         elif key in ("damping", "analog_time", "adam_lr"):
-            checked[key] = check_float(flag, value, minimum=0.0, strict_min=True)
+            top = MAX_DAMPING if key == "damping" else None
+            checked[key] = check_float(flag, value, minimum=0.0, strict_min=True, maximum=top)
         elif key == "pd_guard":
             if not isinstance(value, bool):
                 raise InputError(f"{flag}={value!r} must be True or False.")

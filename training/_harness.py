@@ -6,7 +6,11 @@
   epoch (``kind="epoch"``: train/test loss and accuracy);
 - ``out/summary.json`` (written once, atomically, at the end): ``"status": "completed"`` with the final
   test_accuracy, test_loss, steps, wall_s, analog_time_tau, … and the config; or ``"status": "diverged"``
-  with the step, loss and reason (see *Divergence* below). A run that fails otherwise leaves no summary.
+  with the step, loss and reason (see *Divergence* below). A run that fails otherwise leaves no summary:
+  if it failed before recording any step (a refused setting, a non-finite device state at step 1) it removes
+  what it created (metrics.jsonl, tb/, the folder itself when it made it), so the same command can be rerun;
+  if it had recorded steps it keeps them for diagnosis (and its checkpoint for ``resume``), and its error
+  says so and names ``--overwrite``.
 - ``out/checkpoint.pt`` + ``out/checkpoint.json`` after every epoch, from which ``resume=True`` continues a
   killed run to the same final metrics (same seed, CPU).
 
@@ -70,6 +74,8 @@ from thermotrain.models import ReadoutConfig
 from thermotrain.models._linalg import plan_context
 from thermotrain.training._baselines import NGDConfig, NGDPreconditioner
 from thermotrain.training._config import (
+    DEFAULT_DAMPING,
+    MAX_DAMPING,
     OPTIMIZERS,
     ConfigError,
     TrainConfig,
@@ -215,6 +221,7 @@ class Method:
                 kappa0=cfg.kappa0,
                 warm_start=cfg.tngd_warm_start,
                 backend=cfg.backend,
+                pd_guard=cfg.pd_guard,
             )
             self.precond = TNGDPreconditioner(model, tcfg, generator=noise)
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
@@ -258,6 +265,7 @@ class Method:
                 step=self.steps + 1,
                 loss=value,
                 reason="non-finite loss",
+                fix=_divergence_fix(self.cfg),
             )
         if self.dist is None:
             loss.backward()
@@ -269,6 +277,7 @@ class Method:
                     step=self.steps + 1,
                     loss=float(loss.detach()),
                     reason=f"non-finite gradient in {name}",
+                    fix=_divergence_fix(self.cfg),
                 )
         if self.precond is not None:
             self.precond.step(x, y)
@@ -326,11 +335,29 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10
     return total / len(x), correct / len(x)
 
 
-def _diverged(message: str, *, step: int, loss: float, reason: str) -> DivergedError:
-    """A :class:`DivergedError` carrying ``step`` (1-based), ``loss`` (nats) and ``reason`` for the summary."""
+_GENERIC_FIX = "Lower --lr or raise --damping"
+
+
+def _divergence_fix(cfg: TrainConfig) -> str:
+    """What to change when ``cfg``'s run diverges, as flags with their values: ``--lr``; ``--damping`` for the
+    second-order optimizers while below ``MAX_DAMPING``; ``--kappa0`` where the device noise was set (first
+    when above the device's full scale, 1)."""
+    fixes = [f"lower --lr (now {cfg.effective_lr:g})"]
+    if cfg.optimizer in DEFAULT_DAMPING and cfg.effective_damping < MAX_DAMPING:
+        fixes.append(f"raise --damping (now {cfg.effective_damping:g})")
+    noisy = cfg.optimizer in ("tngd", "tngd-adam") or (cfg.optimizer == "kfac" and cfg.backend != "exact")
+    if noisy and cfg.kappa0 is not None and cfg.kappa0 > 0:
+        kappa = f"lower --kappa0 (now {cfg.kappa0:g}; the device's full scale is 1)"
+        fixes.insert(0 if cfg.kappa0 > 1 else len(fixes), kappa)
+    text = fixes[0] if len(fixes) == 1 else ", ".join(fixes[:-1]) + " or " + fixes[-1]
+    return text[0].upper() + text[1:]
+
+
+def _diverged(message: str, *, step: int, loss: float, reason: str, fix: str = _GENERIC_FIX) -> DivergedError:
+    """A :class:`DivergedError` carrying ``step`` (1-based), ``loss`` (nats) and ``reason`` for the summary;
+    ``fix`` names the settings to change (:func:`_divergence_fix`)."""
     exc = DivergedError(
-        f"Training diverged: {message}. Lower --lr or raise --damping and rerun (with --overwrite, or in "
-        "another --out)."
+        f"Training diverged: {message}. {fix} and rerun (with --overwrite, or in another --out)."
     )
     exc.step, exc.loss, exc.reason = step, loss, reason  # type: ignore[attr-defined]
     return exc
@@ -343,10 +370,13 @@ class DivergenceMonitor:
     ``DIVERGENCE_FACTOR`` × L0. Both go into the checkpoint so a resumed run judges as the full one would.
     """
 
-    def __init__(self, num_classes: int, reference: float | None = None, streak: int = 0) -> None:
+    def __init__(
+        self, num_classes: int, reference: float | None = None, streak: int = 0, *, fix: str = _GENERIC_FIX
+    ) -> None:
         self.floor = math.log(max(int(num_classes), 2))
         self.reference = reference
         self.streak = streak
+        self.fix = fix  # the settings to change, in the message (:func:`_divergence_fix`)
 
     def state(self) -> dict[str, Any]:
         return {"reference": self.reference, "streak": self.streak}
@@ -354,7 +384,9 @@ class DivergenceMonitor:
     def check(self, step: int, loss: float) -> DivergedError | None:
         """The error to raise when ``loss`` at ``step`` (applied) completes a divergence, else ``None``."""
         if not math.isfinite(loss):
-            return _diverged(f"loss {loss} at step {step}", step=step, loss=loss, reason="non-finite loss")
+            return _diverged(
+                f"loss {loss} at step {step}", step=step, loss=loss, reason="non-finite loss", fix=self.fix
+            )
         if self.reference is None:
             self.reference = max(loss, self.floor)
         ref = self.reference
@@ -365,6 +397,7 @@ class DivergenceMonitor:
                 step=step,
                 loss=loss,
                 reason=f"loss above {DIVERGENCE_HARD_FACTOR:g} x L0",
+                fix=self.fix,
             )
         self.streak = self.streak + 1 if loss > DIVERGENCE_FACTOR * ref else 0
         if self.streak >= DIVERGENCE_PATIENCE:
@@ -375,6 +408,7 @@ class DivergenceMonitor:
                 step=step,
                 loss=loss,
                 reason=f"loss above {DIVERGENCE_FACTOR:g} x L0 for {DIVERGENCE_PATIENCE} consecutive steps",
+                fix=self.fix,
             )
         return None
 
@@ -612,6 +646,54 @@ def _clear_run(out: Path, keep_checkpoint: bool) -> None:
             shutil.rmtree(p)
 
 
+class _Made:
+    """What a run creates in its output folder (the folders ``mkdir`` makes, the files and tb/ it opens):
+    a run that fails before recording any step removes exactly these again, so the folder is as it was
+    (absent, or empty after ``--overwrite``) and a rerun is not refused; nothing it did not create is touched."""
+
+    def __init__(self) -> None:
+        self.made_dirs: list[Path] = []  # deepest first
+        self.made_entries: list[Path] = []
+        self.recorded = False  # a record (step, eval, readout) reached metrics.jsonl / tb
+
+    def folders(self, out: Path) -> None:
+        """Note the folders that ``out.mkdir(parents=True)`` is about to create."""
+        p = out
+        while not p.exists() and not p.is_symlink() and p != p.parent:
+            self.made_dirs.append(p)
+            p = p.parent
+
+    def entries(self, *paths: Path) -> None:
+        """Note those of ``paths`` that do not exist yet (the run is about to create them)."""
+        self.made_entries += [p for p in paths if not p.exists() and not p.is_symlink()]
+
+    def remove(self) -> None:
+        for p in self.made_entries:
+            try:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                elif p.exists() or p.is_symlink():
+                    p.unlink()
+            except OSError as exc:  # the original error matters more; say what is left
+                log.warning("could not remove %s (%s)", p, exc)
+        for d in self.made_dirs:
+            try:
+                d.rmdir()  # only if empty: another process's files stay
+            except OSError:
+                break
+
+
+def _kept_note(out: Path, steps: int, checkpoint: bool) -> str:
+    """What a failed run (not a divergence) that recorded steps leaves in ``out``, and what to do next."""
+    kept = f"{out} keeps the metrics of the {steps} step(s) run before the failure"
+    if checkpoint:
+        return (
+            f"{kept} and the checkpoint of the last finished epoch: continue it with --resume, or start "
+            "afresh with --overwrite (or another --out)."
+        )
+    return f"{kept} for diagnosis; rerun with --overwrite (or another --out)."
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
     """Keep the records of ``path`` up to ``step`` (a killed run may have logged steps past its last
     checkpoint); streamed through a temporary file, so any size is fine."""
@@ -726,11 +808,11 @@ def _train(
         method.dist = dp
         if method.precond is not None:
             method.precond.dist = dp
-    monitor = DivergenceMonitor(data.num_classes)
+    fix = _divergence_fix(cfg)
+    monitor = DivergenceMonitor(data.num_classes, fix=fix)
     xtr, ytr = data.x_train.to(device), data.y_train.to(device)
     xte, yte = data.x_test.to(device), data.y_test.to(device)
 
-    metrics_path = None
     start_epoch, wall_before = 0, 0.0
     history: list[dict[str, Any]] = []
     if resumed is not None and ckpt_dir is not None:
@@ -738,23 +820,35 @@ def _train(
         _apply_checkpoint(tensors, model, method, ckpt_dir / "checkpoint.pt")
         start_epoch, wall_before = meta["epoch"] + 1, float(meta["wall_s"])
         history = list(meta["history"])
-        monitor = DivergenceMonitor(data.num_classes, **meta["divergence"])
+        monitor = DivergenceMonitor(data.num_classes, **meta["divergence"], fix=fix)
     if dp is not None:
         dp.broadcast_model(model)
-    if out is not None:
-        metrics_path = out / "metrics.jsonl"
-        if resumed is not None:
-            _clear_run(out, keep_checkpoint=True)
-            _truncate_metrics(metrics_path, method.steps)
-            log.info("resuming %s from epoch %d (step %d)", out, start_epoch, method.steps)
-        else:
-            _clear_run(out, keep_checkpoint=False)
-        out.mkdir(parents=True, exist_ok=True)
-
-    fh = metrics_path.open("a") if metrics_path is not None else None
-    # TensorBoard scalars in out/tb/ (the numbers of metrics.jsonl); a resumed run hides the old segment's
-    # events after the checkpoint's step, as metrics.jsonl was truncated there
-    tb = TensorBoardSink(out, purge_step=method.steps + 1 if resumed else None) if out is not None else None
+    made = _Made()  # what this run creates in out: removed again if it fails before recording anything
+    fh: Any = None
+    tb: TensorBoardSink | None = None
+    try:
+        if out is not None:
+            metrics_path = out / "metrics.jsonl"
+            if resumed is not None:
+                _clear_run(out, keep_checkpoint=True)
+                _truncate_metrics(metrics_path, method.steps)
+                log.info("resuming %s from epoch %d (step %d)", out, start_epoch, method.steps)
+            else:
+                _clear_run(out, keep_checkpoint=False)
+            made.folders(out)
+            out.mkdir(parents=True, exist_ok=True)
+            made.entries(metrics_path, out / TB_FOLDER)
+            fh = metrics_path.open("a")
+            # TensorBoard scalars in out/tb/ (the numbers of metrics.jsonl); a resumed run hides the old
+            # segment's events after the checkpoint's step, as metrics.jsonl was truncated there
+            tb = TensorBoardSink(out, purge_step=method.steps + 1 if resumed else None)
+    except BaseException:
+        if tb is not None:
+            tb.close()
+        if fh is not None:
+            fh.close()
+        made.remove()
+        raise
     bar = tqdm(
         total=steps_per_epoch * cfg.epochs,
         initial=method.steps,
@@ -769,6 +863,7 @@ def _train(
     announced = False
 
     def record(rec: dict[str, Any]) -> None:
+        made.recorded = True
         if fh is not None:
             fh.write(_dumps(rec) + "\n")
         if tb is not None:
@@ -907,9 +1002,16 @@ def _train(
             tb.close(summary, summary["config"])
             train_report(out, summary)
         raise
-    except BaseException:
+    except BaseException as exc:
         if tb is not None:
             tb.close()  # what was logged stays readable
+        if fh is not None:
+            fh.close()
+        if out is not None:
+            if made.recorded:  # kept for diagnosis (or --resume): say so, and how to start afresh
+                exc.add_note(_kept_note(out, method.steps, (out / "checkpoint.json").exists()))
+            else:
+                made.remove()
         raise
     finally:
         bar.close()

@@ -85,20 +85,32 @@ RESULTS_FILE = "results.json"
 
 
 def parse_grid(name: str, value: Any) -> tuple[float, ...]:
-    """A grid of positive multipliers from ``"0.3,1,3"`` or a sequence of numbers (sorted, no repeats).
+    """A grid of positive multipliers from ``"0.3,1,3"`` or a sequence of numbers, sorted.
+
+    Strict: an empty item (``"1,,2"``, ``"1,"``) or a multiplier given twice (``"1,1"``, ``"1,1.0"``) is
+    refused, not dropped, so the grid run is the grid written.
 
     Raises:
-        InputError: empty, not numbers, not finite or ≤ 0 (naming ``name`` and the value).
+        InputError: empty, an empty item, not numbers, not finite, ≤ 0 or repeated (naming ``name`` and the
+            value).
     """
     flag = "--" + name.replace("_", "-")
     items: Sequence[Any]
     if isinstance(value, str):
-        items = [s for s in (p.strip() for p in value.split(",")) if s]
+        if not value.strip():
+            raise InputError(f"{flag}={value!r} is empty; give at least one multiplier, e.g. 1.")
+        items = [p.strip() for p in value.split(",")]
+        for i, item in enumerate(items, 1):
+            if not item:
+                raise InputError(
+                    f"{flag}={value!r}: item {i} of {len(items)} is empty (a stray comma); give the "
+                    "multipliers separated by single commas, e.g. 0.3,1,3."
+                )
     elif isinstance(value, Sequence) and not isinstance(value, bytes):
         items = list(value)
     else:
         raise InputError(f"{flag}={value!r} must be comma-separated numbers, e.g. 0.3,1,3.")
-    out: list[float] = []
+    out: dict[float, Any] = {}
     for item in items:
         try:
             v = float(item) if not isinstance(item, bool) else math.nan
@@ -106,15 +118,21 @@ def parse_grid(name: str, value: Any) -> tuple[float, ...]:
             v = math.nan
         if not (math.isfinite(v) and v > 0):
             raise InputError(f"{flag}={value!r}: {item!r} is not a number > 0; give e.g. 0.3,1,3.")
-        out.append(v)
+        if v in out:
+            spelled = "" if str(item) == str(out[v]) else f" (as {out[v]!r} and {item!r})"
+            raise InputError(
+                f"{flag}={value!r}: the multiplier {v:g} is given twice{spelled}; give each once."
+            )
+        out[v] = item
     if not out:
         raise InputError(f"{flag}={value!r} is empty; give at least one multiplier, e.g. 1.")
-    return tuple(sorted(set(out)))
+    return tuple(sorted(out))
 
 
 def grid_text(grid: Sequence[float]) -> str:
-    """``(0.3, 1.0, 3.0)`` -> ``"0.3,1,3"`` (the form ``parse_grid`` and the flags take)."""
-    return ",".join(f"{v:g}" for v in grid)
+    """``(0.3, 1.0, 3.0)`` -> ``"0.3,1,3"`` (the form ``parse_grid`` and the flags take); exact: a value that
+    6 significant digits would round is written in full, so two multipliers never print alike."""
+    return ",".join(f"{v:g}" if float(f"{v:g}") == v else repr(float(v)) for v in grid)
 
 
 def _sig(v: float) -> float:

@@ -59,6 +59,7 @@ from torch import nn
 
 from thermotrain._errors import TrainingError
 from thermotrain.models import _rng
+from thermotrain.training._config import MAX_DAMPING
 from thermotrain.training._ggn import GGNOperator, LossName, flat_grad, set_flat_grad
 from thermotrain.training._kfac import Schedule, resolve_schedule
 
@@ -197,6 +198,8 @@ def _lanczos_apply(
         if betas:
             off = torch.stack(betas)
             T = T + torch.diag(off, 1) + torch.diag(off, -1)
+        if not torch.isfinite(T).all():  # an overflowed product: the caller reports the non-finite estimate
+            return torch.full_like(v, math.nan), len(alphas)
         evals, evecs = torch.linalg.eigh(T)
         coef = evecs @ (f(evals) * evecs[0])
         converged = prev_coef is not None and float(
@@ -234,9 +237,12 @@ def lambda_max_estimate(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, 
     if betas:
         off = torch.tensor(betas[: len(alphas) - 1], dtype=torch.float64)
         T = T + torch.diag(off, 1) + torch.diag(off, -1)
-    lam = float(torch.linalg.eigvalsh(T)[-1])
+    lam = float(torch.linalg.eigvalsh(T)[-1]) if torch.isfinite(T).all() else math.inf
     if not (math.isfinite(lam) and lam > 0):
-        raise TrainingError(f"TNGD: the curvature's largest eigenvalue estimate is {lam!r}; it must be > 0.")
+        fix = "" if math.isfinite(lam) else " (a NaN/inf reached the curvature: lower --lr or --damping)"
+        raise TrainingError(
+            f"TNGD: the curvature's largest eigenvalue estimate is {lam!r}; it must be finite and > 0{fix}."
+        )
     return lam
 
 
@@ -588,9 +594,7 @@ class TNGDPreconditioner:
         est, used = self._evolve(A, dense, x0, g, c.analog_time)
         products += used
         if not torch.isfinite(est).all():
-            raise TrainingError(
-                f"TNGD device state non-finite at step {self.steps}; raise the damping (now {lam:.3g}) or reduce dt."
-            )
+            raise TrainingError(self._non_finite(lam))
         self.state = est
         self._prev_system = (A, g, dense) if c.delay > 0 else None
         set_flat_grad(self.model, est)
@@ -607,6 +611,29 @@ class TNGDPreconditioner:
             "damping_bumps": float(self.damping_bumps - bumps0),
         }
         self.steps += 1
+
+    def _non_finite(self, lam: float) -> str:
+        """The error of a non-finite device state: the settings that can cause it (noise κ0 far above the
+        device's full scale, a learning rate that blew the weights up, a damping too small for the curvature,
+        the Euler step), each with its flag (``thermotrain train``) and value."""
+        c = self.config
+        kappa0 = c.effective_kappa0
+        fixes = []
+        if kappa0 > 1.0:  # noise above the device's full scale comes first
+            fixes.append(
+                f"lower the device noise (--kappa0, now {kappa0:g}; its full scale is 1, default 0.01)"
+            )
+        if lam > MAX_DAMPING:  # the Python API (the command line refuses it): the scaled state overflows
+            fixes.insert(0, f"lower the damping (--damping, now {lam:g}; at most {MAX_DAMPING:g})")
+        fixes.append("lower the learning rate (--lr)")
+        if lam < 1.0:
+            fixes.append(f"raise the damping (--damping, now {lam:.3g})")
+        if 0.0 < kappa0 <= 1.0:
+            fixes.append(f"lower the device noise (--kappa0, now {kappa0:g})")
+        if c.integrator == "euler":
+            fixes.append(f"reduce the Euler step (TNGDConfig.dt, now {c.dt:g} τ)")
+        text = fixes[0] if len(fixes) == 1 else ", ".join(fixes[:-1]) + f" or {fixes[-1]}"
+        return f"TNGD device state non-finite at step {self.steps + 1}; {text}."
 
     def device_log(self) -> list[dict[str, Any]]:
         """TNGD runs the device continuously (one ``analog_time`` per step, in ``last_step``): no per-call

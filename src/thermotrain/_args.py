@@ -85,12 +85,18 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) ->
     return value
 
 
-def _argparse_type(parse: Callable[[str], Any], check: Callable[[Any], Any]) -> Callable[[str], Any]:
+def _argparse_type(
+    parse: Callable[[str], Any], check: Callable[[Any], Any], unparsable: Callable[[str], str] | None = None
+) -> Callable[[str], Any]:
+    """An argparse type: ``parse`` the text (a ``ValueError`` is refused with ``unparsable(text)``, default
+    "is not a finite number"), then ``check`` the value (its ``InputError`` refused in the same words)."""
+
     def convert(text: str) -> Any:
         try:
             value = parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number") from None
+            why = unparsable(text) if unparsable is not None else f"{text!r} is not a finite number"
+            raise argparse.ArgumentTypeError(why) from None
         try:
             return check(value)
         except InputError as exc:
@@ -116,9 +122,33 @@ def _parse_float(text: str) -> float:
     return value
 
 
+def _not_whole(minimum: int | None, maximum: int | None) -> Callable[[str], str]:
+    """The refusal of a text that is no integer (``2.5``, ``1e3``, ``abc``): ask for a whole number in the
+    range, and for an integral number written otherwise (``1e3``, ``4.0``) show the digits wanted."""
+    bounds = [f">= {minimum}" if minimum is not None else "", f"<= {maximum}" if maximum is not None else ""]
+    want = "a whole number" + (" " + " and ".join(b for b in bounds if b) if any(bounds) else "")
+
+    def message(text: str) -> str:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value == int(value):
+            return f"must be {want} written in digits (e.g. {int(value)}), got {text.strip()}"
+        shown = text.strip() if math.isfinite(value) else repr(text)
+        return f"must be {want}, got {shown}"
+
+    return message
+
+
 def arg_int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
-    """argparse type: an integer in [minimum, maximum]."""
-    return _argparse_type(_parse_int, lambda v: check_int("value", v, minimum=minimum, maximum=maximum))
+    """argparse type: an integer in [minimum, maximum]; a fraction, an exponent (``1e3``) or a word is refused
+    asking for a whole number."""
+    return _argparse_type(
+        _parse_int,
+        lambda v: check_int("value", v, minimum=minimum, maximum=maximum),
+        _not_whole(minimum, maximum),
+    )
 
 
 def arg_float(

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from thermotrain._errors import OutputError
-from thermotrain._safeio import check_output_dir
+from thermotrain._safeio import OUTPUT_MARKER, check_output_dir, check_replaceable
 
 #: Marks a folder the demo wrote, so a rerun may replace it without --overwrite.
 MARKER = ".thermotrain-demo"
@@ -21,12 +21,14 @@ MARKER = ".thermotrain-demo"
 
 def prepare_out(out: Path, *, overwrite: bool = False) -> Path:
     """Make ``out`` an empty folder for the demo: absent or empty folders are used as they are; a folder an
-    earlier demo wrote (it holds ``MARKER``) is emptied; any other non-empty folder is refused unless
-    ``overwrite``. Checked before any work starts."""
+    earlier demo wrote (it holds ``MARKER``) is emptied; any other non-empty folder is refused, with
+    ``overwrite`` too unless another thermotrain command wrote it. Checked before any work starts."""
     out = Path(out)
     if out.is_dir() and (out / MARKER).is_file():
         overwrite = True
     out = check_output_dir(out, overwrite=overwrite)
+    if overwrite:  # never empty a folder of files thermotrain did not write
+        check_replaceable(out, "--out", (MARKER, OUTPUT_MARKER))
     if out.is_dir():
         for child in out.iterdir():
             if child.is_dir() and not child.is_symlink():
@@ -105,6 +107,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a non-empty OUT that an earlier demo did not write (a demo folder is always replaced)",
+        help="replace a non-empty OUT that another thermotrain command wrote (a demo folder is always replaced; a folder of other files is never deleted)",
     )
     p.set_defaults(func=_main)

@@ -8,8 +8,10 @@ numbers of a bounded shape; JSON of bounded depth without NaN/Infinity) and rais
 naming the file and the fix for everything else.
 
 Output folders go through :func:`output_dir`: a folder holding an earlier run is refused (unless
-``overwrite``), everything is written into a private temporary sibling, and the finished folder replaces the
-target by a rename at the end. A run that fails leaves nothing behind and the earlier folder untouched.
+``overwrite``, which replaces only a folder thermotrain wrote: one holding :data:`OUTPUT_MARKER`; a folder
+of other files is never deleted), everything is written into a private temporary sibling, and the finished
+folder replaces the target by a rename at the end. A run that fails leaves nothing behind and the earlier
+folder untouched.
 """
 
 from __future__ import annotations
@@ -155,22 +157,26 @@ def load_npy(
     """A ``.npy`` array of real finite numbers as float64 (no pickle). ``ndim``: the allowed number(s) of
     dimensions; ``max_elements``: a cap on its size (refused before it is converted)."""
     data = read_regular(path, "matrix", what)
+    shape, dtype = _npy_header(data, f"{what} {path}")
+    # Everything below is checked on the header, before numpy allocates what the header claims.
+    check_real_dtype(np.empty(0, dtype=dtype), f"{what} {path}")
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if allowed is not None and len(shape) not in allowed:
+        shown = "a scalar" if not shape else f"shape {shape}"
+        want = " or ".join(f"{d}-D" for d in allowed)
+        raise InputError(f"{what} {path}: {shown}; a {want} array is needed.")
+    size = math.prod(shape)
+    if max_elements is not None and size > max_elements:
+        raise ResourceLimitError(
+            f"{what} {path}: shape {shape} has {size} entries, above the limit of {max_elements}."
+        )
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"{what} {path}: not a readable numpy .npy array ({exc}).") from None
-    if not isinstance(arr, np.ndarray):
-        raise InputError(f"{what} {path}: holds {type(arr).__name__}, not one .npy array.")
-    check_real_dtype(arr, f"{what} {path}")
-    allowed = (ndim,) if isinstance(ndim, int) else ndim
-    if allowed is not None and arr.ndim not in allowed:
-        shape = "a scalar" if arr.ndim == 0 else f"shape {arr.shape}"
-        want = " or ".join(f"{d}-D" for d in allowed)
-        raise InputError(f"{what} {path}: {shape}; a {want} array is needed.")
-    if max_elements is not None and arr.size > max_elements:
-        raise ResourceLimitError(
-            f"{what} {path}: shape {arr.shape} has {arr.size} entries, above the limit of {max_elements}."
-        )
+        raise InputError(
+            f"{what} {path}: its header says shape {shape} of {dtype}, but the data does not match ({exc}); "
+            "save the array again with numpy.save."
+        ) from None
     out = np.asarray(arr, dtype=np.float64)
     bad = np.argwhere(~np.isfinite(out))
     if bad.size:
@@ -179,6 +185,31 @@ def load_npy(
             "be finite."
         )
     return out
+
+
+def _npy_header(data: bytes, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a ``.npy`` file's header declares, read without loading its data; a file that is
+    not a ``.npy`` array (no numpy magic: text, pickle, ``.npz``) or whose header is unreadable or holds
+    objects is refused naming ``name``."""
+    if not data.startswith(b"\x93NUMPY"):
+        kind = "a zip archive (.npz?)" if data.startswith(b"PK") else "not a numpy .npy file"
+        raise InputError(
+            f"{name}: {kind} (a .npy file starts with the bytes \\x93NUMPY); save the array with numpy.save."
+        )
+    fh = io.BytesIO(data)
+    try:
+        major, _minor = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read(fh)  # the header only, not the data
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise InputError(
+            f"{name}: unreadable .npy header ({exc}); save the array again with numpy.save."
+        ) from None
+    if dtype.hasobject:
+        raise InputError(
+            f"{name}: holds Python objects (dtype {dtype}), not numbers; pass a real number array."
+        )
+    return tuple(int(d) for d in shape), dtype
 
 
 def _refuse_constant(name: str) -> Any:
@@ -269,6 +300,25 @@ def check_output_file(
     return path
 
 
+#: Written into every folder :func:`output_dir` finishes, so that ``--overwrite`` can tell a folder a
+#: thermotrain command wrote (replaced) from one holding other files (refused: never deleted).
+OUTPUT_MARKER = ".thermotrain-output"
+
+
+def check_replaceable(path: Path, flag: str, markers: tuple[str, ...] = (OUTPUT_MARKER,)) -> None:
+    """Refuse to replace a non-empty folder that holds none of ``markers``: ``--overwrite`` replaces what a
+    thermotrain command wrote, never a folder of other files (a user's notes, an unrelated project)."""
+    if not path.is_dir() or any((path / m).is_file() for m in markers):
+        return
+    names = sorted(p.name for p in path.iterdir())
+    if names:
+        shown = ", ".join(names[:3]) + (f", … ({len(names)} entries)" if len(names) > 3 else "")
+        raise OutputError(
+            f"{flag} {path} holds files no thermotrain command wrote ({shown}); --overwrite replaces only a "
+            f"folder thermotrain wrote (it holds {markers[0]}): move them away or choose another folder."
+        )
+
+
 @contextlib.contextmanager
 def output_dir(path: str | Path, *, overwrite: bool = False, flag: str = "--out") -> Iterator[Path]:
     """Write a run's outputs atomically: yields a fresh temporary folder next to ``path``; when the
@@ -278,17 +328,20 @@ def output_dir(path: str | Path, *, overwrite: bool = False, flag: str = "--out"
     The check of :func:`check_output_dir` runs first, so a bad ``--out`` fails before any work.
     """
     target = check_output_dir(path, overwrite=overwrite, flag=flag)
+    check_replaceable(target, flag)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         yield tmp
+        (tmp / OUTPUT_MARKER).write_text("written by thermotrain; --overwrite may replace this folder\n")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old: Path | None = None
     try:
         if target.exists():
-            if any(target.iterdir()) and not overwrite:  # filled while we ran
+            filled = any(target.iterdir())
+            if filled and (not overwrite or not (target / OUTPUT_MARKER).is_file()):  # filled while we ran
                 raise OutputError(
                     f"{flag} {target} was filled by something else while this run wrote {tmp}; "
                     "the new results are kept there."

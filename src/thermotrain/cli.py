@@ -4,8 +4,9 @@ touching the others.
 
 The error boundary is here: any exception reaching it -- a :class:`ThermotrainError` (user error, exit
 status ``exc.exit_code``: 1, or 4 for a diverged run), anything else (exit 1), Ctrl-C (exit 130) -- is printed
-as one line ``thermotrain CMD: error: ...``; ``--debug`` re-raises it for the traceback. A bad flag is
-refused by the parser with one line (exit 2).
+as one line ``thermotrain CMD: error: ...`` (with the exception's notes, e.g. what a failed run left in its
+folder); ``--debug`` re-raises it for the traceback. A bad flag is refused by the parser with one line
+(exit 2).
 """
 
 from __future__ import annotations
@@ -88,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{name}: error: {_one_line(exc)}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 1))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if args.debug:
             raise
-        print(f"{name}: interrupted", file=sys.stderr)
+        notes = " ".join(getattr(exc, "__notes__", ()))
+        print(f"{name}: interrupted" + (f"; {notes}" if notes else ""), file=sys.stderr)
         return 130
     except MemoryError:
         if args.debug:
@@ -113,5 +115,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """The message of ``exc`` and its notes (``add_note``: e.g. what a failed run left behind), on one line."""
+    text = " ".join(" ".join((str(exc), *getattr(exc, "__notes__", ()))).split())
     return text if len(text) <= 2000 else text[:1997] + "..."

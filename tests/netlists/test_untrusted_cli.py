@@ -183,7 +183,11 @@ def test_simulate_out_rules_and_atomic_results(tmp_path: Path, capsys) -> None:
     line = _one_line_error(capsys, _sim(cir, tmp_path / "o"), "simulate")
     assert "--overwrite" in line
     assert main(_sim(cir, tmp_path / "o", "--overwrite", "--engine", "batch")) == 0
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["transient.json", "transient.npz"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        ".thermotrain-output",
+        "transient.json",
+        "transient.npz",
+    ]
     assert len(first) > 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o.")]  # no temporary folders left
 
@@ -352,3 +356,67 @@ def test_simulate_refusal_of_a_written_netlist_with_a_foreign_card(tmp_path: Pat
     assert "'.control' is not allowed" in line and "allowed: element cards" in line
     with pytest.raises(NetlistSecurityError):
         load_netlist(tmp_path / "x.cir")
+
+
+# ------------------------------------------------------------------------ netlist: a cell is never dropped
+
+
+@pytest.mark.parametrize(
+    "tiny, corner, expect",
+    [(1e-12, "ideal", "R1_1 (A_dev[1,1] = 1e-12)"), (1e-3, "board", "A_dev[1,1] = 0: cell 1's self term")],
+)
+def test_netlist_refuses_a_diagonal_it_cannot_place(
+    tmp_path: Path, capsys, tiny: float, corner: str, expect: str
+) -> None:
+    """On the old code diag(1, 1e-12, 1) (and 1e-3 at 8 coupling bits) wrote a .cir without R1_1, an
+    unstable array, and exited 0."""
+    path = _npy(tmp_path, "A.npy", np.diag([1.0, tiny, 1.0]))
+    out = tmp_path / "x.cir"
+    argv = ["netlist", "--preset", "rc8", "--matrix", str(path), "--corner", corner, "--noise", "off",
+            "--output", str(out)]  # fmt: skip
+    line = _one_line_error(capsys, argv, "netlist")
+    assert expect in line
+    assert not out.exists()
+
+
+def test_netlist_prints_the_scale_factors(tmp_path: Path, capsys) -> None:
+    """1e-300 I and 1e300 I give the same hardware; the summary says how results map back."""
+    for scale, shown in ((1e-300, "A = 1e-300 x A_dev"), (1e300, "A = 1e+300 x A_dev")):
+        path = _npy(tmp_path, "A.npy", scale * np.eye(3))
+        argv = ["netlist", "--preset", "rc8", "--matrix", str(path), "--noise", "off",
+                "--output", str(tmp_path / "x.cir"), "--overwrite"]  # fmt: skip
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert shown in out and "V per unit of x" in out and "Cov x = " in out
+
+
+# ------------------------------------------------------------------- simulate: no element, no node to probe
+
+
+@pytest.mark.parametrize(
+    "text, trusted",
+    [("", False), ("* title\n.param x=1\n.end\n", False), ("* t\n.subckt s a b\nR1 a b 1k\n.ends\n", False),
+     ("", True), ("* title\n\n* only a comment\n.end\n", True)],
+)  # fmt: skip
+def test_simulate_refuses_an_element_less_netlist_before_ngspice(
+    tmp_path: Path, capsys, monkeypatch, text: str, trusted: bool
+) -> None:
+    """On the old code the empty file reached ngspice, and its raw log came back as the error."""
+    import thermotrain.netlists._ngspice as ng
+
+    def no_ngspice(*args, **kwargs):
+        raise AssertionError("ngspice must not run")
+
+    monkeypatch.setattr(ng, "_run", no_ngspice)
+    path = tmp_path / "e.cir"
+    path.write_text(text)
+    line = _one_line_error(
+        capsys, _sim(path, tmp_path / "o", *(["--trusted"] if trusted else [])), "simulate"
+    )
+    assert "nothing to simulate" in line and "ngspice" not in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_simulate_refuses_a_probe_that_is_not_a_node(tmp_path: Path, capsys) -> None:
+    line = _one_line_error(capsys, _sim(_cir(tmp_path), tmp_path / "o", "--probe", "elsewhere"), "simulate")
+    assert "['elsewhere'] are not nodes" in line

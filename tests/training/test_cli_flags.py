@@ -77,38 +77,133 @@ def test_train_defaults_are_the_dataclass_defaults() -> None:
     assert cfg == TrainConfig(out=DEFAULT_OUT)  # the one documented difference: the CLI writes its run
 
 
-def test_every_flag_reaches_the_config_of_a_real_run(tmp_path: Path, capsys) -> None:
-    """A real (tiny) run from the command line with every field away from its default: the run's
-    summary.json holds exactly the values given, and stdout is the one JSON line."""
+#: Every field away from its default (no optimizer reads them all: see the refusal tests below).
+EVERY_FLAG = [
+    "train", "--optimizer", "sgd", "--epochs", "2", "--subset", "120", "--seed", "7",
+    "--batch-size", "100", "--lr", "0.01", "--damping", "0.2", "--analog-time", "400",
+    "--readout-error", "0.2", "--delay", "0.5", "--kappa0", "0.002", "--analog-dt", "0.5",
+    "--rounding", "stochastic", "--roundings", "2", "--no-pd-guard", "--kfac-mode", "solve",
+    "--readout-simulator", "trajectory", "--tile-mapping", "monolithic", "--cells-per-tile", "16",
+    "--inv-update-steps", "5", "--cg-iters", "3", "--kl-clip", "off", "--lr-schedule", "cosine",
+    "--no-tngd-warm-start", "--eval-every", "1", "--device", "cpu", "--out", "OUT", "--overwrite",
+    "--no-progress", "--threads", "1", "--model", "mlp", "--dataset", "digits", "--backend", "exact",
+]  # fmt: skip
+EVERY_VALUE = {
+    "optimizer": "sgd", "epochs": 2, "subset": 120, "seed": 7, "batch_size": 100, "lr": 0.01,
+    "damping": 0.2, "analog_time": 400.0, "readout_error": 0.2, "delay": 0.5, "kappa0": 0.002,
+    "analog_dt": 0.5, "rounding": "stochastic", "roundings": 2, "pd_guard": False, "kfac_mode": "solve",
+    "readout_simulator": "trajectory", "tile_mapping": "monolithic", "cells_per_tile": 16,
+    "inv_update_steps": 5, "cg_iters": 3, "kl_clip": None, "lr_schedule": "cosine",
+    "tngd_warm_start": False, "eval_every": 1, "device": "cpu", "out": "OUT", "overwrite": True,
+    "progress": False, "model": "mlp", "dataset": "digits", "backend": "exact", "resume": False,
+}  # fmt: skip
+
+
+def test_every_flag_reaches_the_config() -> None:
+    """Every field away from its default on one command line: the TrainConfig built from the parsed flags
+    holds exactly the values given."""
+    cfg = namespace_to_dataclass(TrainConfig, _parse(EVERY_FLAG))
+    assert dataclasses.asdict(cfg) == EVERY_VALUE
+    defaults = TrainConfig()
+    same = {k for k, v in EVERY_VALUE.items() if v == getattr(defaults, k)}
+    # only choices with one sensible value on a tiny CPU run, and resume (needs a checkpoint), stay default
+    assert same == {"model", "dataset", "backend", "device", "resume"}
+
+
+def test_the_flags_of_a_real_run_reach_its_summary(tmp_path: Path, capsys) -> None:
+    """A real (tiny) run from the command line: thermodynamic K-FAC on rc8 with every field it reads away
+    from its default; summary.json holds exactly the values given, and stdout is the one JSON line."""
     out = tmp_path / "run"
-    argv = [
-        "train", "--optimizer", "sgd", "--epochs", "2", "--subset", "120", "--seed", "7",
-        "--batch-size", "100", "--lr", "0.01", "--damping", "0.2", "--analog-time", "400",
-        "--readout-error", "0.2", "--delay", "0.5", "--kappa0", "0.002", "--analog-dt", "0.5",
-        "--rounding", "stochastic", "--roundings", "2", "--no-pd-guard", "--kfac-mode", "solve",
-        "--readout-simulator", "trajectory", "--tile-mapping", "monolithic", "--cells-per-tile", "16",
-        "--inv-update-steps", "5", "--cg-iters", "3", "--kl-clip", "off", "--lr-schedule", "cosine",
-        "--no-tngd-warm-start", "--eval-every", "1", "--device", "cpu", "--out", str(out), "--overwrite",
-        "--no-progress", "--threads", "1", "--model", "mlp", "--dataset", "digits", "--backend", "exact",
-    ]  # fmt: skip
+    unread = {"delay", "cg_iters", "tngd_warm_start"}  # TNGD's and NGD-CG's: refused for kfac (below)
+    argv = [str(out) if word == "OUT" else word for word in EVERY_FLAG]
+    for flag in ("--delay", "--cg-iters", "--no-tngd-warm-start"):
+        k = argv.index(flag)
+        del argv[k : k + (1 if flag.startswith("--no-") else 2)]
+    argv[argv.index("--optimizer") + 1] = "kfac"
+    argv[argv.index("--backend") + 1] = "rc8"
     assert cli_module.main(argv) == 0
     stdout = capsys.readouterr().out.strip().splitlines()
     assert len(stdout) == 1 and json.loads(stdout[0])["status"] == "completed"
     got = json.loads((out / "summary.json").read_text())["config"]
-    expected = {
-        "optimizer": "sgd", "epochs": 2, "subset": 120, "seed": 7, "batch_size": 100, "lr": 0.01,
-        "damping": 0.2, "analog_time": 400.0, "readout_error": 0.2, "delay": 0.5, "kappa0": 0.002,
-        "analog_dt": 0.5, "rounding": "stochastic", "roundings": 2, "pd_guard": False, "kfac_mode": "solve",
-        "readout_simulator": "trajectory", "tile_mapping": "monolithic", "cells_per_tile": 16,
-        "inv_update_steps": 5, "cg_iters": 3, "kl_clip": None, "lr_schedule": "cosine",
-        "tngd_warm_start": False, "eval_every": 1, "device": "cpu", "out": str(out), "overwrite": True,
-        "progress": False, "model": "mlp", "dataset": "digits", "backend": "exact", "resume": False,
-    }  # fmt: skip
-    assert got == expected
-    defaults = TrainConfig()
-    same = {k for k, v in expected.items() if v == getattr(defaults, k)}
-    # only choices with one sensible value on a tiny CPU run, and resume (needs a checkpoint), stay default
-    assert same == {"model", "dataset", "backend", "device", "resume"}
+    defaults = dataclasses.asdict(TrainConfig())
+    expected = EVERY_VALUE | {"optimizer": "kfac", "backend": "rc8", "out": str(out)}
+    assert got == expected | {k: defaults[k] for k in unread}
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (
+            ["--optimizer", "adam", "--delay", "5"],
+            "--optimizer adam does not read --delay 5 (--delay is for tngd",
+        ),
+        (["--optimizer", "sgd", "--backend", "rc8"], "does not read --backend rc8"),
+        (
+            ["--optimizer", "sgd", "--kappa0", "0.1", "--analog-time", "50"],
+            "--analog-time 50 and --kappa0 0.1",
+        ),
+        (["--optimizer", "adam", "--no-tngd-warm-start"], "does not read --no-tngd-warm-start"),
+        (["--optimizer", "adam", "--kl-clip", "off"], "does not read --kl-clip off (--kl-clip is for kfac)"),
+        (["--optimizer", "ngd", "--cg-iters", "3"], "(--cg-iters is for ngd-cg); drop it."),
+        (
+            ["--optimizer", "tngd", "--inv-update-steps", "3"],
+            "--optimizer tngd does not read --inv-update-steps 3",
+        ),
+        (
+            ["--optimizer", "kfac", "--analog-time", "50"],
+            "--optimizer kfac on --backend exact (digital K-FAC) does not read --analog-time 50",
+        ),
+    ],
+)
+def test_a_flag_the_optimizer_does_not_read_is_refused(tmp_path: Path, capsys, flags, words) -> None:
+    """As ``experiment`` refuses an option it does not use: `train --optimizer adam --delay 5` once trained
+    plain Adam and wrote delay = 5.0 into its config.toml."""
+    out = tmp_path / "run"
+    assert cli_module.main(["train", *flags, "--subset", "100", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("thermotrain train: error: ") and words in err, err
+    assert not out.exists()
+
+
+def test_a_config_key_the_optimizer_does_not_read_is_refused_unless_default(tmp_path: Path, capsys) -> None:
+    from thermotrain.training._cli import refuse_ignored_settings
+
+    f = tmp_path / "run.toml"
+    f.write_text('optimizer = "adam"\ndelay = 5.0\n')
+    assert cli_module.main(["train", "--config", str(f), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert f"does not read delay = 5.0 (in --config {f})" in err and not (tmp_path / "o").exists()
+
+    def check(*argv: str) -> None:
+        from thermotrain.training import _cli as tcli
+
+        args = tcli._with_config("train", _parse(["train", *argv]))
+        refuse_ignored_settings(namespace_to_dataclass(TrainConfig, args), args)
+
+    # a default value passes (an earlier run's config.toml lists every field), as does a field the run reads
+    f.write_text('optimizer = "adam"\ndelay = 0.0\nbackend = "exact"\nkl_clip = 1e-3\npd_guard = true\n')
+    check("--config", str(f))
+    check("--optimizer", "adam", "--backend", "exact", "--delay", "0")
+    check("--optimizer", "tngd", "--delay", "5", "--kappa0", "0.1", "--backend", "rc8")
+    check("--optimizer", "kfac", "--backend", "ideal", "--analog-time", "50", "--kappa0", "0.1")
+    check("--optimizer", "ngd-cg", "--cg-iters", "3", "--damping", "0.1")
+    with pytest.raises(InputError, match="does not read --delay 5"):  # the command line beats the file
+        check("--config", str(f), "--delay", "5")
+
+
+@pytest.mark.parametrize(
+    "flag, text, words",
+    [
+        ("--epochs", "2.5", "must be a whole number >= 1, got 2.5"),
+        ("--subset", "1e3", "must be a whole number >= 1 written in digits (e.g. 1000), got 1e3"),
+        ("--batch-size", "abc", "must be a whole number >= 1, got 'abc'"),
+        ("--epochs", "4.0", "must be a whole number >= 1 written in digits (e.g. 4), got 4.0"),
+        ("--threads", "1.5", "must be a whole number >= 0 and <= 1024, got 1.5"),
+    ],
+)
+def test_a_whole_number_flag_asks_for_a_whole_number(capsys, flag: str, text: str, words: str) -> None:
+    err = _refused(capsys, ["train", flag, text])
+    assert f"argument {flag}: {words} (see" in err and "finite" not in err, err
 
 
 PROBES = ("-1", "0", "0.5", "1", "2", "10", "11", "1e-3", "4294967296", "nan", "inf", "x")

@@ -65,7 +65,8 @@ def test_command_line_flags_override_the_file_and_only_when_given(tmp_path):
         ("batch-size = 3\n", ["unknown key 'batch-size' (did you mean batch_size?)"]),
         ("[train]\nepochs = 1\n", ["unknown key 'train'"]),
         ("epochs = 0\n", ["epochs = 0", ">= 1"]),
-        ("epochs = 1.5\n", ["epochs = 1.5"]),
+        ("epochs = 1.5\n", ["epochs = 1.5", "must be a whole number >= 1, got 1.5"]),
+        ('optimizer = "adam"\nkl_clip = "off"\n', ['does not read kl_clip = "off" (in --config', "kfac"]),
         ('optimizer = "lbfgs"\n', ["optimizer = 'lbfgs' is not one of sgd, adam"]),
         ("progress = 1\n", ["progress = 1 must be true or false", "--progress/--no-progress"]),
         ("lr = true\n", ["lr = True", "a value is needed"]),
@@ -96,7 +97,7 @@ def test_a_missing_or_binary_config_file_is_refused(tmp_path, capsys):
 def test_train_writes_its_effective_config_which_reproduces_the_run(tmp_path, capsys):
     f = _toml(
         tmp_path / "run.toml",
-        'dataset = "digits"\nsubset = 200\nepochs = 1\nbatch_size = 64\nkl_clip = "off"\n',
+        'optimizer = "kfac"\ndataset = "digits"\nsubset = 200\nepochs = 1\nbatch_size = 64\nkl_clip = "off"\n',
     )
     one, two = tmp_path / "one", tmp_path / "two"
     assert cli.main(["train", "--config", f, "--lr", "0.004", "--no-progress", "--out", str(one)]) == 0

@@ -262,6 +262,100 @@ def test_the_divergence_rule_needs_three_steps_above_four_times_the_initial_loss
     assert isinstance(harness.DivergenceMonitor(10).check(1, float("inf")), DivergedError)
 
 
+def test_the_divergence_message_names_the_settings_of_the_run(tmp_path: Path, capsys) -> None:
+    """sgd has no damping: the advice is --lr alone; TNGD's names its damping and an explicit --kappa0."""
+    code, _, err = _cli(
+        capsys, "train", *TINY, "--optimizer", "sgd", "--lr", "1e6", "--out", str(tmp_path / "a")
+    )
+    line = _one_error_line(err)
+    assert code == 4 and "Lower --lr (now 1e+06) and rerun" in line and "--damping" not in line
+    cfg = _cfg(None, optimizer="tngd", kappa0=1e3, lr=0.5)
+    assert harness._divergence_fix(cfg) == (
+        "Lower --kappa0 (now 1000; the device's full scale is 1), lower --lr (now 0.5) or raise --damping "
+        "(now 0.03)"
+    )
+    assert harness._divergence_fix(_cfg(None, optimizer="kfac", kappa0=1e3)) == (
+        "Lower --lr (now 0.05) or raise --damping (now 0.3)"  # digital K-FAC has no device noise
+    )
+
+
+# ------------------------------------------------------------------------------ failed runs leave no folder
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_a_run_failing_before_its_first_step_leaves_nothing_and_can_be_rerun(tmp_path: Path, capsys) -> None:
+    """TNGD with κ0 = 1e300: the device state overflows at step 1. The folders and files the run made go
+    again (the parents it created too); the error names --kappa0; the same command then runs."""
+    run = tmp_path / "new" / "deeper" / "run"
+    argv = ["train", *TINY, "--optimizer", "tngd", "--out", str(run)]
+    code, _, err = _cli(capsys, *argv, "--kappa0", "1e300")
+    line = _one_error_line(err)
+    assert code == 1 and "non-finite at step 1" in line and "--kappa0, now 1e+300" in line
+    assert "reduce dt" not in line and "keeps" not in line
+    assert _tree(tmp_path) == []  # not even the parents it made
+    code, _, err = _cli(capsys, *argv, "--kappa0", "0")  # the rerun is not refused
+    assert code == 0, err
+
+
+def test_a_failed_run_in_a_given_folder_removes_only_what_it_made(tmp_path: Path, capsys) -> None:
+    """An empty folder the user made stays (empty); with --overwrite the old run's files go (as asked), the
+    failed new run's too; a run failing before its first step never leaves metrics that block a rerun."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = ["--optimizer", "tngd", "--kappa0", "1e300"]
+    code, _, err = _cli(capsys, "train", *TINY, *bad, "--out", str(empty))
+    assert code == 1 and empty.is_dir() and _tree(empty) == []
+    run = tmp_path / "run"
+    _real_run(run)
+    code, _, err = _cli(capsys, "train", *TINY, *bad, "--out", str(run), "--overwrite")
+    assert code == 1 and "non-finite" in _one_error_line(err)
+    assert run.is_dir() and _tree(run) == []
+    code, _, err = _cli(capsys, "train", *TINY, "--optimizer", "sgd", "--out", str(run))
+    assert code == 0, err
+
+
+def test_a_run_failing_after_a_checkpoint_keeps_it_and_says_resume(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    run = tmp_path / "run"
+    real_step = harness.Method.step
+
+    def step(self, x, y):
+        if self.steps == 3:  # epoch 2 (2 steps per epoch)
+            raise TrainingError("device failed (injected)")
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(harness.Method, "step", step)
+    argv = ["train", *TINY, "--epochs", "2", "--optimizer", "sgd", "--out", str(run)]
+    code, _, err = _cli(capsys, *argv)
+    line = _one_error_line(err)
+    assert code == 1 and "injected" in line and "keeps the metrics of the 3 step(s)" in line
+    assert "--resume" in line and "--overwrite" in line
+    assert (run / "checkpoint.json").exists() and (run / "metrics.jsonl").exists()
+    monkeypatch.setattr(harness.Method, "step", real_step)
+    code, _, err = _cli(capsys, *argv, "--resume")
+    assert code == 0, err
+
+
+def test_a_huge_tngd_damping_is_a_training_error_not_a_lapack_one() -> None:
+    """Python API (the CLI refuses --damping above MAX_DAMPING): λ = 1e30 overflows the float32 device
+    state; the Lanczos evaluation reports it as a non-finite state naming the settings, not LinAlgError."""
+    from thermotrain.training import TNGDConfig, TNGDPreconditioner
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    precond = TNGDPreconditioner(model, TNGDConfig(damping=1e30))
+    with pytest.raises(
+        TrainingError, match=r"non-finite at step 1; lower the damping \(--damping, now 1e\+30"
+    ):
+        precond.step(x, y)
+
+
 @pytest.mark.slow
 def test_default_tngd_on_digits_for_12_epochs_trains_and_completes(tmp_path: Path, capsys) -> None:
     """The issue's case: ``train --optimizer tngd --epochs 12`` (defaults) went to chance accuracy at epoch 6
@@ -301,7 +395,9 @@ def test_overwrite_removes_the_old_run_first_so_a_failing_new_run_leaves_no_summ
 
     monkeypatch.setattr(harness, "evaluate", broken_evaluate)
     code, _, err = _cli(capsys, "train", *TINY, "--optimizer", "adam", "--out", str(run), "--overwrite")
-    assert code == 1 and "injected" in _one_error_line(err)
+    line = _one_error_line(err)
+    assert code == 1 and "injected" in line
+    assert "keeps the metrics of the 2 step(s)" in line and "--overwrite" in line  # says what it kept
     assert not (run / "summary.json").exists()  # no stale summary of the old run
     assert not (run / "checkpoint.pt").exists() and not (run / "checkpoint.json").exists()
     steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -382,7 +478,10 @@ def test_the_comparison_refuses_an_old_folder_unless_overwrite(tmp_path: Path) -
         (["--lr", "nan"], 2, "--lr"),
         (["--damping", "0"], 2, "--damping"),
         (["--analog-time", "-5"], 2, "--analog-time"),
-        (["--optimizer", "kfac", "--backend", "ideal", "--analog-time", "0"], 1, "analog_time"),
+        (["--optimizer", "kfac", "--backend", "ideal", "--analog-time", "0"], 1, "--analog-time 0"),
+        (["--optimizer", "tngd", "--damping", "1e30"], 2, "--damping: must be <= 1000000.0"),
+        (["--optimizer", "kfac", "--damping", "1e308"], 2, "--damping"),
+        (["--optimizer", "adam", "--delay", "5"], 1, "--optimizer adam does not read --delay 5"),
         (["--analog-dt", "0"], 2, "--analog-dt"),
         (["--kappa0", "-1"], 2, "--kappa0"),
         (["--epochs", "0"], 2, "--epochs"),
@@ -423,7 +522,8 @@ def test_cuda_without_cuda_is_named(monkeypatch, capsys, tmp_path: Path) -> None
         ({"lr": "0.1"}, "lr"),
         ({"damping": 0.0}, "damping"),
         ({"analog_time": -1.0}, "analog_time"),
-        ({"optimizer": "kfac", "backend": "ideal", "analog_time": 0.0}, "analog_time"),
+        ({"optimizer": "kfac", "backend": "ideal", "analog_time": 0.0}, "--analog-time"),
+        ({"damping": 1e7}, "damping"),
         ({"delay": float("inf")}, "delay"),
         ({"kappa0": -1e-3}, "kappa0"),
         ({"analog_dt": 0.0}, "analog_dt"),
@@ -529,16 +629,23 @@ def test_a_failed_run_makes_the_experiment_exit_non_zero_naming_it(tmp_path: Pat
 
 
 def test_experiment_out_is_refused_when_it_holds_files_unless_overwrite(tmp_path: Path, capsys) -> None:
+    """--overwrite replaces an earlier experiment's folder, and never a folder of the user's own files."""
     out = tmp_path / "exp"
     out.mkdir()
     (out / "old.json").write_text("{}")
     argv = ["experiment", "tngd-delay", *EXP_TINY, "--out", str(out)]
     code, _, err = _cli(capsys, *argv)
     assert code == 1 and "--overwrite" in _one_error_line(err, "experiment")
-    assert (out / "old.json").exists()
     code, _, err = _cli(capsys, *argv, "--overwrite")
+    assert code == 1 and "no thermotrain command wrote (old.json)" in _one_error_line(err, "experiment")
+    assert sorted(p.name for p in out.iterdir()) == ["old.json"]
+    (out / "old.json").unlink()
+    assert _cli(capsys, *argv)[0] == 0
+    (out / "results.md").write_text("stale")
+    code, _, err = _cli(capsys, *argv, "--overwrite")  # an earlier experiment's folder: replaced
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == [
+        ".thermotrain-output",
         "config.toml",
         "report.html",
         "results.json",
