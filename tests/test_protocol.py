@@ -242,6 +242,9 @@ def test_optimizers_experiment_writes_results_json_under_the_protocol(tmp_path: 
     assert cli.main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     assert len(results["rows"]) == 8
+    assert (
+        results["machine"]["torch_cpu_capability"] and results["machine"]["threads"] >= 1
+    )  # for bit-level comparisons
     for row in results["rows"]:
         assert ROW_KEYS <= set(row) and row["selected_on"] == "validation", row["label"]
         assert row["ci95"] is not None and len(row["grid"]) == 2

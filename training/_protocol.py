@@ -754,6 +754,30 @@ def dumps(obj: Any) -> str:
     return json.dumps(_strict(obj), indent=2, allow_nan=False, default=str)
 
 
+def machine() -> dict[str, Any]:
+    """What the numbers were computed on, for results.json: runs on the same code agree to the bit only on
+    the same CPU kernels (torch dispatches AVX2 or AVX-512 code by CPU, which rounds differently), so a row
+    that moves by a test image between two results files is first checked against this."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
+
+
 def write_results(
     out: Path,
     experiment: str,
@@ -762,12 +786,13 @@ def write_results(
     failed: Mapping[str, list[str]] | None = None,
     **extra: Any,
 ) -> Path:
-    """``out/results.json`` (atomically): the experiment, its protocol, one row per arm, the failures; and
-    ``out/results.md``, the same rows as a markdown table (:func:`markdown_table`), for the protocol's
+    """``out/results.json`` (atomically): the experiment, its protocol, the machine (:func:`machine`), one row
+    per arm, the failures; and ``out/results.md``, the same rows as a markdown table (:func:`markdown_table`), for the protocol's
     training rows (an experiment that trains nothing, e.g. ``width``, writes results.json only)."""
     payload = {
         "experiment": experiment,
         "protocol": None if protocol is None else protocol.describe(),
+        "machine": machine(),
         **extra,
         "rows": list(rows),
         "failed": dict(failed or {}),
