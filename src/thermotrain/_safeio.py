@@ -315,7 +315,8 @@ def check_replaceable(path: Path, flag: str, markers: tuple[str, ...] = (OUTPUT_
         shown = ", ".join(names[:3]) + (f", … ({len(names)} entries)" if len(names) > 3 else "")
         raise OutputError(
             f"{flag} {path} holds files no thermotrain command wrote ({shown}); --overwrite replaces only a "
-            f"folder thermotrain wrote (it holds {markers[0]}): move them away or choose another folder."
+            f"folder thermotrain wrote (it holds {markers[0]}; folders written before 2026-12-07 lack it): "
+            "move the files away, delete the folder yourself, or choose another folder."
         )
 
 
