@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from thermotrain._args import comma_items
 from thermotrain._errors import InputError
 from thermotrain.training._protocol import (
     Arm,
@@ -197,13 +198,7 @@ def parse_nonidealities(value: Any) -> list[str]:
     """
     flag = "--nonidealities"
     if isinstance(value, str):
-        items = [s.strip() for s in value.split(",")] if value.strip() else []
-        empty = [i for i, item in enumerate(items, 1) if not item]
-        if empty:
-            raise InputError(
-                f"{flag}={value!r}: item {empty[0]} of {len(items)} is empty (a stray comma); give the names "
-                "separated by single commas, e.g. coupling_bits,adc_bits."
-            )
+        items = comma_items(flag, value, "coupling_bits,adc_bits")
     elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
         items = list(value)
     else:

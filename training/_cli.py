@@ -36,6 +36,7 @@ from thermotrain._args import (
     config_actions,
     explicit_flags,
     flag_name,
+    join_words,
     load_toml_config,
     namespace_to_dataclass,
     positive_float,
@@ -264,7 +265,7 @@ def refuse_ignored_settings(cfg: TrainConfig, args: argparse.Namespace) -> None:
     run = f"--optimizer {cfg.optimizer}"
     if cfg.optimizer == "kfac" and any(k in KFAC_DEVICE_FIELDS for k in bad):
         run += " on --backend exact (digital K-FAC)"
-    what = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+    what = join_words(shown, "and")
     readers = "; ".join(f"{flag_name(k)} is for {ignored[k]}" for k in bad)
     raise InputError(f"{run} does not read {what} ({readers}); drop {'it' if len(bad) == 1 else 'them'}.")
 

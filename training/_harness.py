@@ -67,6 +67,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from thermotrain._args import join_words
 from thermotrain._errors import CheckpointError, DivergedError, InputError, OutputError
 from thermotrain._html import train_report
 from thermotrain._safeio import check_output_dir, check_regular, load_json, read_regular, write_text_atomic
@@ -349,7 +350,7 @@ def _divergence_fix(cfg: TrainConfig) -> str:
     if noisy and cfg.kappa0 is not None and cfg.kappa0 > 0:
         kappa = f"lower --kappa0 (now {cfg.kappa0:g}; the device's full scale is 1)"
         fixes.insert(0 if cfg.kappa0 > 1 else len(fixes), kappa)
-    text = fixes[0] if len(fixes) == 1 else ", ".join(fixes[:-1]) + " or " + fixes[-1]
+    text = join_words(fixes)
     return text[0].upper() + text[1:]
 
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from thermotrain._args import comma_items
 from thermotrain._errors import DivergedError, InputError, ThermotrainError, TrainingError
 from thermotrain._safeio import write_text_atomic
 from thermotrain.training._config import DEFAULT_DAMPING, DEFAULT_LR, TrainConfig
@@ -97,15 +98,7 @@ def parse_grid(name: str, value: Any) -> tuple[float, ...]:
     flag = "--" + name.replace("_", "-")
     items: Sequence[Any]
     if isinstance(value, str):
-        if not value.strip():
-            raise InputError(f"{flag}={value!r} is empty; give at least one multiplier, e.g. 1.")
-        items = [p.strip() for p in value.split(",")]
-        for i, item in enumerate(items, 1):
-            if not item:
-                raise InputError(
-                    f"{flag}={value!r}: item {i} of {len(items)} is empty (a stray comma); give the "
-                    "multipliers separated by single commas, e.g. 0.3,1,3."
-                )
+        items = comma_items(flag, value, "0.3,1,3")
     elif isinstance(value, Sequence) and not isinstance(value, bytes):
         items = list(value)
     else:

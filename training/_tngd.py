@@ -57,6 +57,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from thermotrain._args import join_words
 from thermotrain._errors import TrainingError
 from thermotrain.models import _rng
 from thermotrain.training._config import MAX_DAMPING
@@ -632,8 +633,7 @@ class TNGDPreconditioner:
             fixes.append(f"lower the device noise (--kappa0, now {kappa0:g})")
         if c.integrator == "euler":
             fixes.append(f"reduce the Euler step (TNGDConfig.dt, now {c.dt:g} τ)")
-        text = fixes[0] if len(fixes) == 1 else ", ".join(fixes[:-1]) + f" or {fixes[-1]}"
-        return f"TNGD device state non-finite at step {self.steps + 1}; {text}."
+        return f"TNGD device state non-finite at step {self.steps + 1}; {join_words(fixes)}."
 
     def device_log(self) -> list[dict[str, Any]]:
         """TNGD runs the device continuously (one ``analog_time`` per step, in ``last_step``): no per-call

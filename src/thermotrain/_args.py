@@ -23,7 +23,7 @@ import json
 import math
 import numbers
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,6 +83,26 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) ->
     if not isinstance(value, str) or value not in choices:
         raise InputError(f"{name}={value!r} is not one of {', '.join(map(str, choices))}.")
     return value
+
+
+def join_words(items: Sequence[str], last: str = "or") -> str:
+    """``["a"]`` -> ``"a"``, ``["a", "b", "c"]`` -> ``"a, b or c"`` (``last``: the word before the last item)."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {last} {items[-1]}"
+
+
+def comma_items(flag: str, text: str, example: str) -> list[str]:
+    """The stripped items of a comma-separated ``text`` (``[]`` for a blank one); an empty item (``"1,,2"``,
+    ``"1,"``) is refused naming ``flag`` and the value, so a list runs as written, never minus a stray item."""
+    if not text.strip():
+        return []
+    items = [p.strip() for p in text.split(",")]
+    empty = next((i for i, item in enumerate(items, 1) if not item), None)
+    if empty is not None:
+        raise InputError(
+            f"{flag}={text!r}: item {empty} of {len(items)} is empty (a stray comma); give the items separated "
+            f"by single commas, e.g. {example}."
+        )
+    return items
 
 
 def _argparse_type(
