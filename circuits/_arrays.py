@@ -128,11 +128,15 @@ class ArraySpec(abc.ABC):
         """Refuse a programmed ``A_dev`` that the coupling resolution rounded to a matrix that is not positive
         definite (the target is SPD, checked on construction): the array it programs would be unstable, and
         a netlist of it would simulate a divergence, not the target. A diagonal entry rounded to zero is
-        left to the builders, whose message names the cell."""
+        named by its cell."""
         if self.nonideal.coupling_bits is None and self.nonideal.coupling_bank is None:
             return  # unrounded: A_dev = target / max|target|, SPD
-        if not np.all(np.diag(A) > 0):
-            return
+        for i in np.flatnonzero(np.diag(A) <= 0)[:1]:
+            raise CircuitError(
+                f"A_dev[{i},{i}] = {A[i, i]:.3g}: cell {i}'s self term (A[{i},{i}] = {self.target[i, i]:.4g}) "
+                "rounds to zero at the coupling resolution, which would leave that cell without its restoring "
+                "term (an unstable array). Use more coupling bits or add damping."
+            )
         lam = float(np.linalg.eigvalsh(0.5 * (A + A.T))[0])
         if lam <= 0:
             raise CircuitError(
@@ -409,14 +413,8 @@ class RCArraySpec(ArraySpec):
                 a = A[i, j]
                 if i == j:
                     # the cell's own leak: never dropped as "zero" (without it the integrator has no
-                    # restoring term and the array is unstable); the range check refuses a tiny one
-                    if a <= 0:
-                        raise CircuitError(
-                            f"A_dev[{i},{i}] = {a:.3g}: cell {i}'s self term (A[{i},{i}] = "
-                            f"{self.target[i, i]:.4g}) rounds to zero at the coupling resolution, which would "
-                            "leave that integrator without a leak (an unstable array). Use more coupling bits "
-                            "or add damping."
-                        )
+                    # restoring term and the array is unstable); the range check refuses a tiny one, and
+                    # _refuse_indefinite one rounded to zero
                     hint = (
                         "A diagonal entry this small relative to max|A| cannot be placed (without it the "
                         "array is unstable): add damping or choose a smaller unit_resistance."
